@@ -1,0 +1,1 @@
+//! Benchmark toolkit (mock sink, load generator).

@@ -1,0 +1,165 @@
+//! The header pipeline: hop-by-hop removal, the authoritative request id, and redaction.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Header names whose values are stored as `[REDACTED]` by default.
+pub const DEFAULT_REDACTED: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// What the ledger stores in place of a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Removes hop-by-hop headers, including every name listed in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether a caller-supplied request id may be kept: 20–200 characters of `[A-Za-z0-9._-]`.
+pub fn is_valid_request_id(id: &str) -> bool {
+    (20..=200).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Appends `peer` to an existing `X-Forwarded-For` value.
+pub fn append_forwarded_for(existing: Option<&HeaderValue>, peer: &str) -> String {
+    match existing.and_then(|v| v.to_str().ok()).map(str::trim) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {peer}"),
+        _ => peer.to_string(),
+    }
+}
+
+/// The first entry of `X-Forwarded-For`, if present and non-empty.
+pub fn first_forwarded_for(value: Option<&HeaderValue>) -> Option<String> {
+    let first = value?.to_str().ok()?.split(',').next()?.trim();
+    (!first.is_empty()).then(|| first.to_string())
+}
+
+/// A case-insensitive set of header names whose values are redacted when recorded.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    names: Vec<String>,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new(DEFAULT_REDACTED.iter().copied())
+    }
+}
+
+impl Redactor {
+    /// A redactor for the given names (compared case-insensitively).
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            names: names.into_iter().map(|n| n.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Whether the value of `name` must not be stored.
+    pub fn is_redacted(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Ordered `[name, value]` pairs of `headers`, duplicates kept, redacted values replaced.
+    pub fn record(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let v = if self.is_redacted(name.as_str()) {
+                    REDACTED.to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_string(), v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_listed_names() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-private".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("upgrade", "h2c".parse().unwrap());
+        h.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn request_id_rules() {
+        assert!(is_valid_request_id("abcdefghij0123456789"));
+        assert!(is_valid_request_id(&"a.b_c-".repeat(30)));
+        assert!(!is_valid_request_id("short"));
+        assert!(!is_valid_request_id(&"a".repeat(201)));
+        assert!(!is_valid_request_id("abcdefghij 123456789"));
+    }
+
+    #[test]
+    fn forwarded_for_appends_and_reads_first() {
+        let v = HeaderValue::from_static("10.0.0.1, 10.0.0.2");
+        assert_eq!(
+            append_forwarded_for(Some(&v), "127.0.0.1"),
+            "10.0.0.1, 10.0.0.2, 127.0.0.1"
+        );
+        assert_eq!(append_forwarded_for(None, "127.0.0.1"), "127.0.0.1");
+        assert_eq!(first_forwarded_for(Some(&v)).as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn redaction_keeps_order_and_duplicates() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", "a=1".parse().unwrap());
+        h.append("set-cookie", "b=2".parse().unwrap());
+        h.append("x-trace", "t".parse().unwrap());
+        h.append("Authorization", "Bearer secret".parse().unwrap());
+        let rec = Redactor::default().record(&h);
+        assert_eq!(rec.len(), 4);
+        assert!(rec.iter().all(|(_, v)| !v.contains("secret") && v != "a=1"));
+        assert_eq!(
+            rec.iter().filter(|(n, _)| n == "set-cookie").count(),
+            2,
+            "duplicates are kept"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Domain types and rules of sluice: channels, snapshots, request records and the pure
+//! functions of the proxy path (URL join, header pipeline, redaction, outcome classification).
+//! Nothing here performs I/O.
+
+pub mod channel;
+pub mod clock;
+pub mod exchange;
+pub mod headers;
+pub mod outcome;
+pub mod url_join;
+
+pub use channel::{Channel, ChannelConfig, Snapshot, Timeouts};
+pub use exchange::{BodyObservation, EventRecord, RequestRecord, RequestState, Timings};
+pub use outcome::ExchangeError;

@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn timeouts_map_to_504_and_others_to_502() {
         assert_eq!(ExchangeError::ConnectTimeout.http_status(), 504);
-        assert_eq!(ExchangeError::ResponseTimeout.state(), RequestState::Timeout);
+        assert_eq!(
+            ExchangeError::ResponseTimeout.state(),
+            RequestState::Timeout
+        );
         assert_eq!(ExchangeError::Econnrefused.http_status(), 502);
         assert_eq!(ExchangeError::Nxdomain.state(), RequestState::Error);
     }

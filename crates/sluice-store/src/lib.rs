@@ -1,1 +1,26 @@
-//! sluice-store
+//! The sluice ledger: one storage interface over SQLite (default) and PostgreSQL, the
+//! migrations of both, the group-commit writer and the change feed that keeps caches fresh.
+//!
+//! Both backends are reached through `sqlx`'s `Any` driver with the same SQL text (numbered
+//! `$N` parameters, types both understand); what differs — migrations and connection setup —
+//! lives in [`db`].
+
+pub mod audit;
+pub mod changes;
+pub mod channels;
+pub mod db;
+pub mod error;
+pub mod ledger;
+pub mod projects;
+pub mod requests;
+mod rows;
+pub mod tokens;
+
+pub use audit::{AuditEntry, AuditFilter};
+pub use changes::Change;
+pub use db::{Backend, Store, StoreOptions};
+pub use error::StoreError;
+pub use ledger::{Ledger, LedgerConfig, LedgerError};
+pub use projects::Project;
+pub use requests::{ChannelStats, Cursor, RequestFilter, StatusFilter};
+pub use tokens::{ApiToken, Role};

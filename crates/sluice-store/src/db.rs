@@ -1,0 +1,145 @@
+//! Connecting to the ledger, running migrations, and the dialect differences of the backends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::broadcast;
+
+use crate::changes::Change;
+use crate::error::Result;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine holds the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (single node).
+    Sqlite,
+    /// PostgreSQL server (one or many nodes).
+    Postgres,
+}
+
+/// Tunables for opening the ledger.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// How long SQLite waits on a locked database before failing a statement.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The ledger: a connection pool plus the change feed of configuration updates.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    changes: broadcast::Sender<Change>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the ledger at `url` (`sqlite://path` or `postgres://…`), creating a SQLite file
+    /// if needed. Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL scheme in {url:?}: use sqlite:// or postgres://")
+                    .into(),
+            )
+            .into());
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let connect = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let busy_ms = opts.sqlite_busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; NORMAL syncs at
+                        // checkpoints, which survives a process crash (see docs/ARCHITECTURE.md).
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await?;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(Self {
+            pool,
+            backend,
+            changes,
+        })
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Subscribes to configuration changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Announces a configuration change to every subscriber.
+    pub fn publish(&self, change: Change) {
+        // No subscriber is fine: nothing is cached yet.
+        let _ = self.changes.send(change);
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

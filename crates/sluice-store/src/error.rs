@@ -1,0 +1,39 @@
+//! The error type of the storage boundary.
+
+/// What went wrong talking to the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. a duplicate channel name).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The row changed since it was read (optimistic locking).
+    #[error("stale lock_version")]
+    Stale,
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`], leaving others as they are.
+    pub(crate) fn from_write(err: sqlx::Error, what: &str) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(what.to_string());
+            }
+        }
+        StoreError::Database(err)
+    }
+}
+
+/// Result alias of the storage boundary.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

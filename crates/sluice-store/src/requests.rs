@@ -1,0 +1,503 @@
+//! Request records and their events: batched writes, history queries, statistics.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sluice_core::clock::Micros;
+use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState, Timings};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use crate::db::Store;
+use crate::error::{Result, StoreError};
+use crate::rows;
+
+/// Rows per multi-row statement (bounded by the backends' parameter limits).
+const CHUNK: usize = 400;
+
+const REQUEST_COLUMNS: &str =
+    "id, request_id, channel_id, snapshot_id, node_id, state, started_at, \
+     completed_at, client_identity, source_auth_method_id, source_auth_type, method, path, query, \
+     response_status, error, latency_us, ttfb_us, request_body_size, response_body_size";
+const REQUEST_COLUMN_COUNT: usize = 20;
+
+const EVENT_COLUMNS: &str = "request_id, request_headers, response_headers, \
+     request_body_sha256, request_body_size, request_body_preview, request_body_truncated, \
+     response_body_sha256, response_body_size, response_body_preview, response_body_truncated, \
+     response_status, latency_us, ttfb_us, connect_us, send_us, queue_us, reused_connection, error";
+const EVENT_COLUMN_COUNT: usize = 19;
+
+/// One write handed to the group-commit writer.
+#[derive(Debug, Clone)]
+pub enum LedgerOp {
+    /// A new request in state `pending`.
+    Pending(RequestRecord),
+    /// A finished request and, when the exchange got that far, its event.
+    Complete(RequestRecord, Option<EventRecord>),
+}
+
+/// Status filter of the history: an exact code or a class such as `5xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Exactly this status.
+    Exact(u16),
+    /// Any status of this hundred (`5` for `5xx`).
+    Class(u16),
+}
+
+impl StatusFilter {
+    /// Parses `404` or `5xx`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        if let Some(d) = s.strip_suffix("xx") {
+            let d: u16 = d.parse().ok()?;
+            return (1..=5).contains(&d).then_some(StatusFilter::Class(d));
+        }
+        let n: u16 = s.parse().ok()?;
+        (100..=599).contains(&n).then_some(StatusFilter::Exact(n))
+    }
+
+    fn range(self) -> (i64, i64) {
+        match self {
+            StatusFilter::Exact(n) => (i64::from(n), i64::from(n)),
+            StatusFilter::Class(d) => (i64::from(d) * 100, i64::from(d) * 100 + 99),
+        }
+    }
+}
+
+/// Position in the history: continue strictly after this `(started_at, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Start time of the last row seen.
+    pub started_at: Micros,
+    /// Id of the last row seen.
+    pub id: Uuid,
+}
+
+/// Filters of the request history.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only these states.
+    pub state: Option<RequestState>,
+    /// Only this method.
+    pub method: Option<String>,
+    /// Only these statuses.
+    pub status: Option<StatusFilter>,
+    /// Started at or after.
+    pub since: Option<Micros>,
+    /// Started before.
+    pub until: Option<Micros>,
+    /// Forwarded path starts with.
+    pub path_prefix: Option<String>,
+    /// This `x-request-id`.
+    pub request_id: Option<String>,
+}
+
+/// Counts and latency percentiles of a channel over a window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChannelStats {
+    /// Requests in the window.
+    pub total: i64,
+    /// Requests per state.
+    pub by_state: BTreeMap<String, i64>,
+    /// Latency percentiles (µs) of finished requests.
+    pub latency_us: BTreeMap<String, Option<i64>>,
+    /// Requests per minute: `(minute start in µs, count)`, oldest first.
+    pub per_minute: Vec<(Micros, i64)>,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+fn request_from_row(r: &AnyRow) -> Result<RequestRecord> {
+    let state: String = r.try_get("state")?;
+    let status: Option<i64> = r.try_get("response_status")?;
+    Ok(RequestRecord {
+        id: rows::uuid(r, "id")?,
+        request_id: r.try_get("request_id")?,
+        channel_id: rows::uuid(r, "channel_id")?,
+        snapshot_id: rows::uuid(r, "snapshot_id")?,
+        state: RequestState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?,
+        started_at: r.try_get("started_at")?,
+        completed_at: r.try_get("completed_at")?,
+        client_identity: r.try_get("client_identity")?,
+        source_auth_method_id: rows::opt_uuid(r, "source_auth_method_id")?,
+        source_auth_type: r.try_get("source_auth_type")?,
+        method: r.try_get("method")?,
+        path: r.try_get("path")?,
+        query: r.try_get("query")?,
+        response_status: status.map(|s| s as u16),
+        error: r.try_get("error")?,
+        latency_us: r.try_get("latency_us")?,
+        ttfb_us: r.try_get("ttfb_us")?,
+        request_body_size: r.try_get("request_body_size")?,
+        response_body_size: r.try_get("response_body_size")?,
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> Result<EventRecord> {
+    let status: Option<i64> = r.try_get("response_status")?;
+    Ok(EventRecord {
+        request_id: rows::uuid(r, "request_id")?,
+        request_headers: rows::json(r, "request_headers")?,
+        response_headers: rows::json(r, "response_headers")?,
+        request_body: BodyObservation {
+            sha256: r.try_get("request_body_sha256")?,
+            size: r.try_get("request_body_size")?,
+            preview: r.try_get("request_body_preview")?,
+            truncated: rows::flag(r, "request_body_truncated")?,
+        },
+        response_body: BodyObservation {
+            sha256: r.try_get("response_body_sha256")?,
+            size: r.try_get("response_body_size")?,
+            preview: r.try_get("response_body_preview")?,
+            truncated: rows::flag(r, "response_body_truncated")?,
+        },
+        response_status: status.map(|s| s as u16),
+        timings: Timings {
+            latency_us: r.try_get("latency_us")?,
+            ttfb_us: r.try_get("ttfb_us")?,
+            connect_us: r.try_get("connect_us")?,
+            send_us: r.try_get("send_us")?,
+            queue_us: r.try_get("queue_us")?,
+            reused_connection: rows::opt_flag(r, "reused_connection")?,
+        },
+        error: r.try_get("error")?,
+    })
+}
+
+/// `($1, $2, …), ($n+1, …)` for `rows` rows of `cols` columns.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+async fn upsert_requests(
+    tx: &mut Transaction<'_, Any>,
+    node_id: &str,
+    recs: &[&RequestRecord],
+) -> Result<()> {
+    for chunk in recs.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+             state = excluded.state, completed_at = excluded.completed_at, \
+             response_status = excluded.response_status, error = excluded.error, \
+             latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
+             request_body_size = excluded.request_body_size, \
+             response_body_size = excluded.response_body_size",
+            placeholders(chunk.len(), REQUEST_COLUMN_COUNT)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.id.to_string())
+                .bind(r.request_id.as_str())
+                .bind(r.channel_id.to_string())
+                .bind(r.snapshot_id.to_string())
+                .bind(node_id)
+                .bind(r.state.as_str())
+                .bind(r.started_at)
+                .bind(r.completed_at)
+                .bind(r.client_identity.as_str())
+                .bind(r.source_auth_method_id.map(|u| u.to_string()))
+                .bind(r.source_auth_type.as_deref())
+                .bind(r.method.as_str())
+                .bind(r.path.as_str())
+                .bind(r.query.as_deref())
+                .bind(r.response_status.map(i64::from))
+                .bind(r.error.as_deref())
+                .bind(r.latency_us)
+                .bind(r.ttfb_us)
+                .bind(r.request_body_size)
+                .bind(r.response_body_size);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Any>, events: &[&EventRecord]) -> Result<()> {
+    for chunk in events.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+            placeholders(chunk.len(), EVENT_COLUMN_COUNT)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            let t = &e.timings;
+            q = q
+                .bind(e.request_id.to_string())
+                .bind(rows::to_json(&e.request_headers))
+                .bind(rows::to_json(&e.response_headers))
+                .bind(e.request_body.sha256.as_str())
+                .bind(e.request_body.size)
+                .bind(e.request_body.preview.as_slice())
+                .bind(e.request_body.truncated)
+                .bind(e.response_body.sha256.as_str())
+                .bind(e.response_body.size)
+                .bind(e.response_body.preview.as_slice())
+                .bind(e.response_body.truncated)
+                .bind(e.response_status.map(i64::from))
+                .bind(t.latency_us)
+                .bind(t.ttfb_us)
+                .bind(t.connect_us)
+                .bind(t.send_us)
+                .bind(t.queue_us)
+                .bind(t.reused_connection)
+                .bind(e.error.as_deref());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+impl Store {
+    /// Writes a batch of ledger operations in one transaction: all of them or none.
+    pub async fn write_batch(&self, node_id: &str, ops: &[LedgerOp]) -> Result<()> {
+        let mut recs = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        for op in ops {
+            match op {
+                LedgerOp::Pending(r) => recs.push(r),
+                LedgerOp::Complete(r, e) => {
+                    recs.push(r);
+                    events.extend(e.iter());
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        upsert_requests(&mut tx, node_id, &recs).await?;
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes this node's requests left `pending` by a previous run as `error`/`interrupted`.
+    pub async fn close_interrupted(&self, node_id: &str, now: Micros) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE requests SET state = 'error', error = 'interrupted', completed_at = $1 \
+             WHERE state = 'pending' AND node_id = $2",
+        )
+        .bind(now)
+        .bind(node_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Marks one request `error` with `error` (used when its completion could not be written).
+    pub async fn mark_request_error(&self, id: Uuid, error: &str, now: Micros) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET state = 'error', error = $1, completed_at = $2 WHERE id = $3",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A channel's history, newest first.
+    pub async fn list_requests(
+        &self,
+        channel_id: Uuid,
+        f: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>> {
+        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE channel_id = $1");
+        let mut args = vec![Arg::Text(channel_id.to_string())];
+        let mut push = |sql: &mut String, clause: &str, a: Arg| {
+            args.push(a);
+            sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+        };
+        if let Some(st) = f.state {
+            push(&mut sql, " AND state = $?", Arg::Text(st.as_str().into()));
+        }
+        if let Some(m) = &f.method {
+            push(
+                &mut sql,
+                " AND method = $?",
+                Arg::Text(m.to_ascii_uppercase()),
+            );
+        }
+        if let Some(s) = f.status {
+            let (lo, hi) = s.range();
+            push(&mut sql, " AND response_status >= $?", Arg::Int(lo));
+            push(&mut sql, " AND response_status <= $?", Arg::Int(hi));
+        }
+        if let Some(t) = f.since {
+            push(&mut sql, " AND started_at >= $?", Arg::Int(t));
+        }
+        if let Some(t) = f.until {
+            push(&mut sql, " AND started_at < $?", Arg::Int(t));
+        }
+        if let Some(p) = &f.path_prefix {
+            push(
+                &mut sql,
+                &format!(" AND substr(path, 1, {}) = $?", p.len()),
+                Arg::Text(p.clone()),
+            );
+        }
+        if let Some(r) = &f.request_id {
+            push(&mut sql, " AND request_id = $?", Arg::Text(r.clone()));
+        }
+        if let Some(c) = after {
+            push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
+            push(&mut sql, " OR (started_at = $?", Arg::Int(c.started_at));
+            push(&mut sql, " AND id < $?))", Arg::Text(c.id.to_string()));
+        }
+        sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect()
+    }
+
+    /// One request and its event (absent while pending or when the exchange never started).
+    pub async fn get_request(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
+        let Some(r) = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let req = request_from_row(&r)?;
+        let ev = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE request_id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| event_from_row(&r))
+        .transpose()?;
+        Ok(Some((req, ev)))
+    }
+
+    /// Number of requests recorded for a channel (all time).
+    pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE channel_id = $1")
+            .bind(channel_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+
+    /// Counts by state, requests per minute and latency percentiles since `since`.
+    pub async fn channel_stats(&self, channel_id: Uuid, since: Micros) -> Result<ChannelStats> {
+        let id = channel_id.to_string();
+        let mut stats = ChannelStats::default();
+        for st in RequestState::ALL {
+            stats.by_state.insert(st.as_str().to_string(), 0);
+        }
+        for r in sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM requests WHERE channel_id = $1 AND started_at >= $2 GROUP BY state",
+        )
+        .bind(&id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let n: i64 = r.try_get("n")?;
+            stats.total += n;
+            stats.by_state.insert(r.try_get("state")?, n);
+        }
+        for r in sqlx::query(
+            "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM requests \
+             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000 ORDER BY m",
+        )
+        .bind(&id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let m: i64 = r.try_get("m")?;
+            stats.per_minute.push((m * 60_000_000, r.try_get("n")?));
+        }
+        let mut lat: Vec<i64> = sqlx::query(
+            "SELECT latency_us FROM requests WHERE channel_id = $1 AND started_at >= $2 \
+             AND latency_us IS NOT NULL ORDER BY started_at DESC LIMIT 200000",
+        )
+        .bind(&id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("latency_us"))
+        .collect::<std::result::Result<_, _>>()?;
+        lat.sort_unstable();
+        for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
+            stats
+                .latency_us
+                .insert(name.to_string(), percentile(&lat, p));
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filters_parse() {
+        assert_eq!(StatusFilter::parse("5xx"), Some(StatusFilter::Class(5)));
+        assert_eq!(StatusFilter::parse("404"), Some(StatusFilter::Exact(404)));
+        assert_eq!(StatusFilter::parse("9xx"), None);
+        assert_eq!(StatusFilter::parse("abc"), None);
+        assert_eq!(StatusFilter::Class(4).range(), (400, 499));
+    }
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -71,6 +72,17 @@ impl Endpoint {
     }
 }
 
+/// What came back for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    /// Response status.
+    pub status: StatusCode,
+    /// Request body bytes sent.
+    pub sent: u64,
+    /// Response body bytes received.
+    pub received: u64,
+}
+
 /// One keep-alive connection.
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
@@ -99,19 +111,24 @@ impl Connection {
         self.sender.is_closed()
     }
 
-    /// Sends a request and reads (and discards) the whole response body; returns the status.
-    pub async fn exchange(
-        &mut self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<StatusCode, ErrorKind> {
+    /// Sends a request and reads (and discards) the whole response body.
+    pub async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, ErrorKind> {
+        let sent = request.body().size_hint().exact().unwrap_or_default();
         self.sender.ready().await.map_err(classify)?;
         let response = self.sender.send_request(request).await.map_err(classify)?;
         let status = response.status();
         let mut body = response.into_body();
+        let mut received = 0;
         while let Some(frame) = body.frame().await {
-            frame.map_err(classify)?;
+            if let Some(data) = frame.map_err(classify)?.data_ref() {
+                received += data.len() as u64;
+            }
         }
-        Ok(status)
+        Ok(Answer {
+            status,
+            sent,
+            received,
+        })
     }
 }
 

@@ -208,6 +208,8 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<LoadReport> {
         elapsed: total.elapsed,
         requests: total.requests,
         successes: total.successes,
+        bytes_sent: total.bytes_sent,
+        bytes_received: total.bytes_received,
         errors: total.errors.clone(),
         throughput_rps: total.throughput(),
         latency: report::LatencySummary::from_histogram(&total.latencies),

@@ -156,6 +156,10 @@ pub struct LoadReport {
     pub requests: u64,
     /// Requests answered with a status below 400.
     pub successes: u64,
+    /// Request body bytes sent (answered requests).
+    pub bytes_sent: u64,
+    /// Response body bytes received.
+    pub bytes_received: u64,
     /// Failed requests by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
     /// `requests / elapsed`.
@@ -226,6 +230,8 @@ impl LoadReport {
             self.latency.p95_us.to_string(),
             self.latency.p99_us.to_string(),
             self.latency.max_us.to_string(),
+            self.bytes_sent.to_string(),
+            self.bytes_received.to_string(),
             memory(|m| m.start_kib.to_string()),
             memory(|m| m.end_kib.to_string()),
             memory(|m| m.max_kib.to_string()),
@@ -240,7 +246,7 @@ impl LoadReport {
 }
 
 /// Columns of the CSV file, in order.
-pub const CSV_HEADER: [&str; 27] = [
+pub const CSV_HEADER: [&str; 29] = [
     "timestamp",
     "scenario",
     "url",
@@ -259,6 +265,8 @@ pub const CSV_HEADER: [&str; 27] = [
     "p95_us",
     "p99_us",
     "max_us",
+    "bytes_sent",
+    "bytes_received",
     "mem_start_kib",
     "mem_end_kib",
     "mem_max_kib",
@@ -311,6 +319,18 @@ impl fmt::Display for LoadReport {
         writeln!(f, " Requests:     {}", self.requests)?;
         writeln!(f, " Successes:    {}", self.successes)?;
         writeln!(f, " Throughput:   {:.1} req/s", self.throughput_rps)?;
+        let secs = self.elapsed.as_secs_f64();
+        for (name, bytes) in [
+            ("Sent:", self.bytes_sent),
+            ("Received:", self.bytes_received),
+        ] {
+            let mib = bytes as f64 / (1024.0 * 1024.0);
+            writeln!(
+                f,
+                " {name:<13} {mib:.1} MiB ({:.1} MiB/s)",
+                ratio(mib, secs)
+            )?;
+        }
         writeln!(
             f,
             " Errors:       {} ({:.2}%)",
@@ -406,6 +426,8 @@ mod tests {
             elapsed: Duration::from_secs(2),
             requests: 5,
             successes: 4,
+            bytes_sent: 4096,
+            bytes_received: 1024,
             errors: BTreeMap::from([(ErrorKind::Status(503), 1)]),
             throughput_rps: 2.5,
             latency: LatencySummary::from_histogram(&histogram),

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::{
+    client::Answer,
     client::{Connection, Endpoint},
     report::{ratio, ErrorKind, LatencySummary, StepReport, WindowReport},
     scenario::{sends_body, Scenario},
@@ -18,6 +19,8 @@ use super::{
 
 /// Length of one timeline window.
 const WINDOW: Duration = Duration::from_secs(1);
+/// Highest latency the histograms track, in microseconds (one hour).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Pause after a failed connection attempt, so an unreachable server is not hammered.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -43,6 +46,10 @@ pub struct PhaseResult {
     pub requests: u64,
     /// Requests answered below 400.
     pub successes: u64,
+    /// Request body bytes sent.
+    pub bytes_sent: u64,
+    /// Response body bytes received.
+    pub bytes_received: u64,
     /// Failures by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
     /// Latency in microseconds of every answered request.
@@ -58,6 +65,8 @@ impl PhaseResult {
             concurrency: 0,
             requests: 0,
             successes: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
             errors: BTreeMap::new(),
             latencies: latency_histogram(3),
             elapsed: Duration::ZERO,
@@ -69,10 +78,14 @@ impl PhaseResult {
         self.concurrency = self.concurrency.max(other.concurrency);
         self.requests += other.requests;
         self.successes += other.successes;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
         for (kind, count) in &other.errors {
             *self.errors.entry(*kind).or_default() += count;
         }
-        let _ = self.latencies.add(&other.latencies);
+        self.latencies
+            .add(&other.latencies)
+            .expect("latency histograms share their bounds");
         self.elapsed += other.elapsed;
     }
 
@@ -93,8 +106,9 @@ impl PhaseResult {
     }
 }
 
+/// A histogram of microsecond latencies from 1 µs to 1 h (longer ones are clamped to 1 h).
 fn latency_histogram(sigfig: u8) -> Histogram<u64> {
-    Histogram::new(sigfig).expect("1..=5 significant figures is a valid histogram")
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, sigfig).expect("valid histogram bounds")
 }
 
 /// Per-window counts and latencies, filled by users as their windows close.
@@ -140,7 +154,10 @@ impl Timeline {
         let target = &mut windows[index];
         target.requests += window.requests;
         target.errors += window.errors;
-        let _ = target.latencies.add(&window.latencies);
+        target
+            .latencies
+            .add(&window.latencies)
+            .expect("window histograms share their bounds");
     }
 
     /// The per-second results so far.
@@ -188,10 +205,17 @@ impl<'a> Recorder<'a> {
         &mut self.window.1
     }
 
-    fn answered(&mut self, at: Instant, latency: Duration, status: http::StatusCode) {
+    fn answered(&mut self, at: Instant, latency: Duration, answer: Answer) {
+        let Answer {
+            status,
+            sent,
+            received,
+        } = answer;
         let micros = latency.as_micros().try_into().unwrap_or(u64::MAX);
         self.result.latencies.saturating_record(micros);
         self.result.requests += 1;
+        self.result.bytes_sent += sent;
+        self.result.bytes_received += received;
         let failed = status.as_u16() >= 400;
         if failed {
             *self
@@ -289,8 +313,8 @@ async fn virtual_user(
         let outcome = timeout(context.timeout, open.exchange(request)).await;
         let done = Instant::now();
         match outcome {
-            Ok(Ok(status)) => {
-                recorder.answered(done, done - sent, status);
+            Ok(Ok(answer)) => {
+                recorder.answered(done, done - sent, answer);
                 connection = Some(open);
             }
             Ok(Err(kind)) => recorder.failed(done, kind),

@@ -1,1 +1,63 @@
-//! sluice-admin
+//! The sluice control plane: the JSON management API under `/api/v1`, liveness, readiness and
+//! the Prometheus endpoint.
+
+pub mod auth;
+pub mod channels;
+pub mod config_history;
+pub mod error;
+pub mod history;
+pub mod ops;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_health::Validator;
+use sluice_store::Store;
+use uuid::Uuid;
+
+/// Shared state of every API handler.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The ledger.
+    pub store: Store,
+    /// Base URL of proxy links (`proxy_url`), without a trailing slash.
+    pub public_url: Arc<str>,
+    /// Project used when a channel is created without one.
+    pub default_project: Uuid,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The destination validation pipeline.
+    pub validator: Validator,
+}
+
+/// The API, health and metrics routes.
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/channels", get(channels::list).post(channels::create))
+        .route(
+            "/channels/{id}",
+            get(channels::get)
+                .patch(channels::patch)
+                .delete(channels::delete),
+        )
+        .route("/channels/{id}/requests", get(history::list))
+        .route("/channels/{id}/stats", get(history::stats))
+        .route(
+            "/channels/{id}/snapshots",
+            get(config_history::list_snapshots),
+        )
+        .route("/snapshots/{id}", get(config_history::get_snapshot))
+        .route("/requests/{id}", get(history::get))
+        .route("/audit", get(config_history::list_audit))
+        .route("/validate", post(ops::validate))
+        .fallback(|| async { error::ApiError::not_found("route") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}

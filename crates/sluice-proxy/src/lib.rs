@@ -1,1 +1,56 @@
-//! sluice-proxy
+//! The sluice data plane: `/channels/{id}/...` routing, the body tap, the pooled upstream
+//! client and the recording of every exchange into the ledger.
+
+pub mod config;
+pub mod exchange;
+pub mod handler;
+pub mod metrics;
+pub mod reply;
+pub mod routes;
+pub mod tap;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use axum::routing::any;
+use axum::Router;
+use sluice_store::{Ledger, Store};
+
+pub use config::ProxyConfig;
+use metrics::ProxyMetrics;
+use routes::Routes;
+use upstream::Clients;
+
+/// Everything the proxy path needs, shared by all requests.
+pub struct Proxy {
+    routes: Arc<Routes>,
+    ledger: Ledger,
+    cfg: Arc<ProxyConfig>,
+    metrics: Arc<ProxyMetrics>,
+}
+
+impl Proxy {
+    /// Builds the proxy over `store` (for channel lookups) and `ledger` (for records).
+    pub fn new(
+        store: Store,
+        ledger: Ledger,
+        cfg: ProxyConfig,
+        tls: rustls::ClientConfig,
+    ) -> Arc<Self> {
+        let cfg = Arc::new(cfg);
+        Arc::new(Self {
+            routes: Routes::new(store, Clients::new(tls), cfg.clone()),
+            ledger,
+            cfg,
+            metrics: Arc::new(ProxyMetrics::default()),
+        })
+    }
+
+    /// The `/channels/...` routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/channels/{id}", any(handler::proxy))
+            .route("/channels/{id}/{*rest}", any(handler::proxy))
+            .with_state(self.clone())
+    }
+}

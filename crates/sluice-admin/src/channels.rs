@@ -1,0 +1,319 @@
+//! `/api/v1/channels`: create, list, read, change and delete channels.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sluice_core::channel::{DEFAULT_PREVIEW_BYTES, MAX_PREVIEW_BYTES};
+use sluice_core::clock::now_us;
+use sluice_core::url_join::parse_sink_url;
+use sluice_core::{Channel, Timeouts};
+use sluice_store::channels::DeleteOutcome;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{self, double_option};
+use crate::AdminState;
+
+/// Longest accepted timeout (one hour).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Body of `POST /channels`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannel {
+    name: String,
+    sink_url: String,
+    project_id: Option<Uuid>,
+    enabled: Option<bool>,
+    #[serde(default)]
+    source_auth_method_ids: Vec<Uuid>,
+    sink_credential_id: Option<Uuid>,
+    timeouts: Option<Timeouts>,
+    preview_bytes: Option<u32>,
+}
+
+/// Body of `PATCH /channels/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchChannel {
+    lock_version: i64,
+    name: Option<String>,
+    sink_url: Option<String>,
+    enabled: Option<bool>,
+    source_auth_method_ids: Option<Vec<Uuid>>,
+    #[serde(default, deserialize_with = "double_option")]
+    sink_credential_id: Option<Option<Uuid>>,
+    timeouts: Option<Timeouts>,
+    preview_bytes: Option<u32>,
+}
+
+/// The channel resource as the API shows it.
+pub fn channel_json(state: &AdminState, ch: &Channel) -> Value {
+    json!({
+        "id": ch.id,
+        "project_id": ch.project_id,
+        "name": ch.name,
+        "sink_url": ch.sink_url,
+        "enabled": ch.enabled,
+        "lock_version": ch.lock_version,
+        "proxy_url": format!("{}/channels/{}", state.public_url, ch.id),
+        "source_auth_method_ids": ch.source_auth_method_ids,
+        "sink_credential_id": ch.sink_credential_id,
+        "timeouts": ch.timeouts,
+        "preview_bytes": ch.preview_bytes,
+        "created_at": wire::ts(ch.created_at),
+        "updated_at": wire::ts(ch.updated_at),
+    })
+}
+
+/// Checks every rule a stored channel must satisfy, collecting all field errors at once.
+fn validate(ch: &Channel) -> Result<(), ApiError> {
+    let mut fields = Map::new();
+    let name = ch.name.trim();
+    if name.is_empty() || name.len() > 200 || name != ch.name {
+        fields.insert(
+            "name".into(),
+            "must be 1 to 200 characters without leading or trailing spaces".into(),
+        );
+    }
+    if let Err(why) = parse_sink_url(&ch.sink_url) {
+        fields.insert("sink_url".into(), why.into());
+    }
+    let t = ch.timeouts;
+    for (name, v) in [
+        ("timeouts.connect_ms", t.connect_ms),
+        ("timeouts.response_ms", t.response_ms),
+        ("timeouts.idle_ms", t.idle_ms),
+    ] {
+        if v.is_some_and(|ms| ms == 0 || ms > MAX_TIMEOUT_MS) {
+            fields.insert(
+                name.into(),
+                format!("must be from 1 to {MAX_TIMEOUT_MS} ms").into(),
+            );
+        }
+    }
+    if ch.preview_bytes > MAX_PREVIEW_BYTES {
+        fields.insert(
+            "preview_bytes".into(),
+            format!("must be at most {MAX_PREVIEW_BYTES}").into(),
+        );
+    }
+    // Source auth methods and sink credentials arrive with their own issue: until then no id
+    // can refer to an existing one.
+    if !ch.source_auth_method_ids.is_empty() {
+        fields.insert(
+            "source_auth_method_ids".into(),
+            "unknown auth method".into(),
+        );
+    }
+    if ch.sink_credential_id.is_some() {
+        fields.insert("sink_credential_id".into(), "unknown credential".into());
+    }
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::fields(fields))
+    }
+}
+
+fn duplicate_name() -> ApiError {
+    ApiError::field(
+        "name",
+        "a channel with this name already exists in the project",
+    )
+}
+
+/// `POST /api/v1/channels`
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_editor()?;
+    let input: CreateChannel = wire::parse_body(&body)?;
+    let project_id = match input.project_id {
+        Some(p) if state.store.project_exists(p).await? => p,
+        Some(_) => return Err(ApiError::field("project_id", "unknown project")),
+        None => state.default_project,
+    };
+    let now = now_us();
+    let ch = Channel {
+        id: Uuid::now_v7(),
+        project_id,
+        name: input.name,
+        sink_url: input.sink_url,
+        enabled: input.enabled.unwrap_or(true),
+        lock_version: 1,
+        source_auth_method_ids: input.source_auth_method_ids,
+        sink_credential_id: input.sink_credential_id,
+        timeouts: input.timeouts.unwrap_or_default(),
+        preview_bytes: input.preview_bytes.unwrap_or(DEFAULT_PREVIEW_BYTES),
+        created_at: now,
+        updated_at: now,
+    };
+    validate(&ch)?;
+    match state.store.create_channel(&ch, &caller.actor()).await {
+        Ok(()) => {}
+        Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
+        Err(e) => return Err(e.into()),
+    }
+    let mut body = channel_json(&state, &ch);
+    body["validation"] =
+        serde_json::to_value(state.validator.validate(&ch.sink_url).await).unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `GET /api/v1/channels`
+pub async fn list(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let project = q
+        .get("project_id")
+        .map(|p| {
+            Uuid::parse_str(p).map_err(|_| ApiError::bad_query("project_id", "must be a UUID"))
+        })
+        .transpose()?;
+    let after = q
+        .get("cursor")
+        .map(|c| {
+            Uuid::parse_str(&wire::decode_cursor(c)?)
+                .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))
+        })
+        .transpose()?;
+    let rows = state.store.list_channels(project, after, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|c| wire::encode_cursor(&c.id.to_string())))
+        .flatten();
+    Ok(Json(json!({
+        "items": rows.iter().map(|c| channel_json(&state, c)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// Loads a channel or answers 404.
+pub async fn load(state: &AdminState, id: &str) -> ApiResult<Channel> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("channel"))?;
+    state
+        .store
+        .get_channel(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))
+}
+
+/// `GET /api/v1/channels/{id}`
+pub async fn get(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let ch = load(&state, &id).await?;
+    Ok(Json(channel_json(&state, &ch)))
+}
+
+/// `PATCH /api/v1/channels/{id}`
+pub async fn patch(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.require_editor()?;
+    let input: PatchChannel = wire::parse_body(&body)?;
+    let current = load(&state, &id).await?;
+    if input.lock_version != current.lock_version {
+        return Err(stale(&state, &current));
+    }
+    let sink_changed = input
+        .sink_url
+        .as_ref()
+        .is_some_and(|u| *u != current.sink_url);
+    let mut next = current.clone();
+    if let Some(v) = input.name {
+        next.name = v;
+    }
+    if let Some(v) = input.sink_url {
+        next.sink_url = v;
+    }
+    if let Some(v) = input.enabled {
+        next.enabled = v;
+    }
+    if let Some(v) = input.source_auth_method_ids {
+        next.source_auth_method_ids = v;
+    }
+    if let Some(v) = input.sink_credential_id {
+        next.sink_credential_id = v;
+    }
+    if let Some(v) = input.timeouts {
+        next.timeouts = v;
+    }
+    if let Some(v) = input.preview_bytes {
+        next.preview_bytes = v;
+    }
+    validate(&next)?;
+    let stored = match state
+        .store
+        .update_channel(&next, input.lock_version, &caller.actor())
+        .await
+    {
+        Ok(c) => c,
+        Err(sluice_store::StoreError::Stale) => {
+            let fresh = load(&state, &id).await?;
+            return Err(stale(&state, &fresh));
+        }
+        Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = channel_json(&state, &stored);
+    if sink_changed {
+        body["validation"] = serde_json::to_value(state.validator.validate(&stored.sink_url).await)
+            .unwrap_or(Value::Null);
+    }
+    Ok(Json(body))
+}
+
+fn stale(state: &AdminState, current: &Channel) -> ApiError {
+    ApiError::conflict(
+        "stale lock_version",
+        json!({ "current_lock_version": current.lock_version, "current": channel_json(state, current) }),
+    )
+}
+
+/// Query of `DELETE /channels/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+/// `DELETE /api/v1/channels/{id}`
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    caller.require_editor()?;
+    let ch = load(&state, &id).await?;
+    match state
+        .store
+        .delete_channel(ch.id, q.purge, &caller.actor())
+        .await?
+    {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::NotFound => Err(ApiError::not_found("channel")),
+        DeleteOutcome::HasHistory => Err(ApiError::conflict(
+            "channel has recorded requests; delete with ?purge=true to remove them too",
+            json!({ "requests": state.store.count_requests(ch.id).await? }),
+        )),
+    }
+}

@@ -1,0 +1,119 @@
+//! Snapshots and the audit trail: what the configuration was, and who changed it.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::{json, Value};
+use sluice_core::Snapshot;
+use sluice_store::{AuditEntry, AuditFilter};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::channels::load;
+use crate::error::{ApiError, ApiResult};
+use crate::wire;
+use crate::AdminState;
+
+fn snapshot_json(s: &Snapshot) -> Value {
+    json!({
+        "id": s.id,
+        "channel_id": s.channel_id,
+        "lock_version": s.lock_version,
+        "config": s.config,
+        "created_at": wire::ts(s.created_at),
+    })
+}
+
+fn audit_json(a: &AuditEntry) -> Value {
+    json!({
+        "id": a.id,
+        "at": wire::ts(a.at),
+        "actor": a.actor,
+        "action": a.action,
+        "resource_type": a.resource_type,
+        "resource_id": a.resource_id,
+        "before": a.before,
+        "after": a.after,
+    })
+}
+
+/// `GET /api/v1/channels/{id}/snapshots`
+pub async fn list_snapshots(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let ch = load(&state, &id).await?;
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let before = q
+        .get("cursor")
+        .map(|c| {
+            wire::decode_cursor(c)?
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))
+        })
+        .transpose()?;
+    let rows = state.store.list_snapshots(ch.id, before, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last()
+                .map(|s| wire::encode_cursor(&s.lock_version.to_string()))
+        })
+        .flatten();
+    Ok(Json(
+        json!({ "items": rows.iter().map(snapshot_json).collect::<Vec<_>>(), "next_cursor": next }),
+    ))
+}
+
+/// `GET /api/v1/snapshots/{id}`
+pub async fn get_snapshot(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("snapshot"))?;
+    let s = state
+        .store
+        .get_snapshot(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("snapshot"))?;
+    Ok(Json(snapshot_json(&s)))
+}
+
+/// `GET /api/v1/audit?resource_type=&resource_id=&cursor=&limit=`
+pub async fn list_audit(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let after = q
+        .get("cursor")
+        .map(|c| {
+            let s = wire::decode_cursor(c)?;
+            let bad = || ApiError::bad_query("cursor", "not a cursor returned by this API");
+            let (at, id) = s.split_once(':').ok_or_else(bad)?;
+            Ok::<_, ApiError>((at.parse::<i64>().map_err(|_| bad())?, id.to_string()))
+        })
+        .transpose()?;
+    let rows = state
+        .store
+        .list_audit(&AuditFilter {
+            resource_type: q.get("resource_type").cloned(),
+            resource_id: q.get("resource_id").cloned(),
+            after,
+            limit,
+        })
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last()
+                .map(|a| wire::encode_cursor(&format!("{}:{}", a.at, a.id)))
+        })
+        .flatten();
+    Ok(Json(
+        json!({ "items": rows.iter().map(audit_json).collect::<Vec<_>>(), "next_cursor": next }),
+    ))
+}

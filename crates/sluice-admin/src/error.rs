@@ -1,0 +1,91 @@
+//! The API's error type and its one mapping to HTTP.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+use sluice_store::StoreError;
+
+/// An API failure: a status, a short text, and optional details (field errors).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    details: Option<Value>,
+}
+
+impl ApiError {
+    /// A failure with a status and a short text.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            details: None,
+        }
+    }
+
+    /// 404 for a resource that does not exist (or that the caller may not see).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    /// 422 naming one field and its problem.
+    pub fn field(name: &str, problem: impl Into<String>) -> Self {
+        let mut fields = Map::new();
+        fields.insert(name.to_string(), Value::String(problem.into()));
+        Self::fields(fields)
+    }
+
+    /// 422 naming several fields and their problems.
+    pub fn fields(fields: Map<String, Value>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: "invalid input".into(),
+            details: Some(json!({ "fields": fields })),
+        }
+    }
+
+    /// 400 for a malformed query parameter.
+    pub fn bad_query(name: &str, problem: impl Into<String>) -> Self {
+        let mut e = Self::field(name, problem);
+        e.status = StatusCode::BAD_REQUEST;
+        e.error = "invalid query parameter".into();
+        e
+    }
+
+    /// 409 with details.
+    pub fn conflict(error: impl Into<String>, details: Value) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            error: error.into(),
+            details: Some(details),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Conflict(what) => ApiError::conflict(what, json!({})),
+            StoreError::Stale => ApiError::conflict("stale lock_version", json!({})),
+            other => {
+                tracing::error!(error = %other, "storage failure in API");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error });
+        if let Some(d) = self.details {
+            body["details"] = d;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Result alias of API handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,218 @@
+//! Request history: `/channels/{id}/requests`, `/requests/{id}`, `/channels/{id}/stats`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use sluice_core::clock::now_us;
+use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState};
+use sluice_store::{Cursor, RequestFilter, StatusFilter};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::channels::load;
+use crate::error::{ApiError, ApiResult};
+use crate::wire;
+use crate::AdminState;
+
+/// A request as listed.
+pub fn request_json(r: &RequestRecord) -> Value {
+    json!({
+        "id": r.id,
+        "request_id": r.request_id,
+        "channel_id": r.channel_id,
+        "snapshot_id": r.snapshot_id,
+        "state": r.state,
+        "method": r.method,
+        "path": r.path,
+        "query": r.query,
+        "response_status": r.response_status,
+        "error": r.error,
+        "client_identity": r.client_identity,
+        "source_auth_method_id": r.source_auth_method_id,
+        "source_auth_type": r.source_auth_type,
+        "started_at": wire::ts(r.started_at),
+        "completed_at": r.completed_at.map(wire::ts),
+        "latency_us": r.latency_us,
+        "ttfb_us": r.ttfb_us,
+        "request_body_size": r.request_body_size,
+        "response_body_size": r.response_body_size,
+    })
+}
+
+/// A preview as `{"encoding", "data", "truncated"}`: UTF-8 text when it is text (a character
+/// cut by the preview limit is dropped), base64 otherwise.
+pub fn preview_json(b: &BodyObservation) -> Value {
+    let text = match std::str::from_utf8(&b.preview) {
+        Ok(s) => Some(s),
+        Err(e) if b.truncated && e.error_len().is_none() => {
+            std::str::from_utf8(&b.preview[..e.valid_up_to()]).ok()
+        }
+        Err(_) => None,
+    };
+    match text {
+        Some(s) => json!({ "encoding": "utf8", "data": s, "truncated": b.truncated }),
+        None => {
+            json!({ "encoding": "base64", "data": STANDARD.encode(&b.preview), "truncated": b.truncated })
+        }
+    }
+}
+
+fn event_json(e: &EventRecord) -> Value {
+    let t = &e.timings;
+    json!({
+        "request_headers": e.request_headers,
+        "response_headers": e.response_headers,
+        "request_body_sha256": e.request_body.sha256,
+        "response_body_sha256": e.response_body.sha256,
+        "request_body_size": e.request_body.size,
+        "response_body_size": e.response_body.size,
+        "request_body_preview": preview_json(&e.request_body),
+        "response_body_preview": preview_json(&e.response_body),
+        "response_status": e.response_status,
+        "error": e.error,
+        "latency_us": t.latency_us,
+        "ttfb_us": t.ttfb_us,
+        "connect_us": t.connect_us,
+        "send_us": t.send_us,
+        "queue_us": t.queue_us,
+        "reused_connection": t.reused_connection,
+    })
+}
+
+fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilter> {
+    let get = |k: &str| q.get(k).map(String::as_str).filter(|s| !s.is_empty());
+    Ok(RequestFilter {
+        state: get("state")
+            .map(|s| {
+                RequestState::parse(s).ok_or_else(|| {
+                    ApiError::bad_query(
+                        "state",
+                        "must be one of pending, success, failed, timeout, error",
+                    )
+                })
+            })
+            .transpose()?,
+        method: get("method").map(str::to_string),
+        status: get("status")
+            .map(|s| {
+                StatusFilter::parse(s).ok_or_else(|| {
+                    ApiError::bad_query("status", "must be a status like 404 or a class like 5xx")
+                })
+            })
+            .transpose()?,
+        since: wire::time("since", get("since"))?,
+        until: wire::time("until", get("until"))?,
+        path_prefix: get("path_prefix").map(str::to_string),
+        request_id: get("request_id").map(str::to_string),
+    })
+}
+
+fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
+    let s = wire::decode_cursor(raw)?;
+    let bad = || ApiError::bad_query("cursor", "not a cursor returned by this API");
+    let (at, id) = s.split_once(':').ok_or_else(bad)?;
+    Ok(Cursor {
+        started_at: at.parse().map_err(|_| bad())?,
+        id: Uuid::parse_str(id).map_err(|_| bad())?,
+    })
+}
+
+/// `GET /api/v1/channels/{id}/requests`
+pub async fn list(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let ch = load(&state, &id).await?;
+    let filter = filter_from(&q)?;
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let after = q
+        .get("cursor")
+        .map(|c| decode_request_cursor(c))
+        .transpose()?;
+    let rows = state
+        .store
+        .list_requests(ch.id, &filter, after, limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last()
+                .map(|r| wire::encode_cursor(&format!("{}:{}", r.started_at, r.id)))
+        })
+        .flatten();
+    Ok(Json(json!({
+        "items": rows.iter().map(request_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `GET /api/v1/requests/{id}`
+pub async fn get(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
+    let (req, ev) = state
+        .store
+        .get_request(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request"))?;
+    let mut body = request_json(&req);
+    body["event"] = ev.as_ref().map(event_json).unwrap_or(Value::Null);
+    Ok(Json(body))
+}
+
+/// `GET /api/v1/channels/{id}/stats?since=` (default: the last 24 hours)
+pub async fn stats(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let ch = load(&state, &id).await?;
+    let since = wire::time("since", q.get("since").map(String::as_str))?
+        .unwrap_or_else(|| now_us() - 24 * 3600 * 1_000_000);
+    let s = state.store.channel_stats(ch.id, since).await?;
+    Ok(Json(json!({
+        "channel_id": ch.id,
+        "since": wire::ts(since),
+        "total": s.total,
+        "by_state": s.by_state,
+        "latency_us": s.latency_us,
+        "requests_per_minute": s.per_minute.iter()
+            .map(|(m, n)| json!({ "minute": wire::ts(*m), "count": n }))
+            .collect::<Vec<_>>(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_text_or_base64() {
+        let text = BodyObservation {
+            preview: b"hello".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(preview_json(&text)["encoding"], "utf8");
+        let bin = BodyObservation {
+            preview: vec![0xff, 0x00],
+            ..Default::default()
+        };
+        assert_eq!(preview_json(&bin)["data"], "/wA=");
+        // "é" cut in half by the preview limit stays text.
+        let cut = BodyObservation {
+            preview: vec![b'a', 0xc3],
+            truncated: true,
+            ..Default::default()
+        };
+        assert_eq!(preview_json(&cut)["data"], "a");
+    }
+}

@@ -1,0 +1,61 @@
+//! Operational endpoints: liveness, readiness, metrics, validation.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::Json;
+use http::{header, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::wire;
+use crate::AdminState;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the ledger answers.
+pub async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "error": "database unreachable" })),
+            )
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// Body of `POST /validate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateInput {
+    url: String,
+}
+
+/// `POST /api/v1/validate`: runs the validation pipeline, changes nothing.
+pub async fn validate(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let input: ValidateInput = wire::parse_body(&body)?;
+    if input.url.trim().is_empty() {
+        return Err(ApiError::field("url", "must not be empty"));
+    }
+    Ok(Json(state.validator.validate(&input.url).await))
+}

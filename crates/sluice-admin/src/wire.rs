@@ -1,0 +1,94 @@
+//! Wire helpers: strict JSON bodies with field errors, query parsing, cursors, times.
+
+use axum::body::Bytes;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use sluice_core::clock::{parse_rfc3339, to_rfc3339, Micros};
+
+use crate::error::ApiError;
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: i64 = 500;
+
+/// Parses a JSON body, naming the offending field on failure (unknown, missing, wrong type).
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::field("body", "a JSON object is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = e.path().to_string();
+        let field = if let Some(name) = between(&inner, "unknown field `", "`") {
+            name
+        } else if let Some(name) = between(&inner, "missing field `", "`") {
+            name
+        } else if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        let problem = inner.split(" at line").next().unwrap_or(&inner).to_string();
+        ApiError::field(&field, problem)
+    })
+}
+
+fn between(s: &str, start: &str, end: &str) -> Option<String> {
+    let a = s.find(start)? + start.len();
+    let b = s[a..].find(end)? + a;
+    Some(s[a..b].to_string())
+}
+
+/// Deserializes a field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A page size from `?limit=`.
+pub fn limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_query(
+                "limit",
+                format!("must be an integer from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
+/// An RFC 3339 time from the query.
+pub fn time(name: &str, raw: Option<&str>) -> Result<Option<Micros>, ApiError> {
+    raw.map(|s| {
+        parse_rfc3339(s).ok_or_else(|| ApiError::bad_query(name, "must be an RFC 3339 time"))
+    })
+    .transpose()
+}
+
+/// Encodes a cursor from its parts.
+pub fn encode_cursor(parts: &str) -> String {
+    URL_SAFE_NO_PAD.encode(parts)
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_query("cursor", "not a cursor returned by this API"))
+}
+
+/// An RFC 3339 string of a ledger time.
+pub fn ts(us: Micros) -> String {
+    to_rfc3339(us)
+}

@@ -1,0 +1,32 @@
+//! Settings of the data plane.
+
+use std::time::Duration;
+
+use sluice_core::headers::Redactor;
+
+/// How the proxy behaves where a channel does not say otherwise.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Default time to connect to a sink.
+    pub connect_timeout: Duration,
+    /// Default time from dispatch to the response head.
+    pub response_timeout: Duration,
+    /// Default longest pause between two body chunks.
+    pub idle_timeout: Duration,
+    /// Headers whose values are never recorded.
+    pub redactor: Redactor,
+    /// `x-forwarded-proto` sent to sinks (`http`, or `https` when sluice terminates TLS).
+    pub forwarded_proto: &'static str,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            redactor: Redactor::default(),
+            forwarded_proto: "http",
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The record of one exchange in flight, and how it is finished exactly once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_core::clock::now_us;
+use sluice_core::{EventRecord, ExchangeError, RequestRecord, RequestState};
+use sluice_store::Ledger;
+
+use crate::metrics::ProxyMetrics;
+use crate::tap::{SharedTap, TapEnd};
+
+/// How an exchange ended.
+pub enum Outcome {
+    /// The sink answered with this status and the whole response passed.
+    Answered,
+    /// No usable answer: the error says why.
+    Failed(ExchangeError),
+}
+
+struct Inner {
+    ledger: Ledger,
+    metrics: Arc<ProxyMetrics>,
+    record: RequestRecord,
+    event: EventRecord,
+    started: Instant,
+    dispatched: Option<Instant>,
+    request_tap: SharedTap,
+    response_tap: Option<SharedTap>,
+}
+
+/// A request whose `pending` record is durable and whose completion is still to be written.
+///
+/// Dropping it unfinished (the caller went away while the sink was being asked) records the
+/// request as `client_disconnected`, so no record is left dangling.
+pub struct Exchange(Option<Inner>);
+
+impl Exchange {
+    /// Starts tracking `record` (already durable as pending).
+    pub fn new(
+        ledger: Ledger,
+        metrics: Arc<ProxyMetrics>,
+        record: RequestRecord,
+        started: Instant,
+        request_tap: SharedTap,
+    ) -> Self {
+        let event = EventRecord {
+            request_id: record.id,
+            ..EventRecord::default()
+        };
+        Self(Some(Inner {
+            ledger,
+            metrics,
+            record,
+            event,
+            started,
+            dispatched: None,
+            request_tap,
+            response_tap: None,
+        }))
+    }
+
+    fn inner(&mut self) -> &mut Inner {
+        self.0.as_mut().expect("exchange used after finishing")
+    }
+
+    /// Notes the request headers as sent (already redacted) and the dispatch time.
+    pub fn dispatched(&mut self, headers: Vec<(String, String)>) {
+        let i = self.inner();
+        i.event.request_headers = headers;
+        i.dispatched = Some(Instant::now());
+    }
+
+    /// Notes the response head: status, headers (redacted), connection facts.
+    pub fn answered(
+        &mut self,
+        status: u16,
+        headers: Vec<(String, String)>,
+        connect_us: Option<i64>,
+        reused: Option<bool>,
+        response_tap: SharedTap,
+    ) {
+        let i = self.inner();
+        let now = Instant::now();
+        let ttfb = now.duration_since(i.started).as_micros() as i64;
+        i.record.response_status = Some(status);
+        i.record.ttfb_us = Some(ttfb);
+        i.event.response_status = Some(status);
+        i.event.response_headers = headers;
+        i.event.timings.ttfb_us = Some(ttfb);
+        i.event.timings.connect_us = connect_us;
+        i.event.timings.reused_connection = reused;
+        if let Some(d) = i.dispatched {
+            i.metrics
+                .upstream
+                .record(now.duration_since(d).as_secs_f64());
+        }
+        i.response_tap = Some(response_tap);
+    }
+
+    /// The state a request-body failure implies, if the request body failed.
+    pub fn request_body_failed(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|i| matches!(i.request_tap.lock().end, TapEnd::SourceError | TapEnd::Idle))
+    }
+
+    /// Writes the final record. Later calls (and the drop) do nothing.
+    pub fn finish(&mut self, outcome: Outcome) {
+        let Some(mut i) = self.0.take() else { return };
+        let now = Instant::now();
+        let latency = now.duration_since(i.started).as_micros() as i64;
+        let (state, error) = match outcome {
+            Outcome::Answered => (
+                RequestState::from_status(i.record.response_status.unwrap_or(502)),
+                None,
+            ),
+            Outcome::Failed(e) => (e.state(), Some(e.code())),
+        };
+        let req = {
+            let mut t = i.request_tap.lock();
+            let ended = t.ended_at;
+            (t.observation(), ended)
+        };
+        let (request_body, request_ended) = req;
+        if let (Some(d), Some(e)) = (i.dispatched, request_ended) {
+            i.event.timings.send_us = Some(e.saturating_duration_since(d).as_micros() as i64);
+        }
+        let response_body = i.response_tap.as_ref().map(|t| t.lock().observation());
+        let r = &mut i.record;
+        r.state = state;
+        r.error = error.clone();
+        r.completed_at = Some(now_us());
+        r.latency_us = Some(latency);
+        r.request_body_size = Some(request_body.size);
+        r.response_body_size = response_body.as_ref().map(|b| b.size);
+        let ev = &mut i.event;
+        ev.error = error;
+        ev.timings.latency_us = Some(latency);
+        ev.request_body = request_body;
+        ev.response_body = response_body.unwrap_or_default();
+        i.metrics.finished(&i.record);
+        i.ledger.record_completion(i.record, Some(i.event));
+    }
+
+    /// Finishes after the response body ended as `how`.
+    pub fn finish_body(&mut self, how: TapEnd) {
+        let outcome = match how {
+            TapEnd::Complete => Outcome::Answered,
+            TapEnd::Open => Outcome::Failed(ExchangeError::ClientDisconnected),
+            TapEnd::SourceError => Outcome::Failed(ExchangeError::Closed),
+            TapEnd::Idle => Outcome::Failed(ExchangeError::ResponseTimeout),
+        };
+        self.finish(outcome);
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            self.finish(Outcome::Failed(ExchangeError::ClientDisconnected));
+        }
+    }
+}

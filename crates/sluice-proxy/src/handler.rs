@@ -1,0 +1,235 @@
+//! The proxy path of PRODUCT.md §2: route, record, forward, stream back, finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use http::header::{HeaderName, HOST};
+use http::{HeaderValue, Response, StatusCode, Uri};
+use parking_lot::Mutex;
+use sluice_core::clock::now_us;
+use sluice_core::headers::{
+    append_forwarded_for, first_forwarded_for, is_valid_request_id, strip_hop_by_hop,
+};
+use sluice_core::url_join::join_path_and_query;
+use sluice_core::{ExchangeError, RequestRecord, RequestState};
+use uuid::Uuid;
+
+use crate::exchange::{Exchange, Outcome};
+use crate::reply;
+use crate::tap::{Tap, TapState};
+use crate::upstream::ConnMeta;
+use crate::Proxy;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Splits `/channels/{id}[/rest]` into the id text and the rest (with its leading slash).
+fn split_channel_path(path: &str) -> Option<(&str, &str)> {
+    let tail = path.strip_prefix("/channels/")?;
+    Some(match tail.find('/') {
+        Some(i) => (&tail[..i], &tail[i..]),
+        None => (tail, ""),
+    })
+}
+
+fn with_request_id(mut res: Response<Body>, id: &HeaderValue) -> Response<Body> {
+    res.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    res
+}
+
+/// Handles `ANY /channels/{id}` and `ANY /channels/{id}/{*rest}`.
+pub async fn proxy(
+    State(proxy): State<Arc<Proxy>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response<Body> {
+    let started = Instant::now();
+    let started_at = now_us();
+    let (mut parts, body) = req.into_parts();
+
+    let Some((id_text, rest)) = split_channel_path(parts.uri.path()) else {
+        return reply::error(StatusCode::NOT_FOUND);
+    };
+    let Ok(channel_id) = Uuid::parse_str(id_text) else {
+        return reply::error(StatusCode::NOT_FOUND);
+    };
+    let route = match proxy.routes.get(channel_id).await {
+        Ok(Some(r)) if r.channel.enabled => r,
+        Ok(_) => return reply::error(StatusCode::NOT_FOUND),
+        Err(e) => {
+            tracing::error!(error = %e, "channel lookup failed");
+            return reply::error(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    proxy.metrics.lookup.record(started.elapsed().as_secs_f64());
+
+    // Source authentication and sink credentials slot in here (issue: source auth and
+    // credentials); a channel without them is public and adds no Authorization header.
+
+    let request_id = match parts
+        .headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if is_valid_request_id(v) => v.to_string(),
+        _ => Uuid::new_v4().simple().to_string() + "-sluice",
+    };
+    let request_id_header = HeaderValue::from_str(&request_id).expect("request id is header-safe");
+    let path_and_query = join_path_and_query(
+        &route.base_path,
+        route.base_query.as_deref(),
+        rest,
+        parts.uri.query(),
+    );
+    let (fwd_path, fwd_query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (path_and_query.clone(), None),
+    };
+    let peer_ip = peer.ip().to_string();
+    let record = RequestRecord {
+        id: Uuid::now_v7(),
+        request_id,
+        channel_id,
+        snapshot_id: route.snapshot_id,
+        state: RequestState::Pending,
+        started_at,
+        completed_at: None,
+        client_identity: first_forwarded_for(parts.headers.get(&X_FORWARDED_FOR))
+            .unwrap_or_else(|| peer_ip.clone()),
+        source_auth_method_id: None,
+        source_auth_type: None,
+        method: parts.method.as_str().to_string(),
+        path: fwd_path,
+        query: fwd_query,
+        response_status: None,
+        error: None,
+        latency_us: None,
+        ttfb_us: None,
+        request_body_size: None,
+        response_body_size: None,
+    };
+
+    let ledger_wait = Instant::now();
+    if let Err(e) = proxy.ledger.record_pending(record.clone()).await {
+        tracing::error!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
+        return with_request_id(
+            reply::error(StatusCode::SERVICE_UNAVAILABLE),
+            &request_id_header,
+        );
+    }
+    proxy
+        .metrics
+        .ledger
+        .record(ledger_wait.elapsed().as_secs_f64());
+
+    // Outbound head.
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let original_host = headers.remove(HOST);
+    headers.insert(HOST, route.host.clone());
+    headers.insert(X_REQUEST_ID.clone(), request_id_header.clone());
+    let xff = append_forwarded_for(headers.get(&X_FORWARDED_FOR), &peer_ip);
+    headers.insert(
+        X_FORWARDED_FOR.clone(),
+        HeaderValue::from_str(&xff).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    );
+    if let Some(h) = original_host {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(proxy.cfg.forwarded_proto),
+    );
+    parts.uri = match Uri::builder()
+        .scheme(route.scheme.clone())
+        .authority(route.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => {
+            return with_request_id(reply::error(StatusCode::BAD_REQUEST), &request_id_header)
+        }
+    };
+    parts.version = http::Version::HTTP_11;
+
+    let request_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
+    let mut exchange = Exchange::new(
+        proxy.ledger.clone(),
+        proxy.metrics.clone(),
+        record,
+        started,
+        request_tap.clone(),
+    );
+    exchange.dispatched(proxy.cfg.redactor.record(&parts.headers));
+    let outbound =
+        http::Request::from_parts(parts, Tap::new(body, request_tap, route.idle_timeout, None));
+
+    let sent = tokio::time::timeout(route.head_timeout, route.client.request(outbound)).await;
+    let response = match sent {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            let err = if exchange.request_body_failed() {
+                ExchangeError::ClientDisconnected
+            } else {
+                ExchangeError::classify(&e, e.is_connect())
+            };
+            tracing::debug!(error = %e, code = %err, "upstream request failed");
+            let status = StatusCode::from_u16(err.http_status()).expect("502 or 504");
+            exchange.finish(Outcome::Failed(err));
+            return with_request_id(reply::error(status), &request_id_header);
+        }
+        Err(_) => {
+            exchange.finish(Outcome::Failed(ExchangeError::ResponseTimeout));
+            return with_request_id(
+                reply::error(StatusCode::GATEWAY_TIMEOUT),
+                &request_id_header,
+            );
+        }
+    };
+
+    let (mut head, incoming) = response.into_parts();
+    let (connect_us, reused) = match head.extensions.get::<ConnMeta>() {
+        Some(m) if m.mark_used() => (None, Some(true)),
+        Some(m) => (Some(m.connect_us), Some(false)),
+        None => (None, None),
+    };
+    let response_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
+    exchange.answered(
+        head.status.as_u16(),
+        proxy.cfg.redactor.record(&head.headers),
+        connect_us,
+        reused,
+        response_tap.clone(),
+    );
+    strip_hop_by_hop(&mut head.headers);
+    head.headers.insert(X_REQUEST_ID.clone(), request_id_header);
+    let body = Tap::new(
+        incoming,
+        response_tap,
+        route.idle_timeout,
+        Some(Box::new(move |how| exchange.finish_body(how))),
+    );
+    Response::from_parts(head, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_channel_path;
+
+    #[test]
+    fn splits_id_and_rest() {
+        assert_eq!(split_channel_path("/channels/abc"), Some(("abc", "")));
+        assert_eq!(split_channel_path("/channels/abc/"), Some(("abc", "/")));
+        assert_eq!(
+            split_channel_path("/channels/abc/x/y"),
+            Some(("abc", "/x/y"))
+        );
+        assert_eq!(split_channel_path("/api/x"), None);
+    }
+}

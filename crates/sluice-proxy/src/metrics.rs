@@ -1,0 +1,46 @@
+//! The proxy's Prometheus series, registered once and recorded on the hot path.
+
+use metrics::{counter, histogram, Histogram};
+use sluice_core::RequestRecord;
+
+/// Pre-registered handles of the proxy's metrics.
+pub struct ProxyMetrics {
+    /// `sluice_proxy_phase_seconds{phase="lookup"}`: channel lookup.
+    pub lookup: Histogram,
+    /// `sluice_proxy_phase_seconds{phase="ledger"}`: waiting for the durable pending record.
+    pub ledger: Histogram,
+    /// `sluice_proxy_phase_seconds{phase="upstream"}`: dispatch until the response head.
+    pub upstream: Histogram,
+    latency: Histogram,
+    ttfb: Histogram,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        Self {
+            lookup: histogram!("sluice_proxy_phase_seconds", "phase" => "lookup"),
+            ledger: histogram!("sluice_proxy_phase_seconds", "phase" => "ledger"),
+            upstream: histogram!("sluice_proxy_phase_seconds", "phase" => "upstream"),
+            latency: histogram!("sluice_proxy_latency_seconds"),
+            ttfb: histogram!("sluice_proxy_ttfb_seconds"),
+        }
+    }
+}
+
+impl ProxyMetrics {
+    /// Records a finished request.
+    pub fn finished(&self, r: &RequestRecord) {
+        counter!(
+            "sluice_proxy_requests_total",
+            "channel" => r.channel_id.to_string(),
+            "state" => r.state.as_str()
+        )
+        .increment(1);
+        if let Some(l) = r.latency_us {
+            self.latency.record(l as f64 / 1e6);
+        }
+        if let Some(t) = r.ttfb_us {
+            self.ttfb.record(t as f64 / 1e6);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The JSON answers the proxy gives on its own behalf; the one place errors become HTTP.
+
+use axum::body::Body;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// A JSON error answer `{"error": "<reason phrase>"}` with `status`.
+pub fn error(status: StatusCode) -> Response<Body> {
+    let body = format!(
+        "{{\"error\":\"{}\"}}",
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}

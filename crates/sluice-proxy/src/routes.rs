@@ -1,0 +1,164 @@
+//! The in-memory route table: channels as the hot path needs them, loaded on first use and
+//! dropped when the ledger's change feed says they changed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+use parking_lot::RwLock;
+use sluice_core::url_join::parse_sink_url;
+use sluice_core::Channel;
+use sluice_store::{Change, Store, StoreError};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::config::ProxyConfig;
+use crate::upstream::{Clients, UpstreamClient};
+
+/// A channel ready to proxy: parsed sink, resolved timeouts, its snapshot and client.
+pub struct Route {
+    /// The channel as loaded.
+    pub channel: Channel,
+    /// Snapshot of the channel's current `lock_version`.
+    pub snapshot_id: Uuid,
+    /// Sink scheme.
+    pub scheme: Scheme,
+    /// Sink host and port.
+    pub authority: Authority,
+    /// `host` header sent to the sink.
+    pub host: HeaderValue,
+    /// Sink URL path.
+    pub base_path: String,
+    /// Sink URL query, if any.
+    pub base_query: Option<String>,
+    /// Connect plus response-head allowance.
+    pub head_timeout: Duration,
+    /// Idle allowance between body chunks.
+    pub idle_timeout: Duration,
+    /// Preview bytes kept per body.
+    pub preview_bytes: usize,
+    /// Pooled client to use.
+    pub client: UpstreamClient,
+}
+
+/// Routes by channel id.
+pub struct Routes {
+    store: Store,
+    clients: Clients,
+    cfg: Arc<ProxyConfig>,
+    map: RwLock<HashMap<Uuid, Arc<Route>>>,
+    generation: AtomicU64,
+}
+
+impl Routes {
+    /// An empty table over `store`.
+    pub fn new(store: Store, clients: Clients, cfg: Arc<ProxyConfig>) -> Arc<Self> {
+        let routes = Arc::new(Self {
+            store,
+            clients,
+            cfg,
+            map: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        });
+        tokio::spawn(invalidate_on_change(
+            Arc::downgrade(&routes),
+            routes.store.subscribe(),
+        ));
+        routes
+    }
+
+    /// The route of channel `id`, or `None` when it does not exist.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Route>>, StoreError> {
+        if let Some(r) = self.map.read().get(&id) {
+            return Ok(Some(r.clone()));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some(channel) = self.store.get_channel(id).await? else {
+            return Ok(None);
+        };
+        let snapshot = self.store.snapshot_for(&channel).await?;
+        let Some(route) = self.build(channel, snapshot.id) else {
+            return Ok(None);
+        };
+        let route = Arc::new(route);
+        let mut map = self.map.write();
+        // A change that arrived while loading makes this copy stale: serve it, don't keep it.
+        if self.generation.load(Ordering::Acquire) == generation {
+            map.insert(id, route.clone());
+        }
+        Ok(Some(route))
+    }
+
+    fn build(&self, channel: Channel, snapshot_id: Uuid) -> Option<Route> {
+        let url = match parse_sink_url(&channel.sink_url) {
+            Ok(u) => u,
+            Err(why) => {
+                tracing::error!(channel = %channel.id, why, "stored sink URL is unusable");
+                return None;
+            }
+        };
+        let authority: Authority = url[url::Position::BeforeHost..url::Position::AfterPort]
+            .parse()
+            .ok()?;
+        let scheme = if url.scheme() == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let t = channel.timeouts;
+        let connect = t
+            .connect_ms
+            .map_or(self.cfg.connect_timeout, Duration::from_millis);
+        let response = t
+            .response_ms
+            .map_or(self.cfg.response_timeout, Duration::from_millis);
+        let idle = t
+            .idle_ms
+            .map_or(self.cfg.idle_timeout, Duration::from_millis);
+        Some(Route {
+            snapshot_id,
+            host: HeaderValue::from_str(authority.as_str()).ok()?,
+            scheme,
+            base_path: url.path().to_string(),
+            base_query: url.query().map(str::to_string),
+            head_timeout: connect + response,
+            idle_timeout: idle,
+            preview_bytes: channel.preview_bytes as usize,
+            client: self.clients.get(connect.as_millis() as u64),
+            authority,
+            channel,
+        })
+    }
+
+    /// Forgets channel `id`.
+    pub fn invalidate(&self, id: Uuid) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map.write().remove(&id);
+    }
+
+    /// Forgets every channel.
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map.write().clear();
+    }
+}
+
+async fn invalidate_on_change(
+    routes: std::sync::Weak<Routes>,
+    mut rx: tokio::sync::broadcast::Receiver<Change>,
+) {
+    loop {
+        let msg = rx.recv().await;
+        let Some(routes) = routes.upgrade() else {
+            return;
+        };
+        match msg {
+            Ok(Change::Channel(id)) => routes.invalidate(id),
+            Err(RecvError::Lagged(_)) => routes.clear(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

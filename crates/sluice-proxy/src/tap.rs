@@ -1,0 +1,191 @@
+//! The body tap: passes every chunk on unchanged while hashing it, counting it, keeping the
+//! first bytes as a preview and enforcing the idle timeout between chunks.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use sluice_core::BodyObservation;
+use tokio::time::Sleep;
+
+/// Boxed error type carried by tapped bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body as sent to the sink.
+pub type OutboundBody = Tap<axum::body::Body>;
+
+/// How a tapped body stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapEnd {
+    /// Still streaming (or, when reported at drop, abandoned before its end).
+    Open,
+    /// Every byte passed.
+    Complete,
+    /// The source failed.
+    SourceError,
+    /// The idle timeout fired.
+    Idle,
+}
+
+/// What a tap has seen so far; shared with whoever finishes the exchange.
+pub struct TapState {
+    hasher: Sha256,
+    preview: Vec<u8>,
+    preview_cap: usize,
+    size: u64,
+    truncated: bool,
+    /// How the body ended.
+    pub end: TapEnd,
+    /// When it ended.
+    pub ended_at: Option<Instant>,
+}
+
+impl TapState {
+    /// A fresh state keeping at most `preview_cap` bytes.
+    pub fn new(preview_cap: usize) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            preview: Vec::new(),
+            preview_cap,
+            size: 0,
+            truncated: false,
+            end: TapEnd::Open,
+            ended_at: None,
+        }
+    }
+
+    fn observe(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        let room = self.preview_cap - self.preview.len();
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.preview
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    fn finish(&mut self, end: TapEnd) {
+        if self.end == TapEnd::Open {
+            self.end = end;
+            self.ended_at = Some(Instant::now());
+        }
+    }
+
+    /// The observation of everything seen so far (hash of the bytes that passed).
+    pub fn observation(&mut self) -> BodyObservation {
+        let hasher = std::mem::take(&mut self.hasher);
+        BodyObservation {
+            sha256: hex::encode(hasher.finalize()),
+            size: self.size as i64,
+            preview: std::mem::take(&mut self.preview),
+            truncated: self.truncated,
+        }
+    }
+}
+
+/// Shared handle to a [`TapState`].
+pub type SharedTap = Arc<Mutex<TapState>>;
+
+/// Called once when a tapped body ends, fails or is dropped unfinished.
+pub type OnEnd = Box<dyn FnOnce(TapEnd) + Send>;
+
+/// A body wrapper that observes every chunk.
+pub struct Tap<B> {
+    inner: B,
+    state: SharedTap,
+    idle: Duration,
+    sleep: Pin<Box<Sleep>>,
+    on_end: Option<OnEnd>,
+}
+
+impl<B: Body> Tap<B> {
+    /// Wraps `inner`, recording into `state`, failing after `idle` without a chunk.
+    pub fn new(inner: B, state: SharedTap, idle: Duration, on_end: Option<OnEnd>) -> Self {
+        if inner.is_end_stream() {
+            state.lock().finish(TapEnd::Complete);
+        }
+        Self {
+            inner,
+            state,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            on_end,
+        }
+    }
+
+    fn end(&mut self, how: TapEnd) {
+        self.state.lock().finish(how);
+        if let Some(f) = self.on_end.take() {
+            f(how);
+        }
+    }
+}
+
+impl<B> Body for Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.state.lock().observe(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.end(TapEnd::Complete);
+                }
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.end(TapEnd::SourceError);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.end(TapEnd::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.end(TapEnd::Idle);
+                    Poll::Ready(Some(Err("body idle timeout".into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Tap<B> {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            // `Open` here means the reader went away before the end (for a response: the
+            // caller hung up); a body with nothing left was marked complete already.
+            let how = self.state.lock().end;
+            f(how);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The command line: every setting is a flag and a `SLUICE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sluice: an observable HTTP channel gateway.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy, the API and the background jobs.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(LedgerArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect channels.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Benchmark toolkit: mock sink and load generator.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Where the ledger lives; shared by every subcommand that touches it.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// Directory for the SQLite ledger, the node id and keys.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://PATH` or `postgres://…` (default: SQLite in the data directory).
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `sluice serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Ledger location.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Address of the proxy (and of the API and UI unless --admin-listen is set).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4000")]
+    pub listen: SocketAddr,
+    /// Separate address for the API and UI.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Base URL callers use to reach the proxy (used in `proxy_url`).
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// PEM bundle trusted for sinks in addition to the web roots.
+    #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// Default connect timeout towards sinks, in milliseconds.
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub connect_timeout_ms: u64,
+    /// Default time allowed for the sink's response head, in milliseconds.
+    #[arg(long, env = "SLUICE_RESPONSE_TIMEOUT_MS", default_value_t = 15_000)]
+    pub response_timeout_ms: u64,
+    /// Default longest pause between body chunks, in milliseconds.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
+    /// Most operations the ledger writer commits in one transaction.
+    #[arg(long, env = "SLUICE_LEDGER_MAX_BATCH", default_value_t = 512)]
+    pub ledger_max_batch: usize,
+    /// Longest wait for in-flight exchanges at shutdown, in seconds.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// `sluice token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it on the last line.
+    Create {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// A name for the token (shown in the audit trail).
+        #[arg(long)]
+        name: String,
+        /// Role granted.
+        #[arg(long, default_value = "superuser", value_parser = ["superuser", "admin", "editor", "viewer"])]
+        role: String,
+    },
+}
+
+/// `sluice channel …`
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// List channels: id, enabled, name, sink URL.
+    List {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+}
+
+/// `sluice bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run the mock sink.
+    Sink(sluice_bench::sink::SinkArgs),
+    /// Drive load through sluice (or directly at a sink) and report.
+    Load(sluice_bench::load::LoadArgs),
+}

@@ -1,0 +1,172 @@
+//! `sluice serve`: open the ledger, start the writer, the proxy and the API, and shut down
+//! gracefully (stop accepting, finish in-flight exchanges, flush the ledger).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sluice_admin::AdminState;
+use sluice_core::clock::now_us;
+use sluice_health::{Validator, ValidatorConfig};
+use sluice_proxy::{Proxy, ProxyConfig};
+use sluice_store::{Ledger, LedgerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+
+/// Histogram buckets (seconds) of every `*_seconds` series.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+/// Buckets of the ledger batch-size histogram.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("sluice_ledger_batch_size".into()),
+            BATCH_BUCKETS,
+        )?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    metrics::gauge!("sluice_process_pid").set(f64::from(std::process::id()));
+    Ok(handle)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = l.local_addr()?;
+    Ok((l, local))
+}
+
+fn spawn_server(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+    })
+}
+
+/// Runs the gateway until a stop signal.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    let store = args.ledger.open().await?;
+    let node_id = args.ledger.node_id()?;
+    let project = store.ensure_default_project().await?;
+    let closed = store.close_interrupted(&node_id, now_us()).await?;
+    if closed > 0 {
+        tracing::warn!(
+            requests = closed,
+            "closed requests left pending by the previous run as interrupted"
+        );
+    }
+
+    let (ledger, writer) = Ledger::start(
+        store.clone(),
+        LedgerConfig {
+            node_id,
+            max_batch: args.ledger_max_batch.max(1),
+        },
+    );
+    let tls = sluice_proxy::upstream::tls_config(args.extra_ca_file.as_deref())?;
+    let proxy = Proxy::new(
+        store.clone(),
+        ledger.clone(),
+        ProxyConfig {
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            response_timeout: Duration::from_millis(args.response_timeout_ms),
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            ..ProxyConfig::default()
+        },
+        tls,
+    );
+
+    let (listener, local) = bind(args.listen).await?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"))
+        .trim_end_matches('/')
+        .to_string();
+    let admin = sluice_admin::router(AdminState {
+        store: store.clone(),
+        public_url: public_url.into(),
+        default_project: project.id,
+        metrics,
+        validator: Validator::new(ValidatorConfig::default()),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    match args.admin_listen {
+        Some(addr) => {
+            let (admin_listener, admin_local) = bind(addr).await?;
+            servers.push(spawn_server(listener, proxy.router(), stop_rx.clone()));
+            servers.push(spawn_server(admin_listener, admin, stop_rx.clone()));
+            println!("listening: http://{local}");
+            println!("admin listening: http://{admin_local}");
+        }
+        None => {
+            servers.push(spawn_server(
+                listener,
+                proxy.router().merge(admin),
+                stop_rx.clone(),
+            ));
+            println!("listening: http://{local}");
+        }
+    }
+    tracing::info!(%local, "sluice is serving");
+    drop(proxy);
+
+    stop_signal().await;
+    tracing::info!("stopping: finishing in-flight exchanges");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    for s in servers {
+        match tokio::time::timeout(grace, s).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("in-flight exchanges outlived the shutdown grace period"),
+        }
+    }
+    drop(ledger);
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        tracing::error!("the ledger writer did not drain in time");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

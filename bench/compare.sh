@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# sluice against nginx on the same machine: starts the mock sink, a fresh sluice and an nginx
+# reverse proxy (both in front of that sink), drives the same scenario through each with
+# `sluice bench load`, and prints throughput, p50 and p99 for both, the ratios sluice/nginx and
+# sluice's memory delta. Every process it starts is stopped on exit.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: bench/compare.sh [options]
+
+  --scenario NAME      load scenario                       (default happy_path)
+  --concurrency N      virtual users                       (default 20)
+  --duration D         length of each run, e.g. 30s        (default 30s)
+  --warmup D           unmeasured run before each measured one (default: none)
+  --only WHICH         run only "sluice" or "nginx"        (default: both)
+  --charts             write PNG charts next to the results
+  --results DIR        where logs and CSV go               (default bench/results)
+  -h, --help           this help
+  Any other option is passed to both 'sluice bench load' runs (e.g. --payload-size 1048576).
+
+Ports: SINK_PORT (18081), SLUICE_PORT (18080), NGINX_PORT (18082).
+The sluice command is \$SLUICE_BIN (default: target/release/sluice if built, else sluice on PATH).
+Needs nginx (Debian: apt-get install nginx-light wrk).
+USAGE
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+scenario=happy_path
+concurrency=20
+duration=30s
+warmup=""
+only=both
+charts=0
+results="$here/results"
+passthrough=()
+sink_port="${SINK_PORT:-18081}"
+sluice_port="${SLUICE_PORT:-18080}"
+nginx_port="${NGINX_PORT:-18082}"
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --scenario) scenario="$2"; shift 2 ;;
+    --concurrency) concurrency="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
+    --charts) charts=1; shift ;;
+    --results) results="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) passthrough+=("$1"); shift ;;
+  esac
+done
+case "$only" in both|sluice|nginx) ;; *) echo "compare.sh: --only takes sluice or nginx" >&2; exit 2 ;; esac
+
+default_bin="${CARGO_TARGET_DIR:-$repo/target}/release/sluice"
+[[ -x "$default_bin" ]] || default_bin=sluice
+read -r -a sluice <<< "${SLUICE_BIN:-$default_bin}"
+if ! command -v "${sluice[0]}" > /dev/null; then
+  echo "compare.sh: '${sluice[0]}' not found; build it with 'cargo build --release -p sluice' or set SLUICE_BIN" >&2
+  exit 1
+fi
+if [[ "$only" != sluice ]] && ! command -v nginx > /dev/null; then
+  echo "compare.sh: nginx is not installed. On Debian/Ubuntu: apt-get install nginx-light wrk" >&2
+  exit 1
+fi
+if ! command -v wrk > /dev/null; then
+  echo "compare.sh: note: wrk is not installed (optional cross-check tool): apt-get install wrk" >&2
+fi
+
+tmp="$(mktemp -d -t sluice-compare.XXXXXX)"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2> /dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2> /dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_port PORT PID NAME LOG: waits until PORT accepts connections while PID is alive.
+wait_port() {
+  local port="$1" pid="$2" name="$3" log="$4" tries=0
+  until (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do
+    if ! kill -0 "$pid" 2> /dev/null; then
+      echo "compare.sh: $name exited during start-up:" >&2
+      cat "$log" >&2 || true
+      exit 1
+    fi
+    tries=$((tries + 1))
+    if [[ $tries -gt 300 ]]; then
+      echo "compare.sh: $name did not listen on port $port within 30 s" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+mkdir -p "$results"
+stamp="$(date +%Y.%m.%d-%H.%M.%S)"
+log="$results/compare-$stamp.log"
+csv="$results/compare-$stamp.csv"
+exec > >(tee "$log") 2>&1
+
+echo "compare.sh: $scenario, $concurrency VUs, $duration per run, on $(nproc) cores"
+
+"${sluice[@]}" bench sink --port "$sink_port" > "$tmp/sink.log" 2>&1 &
+sink_pid=$!
+pids+=("$sink_pid")
+wait_port "$sink_port" "$sink_pid" "mock sink" "$tmp/sink.log"
+sink_url="http://127.0.0.1:$sink_port"
+
+load=("${sluice[@]}" bench load --scenario "$scenario" --sink "$sink_url"
+  --concurrency "$concurrency" "${passthrough[@]}")
+[[ "$charts" == 1 ]] && load+=(--charts "$results/compare-$stamp-charts")
+
+# measure NAME ARGS...: optional warm-up, then one measured run appending to the CSV.
+measure() {
+  local name="$1"
+  shift
+  if [[ -n "$warmup" ]]; then
+    echo "--- $name: warm-up ($warmup) ---"
+    "${load[@]}" --duration "$warmup" "$@" > /dev/null
+  fi
+  echo "--- $name ---"
+  "${load[@]}" --duration "$duration" --csv "$csv" "$@"
+}
+
+if [[ "$only" != nginx ]]; then
+  export SLUICE_DATA_DIR="$tmp/sluice-data"
+  "${sluice[@]}" serve --data-dir "$SLUICE_DATA_DIR" --listen "127.0.0.1:$sluice_port" \
+    > "$tmp/sluice.log" 2>&1 &
+  sluice_pid=$!
+  pids+=("$sluice_pid")
+  wait_port "$sluice_port" "$sluice_pid" "sluice" "$tmp/sluice.log"
+  token="$("${sluice[@]}" token create --name bench --data-dir "$SLUICE_DATA_DIR" | tail -n 1)"
+  measure sluice --target "http://127.0.0.1:$sluice_port" --token "$token" --proxy-pid "$sluice_pid"
+fi
+
+if [[ "$only" != sluice ]]; then
+  mkdir -p "$tmp/nginx"
+  cat > "$tmp/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/nginx/client_body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  client_max_body_size 0;
+  upstream sink {
+    server 127.0.0.1:$sink_port;
+    keepalive 512;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://sink;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # Stream both ways, like sluice does.
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" > "$tmp/nginx.log" 2>&1 &
+  nginx_pid=$!
+  pids+=("$nginx_pid")
+  wait_port "$nginx_port" "$nginx_pid" "nginx" "$tmp/nginx/error.log"
+  measure nginx --raw-url "http://127.0.0.1:$nginx_port"
+fi
+
+# Summary from the CSV: one row per measured run (sluice first when both ran).
+awk -F, -v only="$only" '
+  NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+  {
+    n++
+    name[n] = (only == "nginx" || (only == "both" && n == 2)) ? "nginx" : "sluice"
+    rps[n] = $col["throughput_rps"]; p50[n] = $col["p50_us"] / 1000; p99[n] = $col["p99_us"] / 1000
+    err[n] = $col["errors"]; req[n] = $col["requests"]
+    mem[n] = $col["mem_delta_kib"]; mstart[n] = $col["mem_start_kib"]; mmax[n] = $col["mem_max_kib"]
+  }
+  END {
+    print ""
+    printf "%-16s", ""; for (i = 1; i <= n; i++) printf "%14s", name[i]
+    if (n == 2) printf "%16s", "sluice/nginx"; print ""
+    printf "%-16s", "throughput req/s"; for (i = 1; i <= n; i++) printf "%14.1f", rps[i]
+    if (n == 2) printf "%16.2f", rps[1] / rps[2]; print ""
+    printf "%-16s", "p50 ms"; for (i = 1; i <= n; i++) printf "%14.3f", p50[i]
+    if (n == 2) printf "%16.2f", p50[1] / p50[2]; print ""
+    printf "%-16s", "p99 ms"; for (i = 1; i <= n; i++) printf "%14.3f", p99[i]
+    if (n == 2) printf "%16.2f", p99[1] / p99[2]; print ""
+    printf "%-16s", "errors/requests"; for (i = 1; i <= n; i++) printf "%14s", err[i] "/" req[i]; print ""
+    for (i = 1; i <= n; i++) if (name[i] == "sluice" && mem[i] != "")
+      printf "sluice memory: start %.1f MiB, max %.1f MiB, delta %+.1f MiB\n", mstart[i] / 1024, mmax[i] / 1024, mem[i] / 1024
+  }' "$csv"
+echo
+echo "compare.sh: log $log, CSV $csv"

@@ -50,6 +50,7 @@ impl Proxy {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/channels/{id}", any(handler::proxy))
+            .route("/channels/{id}/", any(handler::proxy))
             .route("/channels/{id}/{*rest}", any(handler::proxy))
             .with_state(self.clone())
     }

@@ -34,7 +34,7 @@ pub struct Route {
     pub base_path: String,
     /// Sink URL query, if any.
     pub base_query: Option<String>,
-    /// Connect plus response-head allowance.
+    /// Time allowed from dispatch (connecting included) to the response head.
     pub head_timeout: Duration,
     /// Idle allowance between body chunks.
     pub idle_timeout: Duration,
@@ -124,7 +124,7 @@ impl Routes {
             scheme,
             base_path: url.path().to_string(),
             base_query: url.query().map(str::to_string),
-            head_timeout: connect + response,
+            head_timeout: response,
             idle_timeout: idle,
             preview_bytes: channel.preview_bytes as usize,
             client: self.clients.get(connect.as_millis() as u64),

@@ -1,0 +1,234 @@
+//! Test harness: a real `sluice` process on an ephemeral port and a real upstream server.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh empty directory.
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("sluice-it-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+/// Runs a one-shot subcommand and returns its stdout.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().expect("running sluice");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running sluice.
+pub struct Sluice {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// A superuser API token.
+    pub token: String,
+    /// The data directory.
+    pub data: std::sync::Arc<TempDir>,
+    child: Child,
+    http: reqwest::Client,
+}
+
+impl Sluice {
+    /// Starts sluice on a fresh data directory.
+    pub async fn start() -> Self {
+        Self::start_in(std::sync::Arc::new(TempDir::new()), &[]).await
+    }
+
+    /// Starts sluice on `data` with extra `serve` flags (creating a token first).
+    pub async fn start_in(data: std::sync::Arc<TempDir>, extra: &[&str]) -> Self {
+        let dir = data.path().to_str().unwrap().to_string();
+        let out = run(&["token", "create", "--name", "tests", "--data-dir", &dir]);
+        let token = out.lines().last().unwrap().trim().to_string();
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning sluice serve");
+        let stdout = child.stdout.take().unwrap();
+        let base = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines
+                .find_map(|l| l.ok().and_then(|l| l.strip_prefix("listening: ").map(str::to_string)))
+                .expect("sluice printed its address");
+            // keep draining so the child never blocks on a full pipe
+            std::thread::spawn(move || for _ in lines {});
+            first
+        })
+        .await
+        .unwrap();
+        Sluice {
+            base,
+            token,
+            data,
+            child,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An HTTP client (no proxy, no auth).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// URL of `path` on this sluice.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An authenticated API request builder.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(&format!("/api/v1{path}")))
+            .bearer_auth(&self.token)
+    }
+
+    /// GET an API path and parse the JSON (asserting 200).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.api(reqwest::Method::GET, path).send().await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Creates a channel to `sink_url` with extra fields; returns the channel JSON.
+    pub async fn create_channel(&self, sink_url: &str, extra: Value) -> Value {
+        let mut body = json!({ "name": format!("ch-{}", uuid::Uuid::new_v4().simple()), "sink_url": sink_url });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        let res = self.api(reqwest::Method::POST, "/channels").json(&body).send().await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "create channel: {body}");
+        body
+    }
+
+    /// The proxy URL of a channel plus `rest`.
+    pub fn proxy_url(&self, channel: &Value, rest: &str) -> String {
+        format!("{}{}", channel["proxy_url"].as_str().unwrap(), rest)
+    }
+
+    /// History of a channel (first page, up to 500).
+    pub async fn history(&self, channel: &Value, query: &str) -> Vec<Value> {
+        let id = channel["id"].as_str().unwrap();
+        let sep = if query.is_empty() { "" } else { "&" };
+        let page = self.get_json(&format!("/channels/{id}/requests?limit=500{sep}{query}")).await;
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the request with `x-request-id` = `rid` is finished; returns its detail.
+    pub async fn finished(&self, channel: &Value, rid: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let items = self.history(channel, &format!("request_id={rid}")).await;
+            if let Some(r) = items.iter().find(|r| r["state"] != "pending") {
+                return self.get_json(&format!("/requests/{}", r["id"].as_str().unwrap())).await;
+            }
+            assert!(Instant::now() < deadline, "request {rid} never finished: {items:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the channel's history holds `n` finished requests; returns them.
+    pub async fn finished_n(&self, channel: &Value, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let items = self.history(channel, "").await;
+            let done: Vec<Value> = items.into_iter().filter(|r| r["state"] != "pending").collect();
+            if done.len() >= n {
+                return done;
+            }
+            assert!(Instant::now() < deadline, "only {} of {n} requests finished", done.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        signal(self.child.id(), "TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "sluice exited with {status}");
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+
+    /// The SQLite ledger file.
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}/sluice.db", self.data.path().display())
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// A request id that sluice keeps (20–200 chars of `[A-Za-z0-9._-]`).
+pub fn rid() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -92,7 +92,12 @@ pub fn write_charts(report: &LoadReport, dir: &Path) -> anyhow::Result<Vec<PathB
             .map(|s| s.concurrency)
             .max()
             .unwrap_or(1) as f64;
-        let x_range = || (0.8..max * 1.25).log_scale();
+        let levels: Vec<f64> = report.steps.iter().map(|s| s.concurrency as f64).collect();
+        let x_range = || {
+            (0.8..max * 1.25)
+                .log_scale()
+                .with_key_points(levels.clone())
+        };
         let per_step = |pick: fn(&super::report::StepReport) -> f64| {
             report
                 .steps
@@ -154,7 +159,7 @@ where
         .flat_map(|line| line.points.iter().map(|p| p.1))
         .fold(0.0, f64::max)
         .max(1e-3)
-        * 1.1;
+        * 1.3; // headroom for the legend
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -168,6 +173,12 @@ where
         .x_desc(x.0)
         .y_desc(y_desc)
         .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| match y_max {
+            m if m >= 100.0 => format!("{v:.0}"),
+            m if m >= 1.0 => format!("{v:.1}"),
+            _ => format!("{v:.3}"),
+        })
+        .light_line_style(BLACK.mix(0.04))
         .label_style((FAMILY, 15))
         .axis_desc_style((FAMILY, 17))
         .draw()?;

@@ -66,6 +66,8 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         let mut res = Response::new(full(format!("status {code}")));
         *res.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
         res.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+        res.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+        res.headers_mut().insert("set-cookie", "session=upstream-cookie-secret".parse().unwrap());
         return Ok(res);
     }
     if seg.contains(&"hang") {

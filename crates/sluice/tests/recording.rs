@@ -1,0 +1,194 @@
+//! What is recorded (PRODUCT.md §3): hashes, sizes, previews, headers, redaction, snapshots.
+
+mod common;
+
+use common::{rid, sha256, upstream, Sluice};
+use serde_json::{json, Value};
+
+fn preview_bytes(p: &Value) -> Vec<u8> {
+    use base64::Engine;
+    let data = p["data"].as_str().unwrap();
+    match p["encoding"].as_str().unwrap() {
+        "utf8" => data.as_bytes().to_vec(),
+        "base64" => base64::engine::general_purpose::STANDARD.decode(data).unwrap(),
+        other => panic!("unknown encoding {other}"),
+    }
+}
+
+#[tokio::test]
+async fn hashes_sizes_and_previews_match_the_bytes_that_passed() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let preview = 65536usize;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    assert_eq!(ch["preview_bytes"], preview);
+    for size in [0usize, 1, preview - 1, preview, preview + 1, 10 * 1024 * 1024] {
+        let body = upstream::pattern(size);
+        let id = rid();
+        // echo-body sends the request body back: both directions carry the same bytes
+        let res = s
+            .http()
+            .post(s.proxy_url(&ch, "/echo-body"))
+            .header("x-request-id", &id)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let got = res.bytes().await.unwrap();
+        assert_eq!(got.len(), size, "response streamed back whole");
+        let rec = s.finished(&ch, &id).await;
+        let ev = &rec["event"];
+        for dir in ["request", "response"] {
+            assert_eq!(ev[format!("{dir}_body_sha256")], sha256(&body), "{dir} hash for {size} B");
+            assert_eq!(ev[format!("{dir}_body_size")], size);
+            assert_eq!(rec[format!("{dir}_body_size")], size);
+            let p = &ev[format!("{dir}_body_preview")];
+            assert_eq!(p["truncated"], size > preview, "{dir} truncated flag for {size} B");
+            assert_eq!(preview_bytes(p), body[..size.min(preview)], "{dir} preview for {size} B");
+        }
+    }
+}
+
+#[tokio::test]
+async fn preview_size_is_per_channel() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({ "preview_bytes": 10 })).await;
+    let id = rid();
+    s.http()
+        .post(s.proxy_url(&ch, "/echo-body"))
+        .header("x-request-id", &id)
+        .body("0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    let rec = s.finished(&ch, &id).await;
+    let p = &rec["event"]["request_body_preview"];
+    assert_eq!(p["data"], "0123456789");
+    assert_eq!(p["encoding"], "utf8");
+    assert_eq!(p["truncated"], true);
+    assert_eq!(rec["event"]["request_body_sha256"], sha256(b"0123456789abcdef"));
+}
+
+#[tokio::test]
+async fn headers_are_recorded_in_order_with_secrets_redacted_and_never_stored_in_clear() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = rid();
+    s.http()
+        .get(s.proxy_url(&ch, "/status/200")) // does not echo headers into its body
+        .header("x-request-id", &id)
+        .header("authorization", "Bearer caller-token-secret")
+        .header("x-api-key", "caller-api-key-secret")
+        .header("cookie", "sid=caller-cookie-secret")
+        .header("x-trace", "one")
+        .header("x-trace", "two")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rec = s.finished(&ch, &id).await;
+    let ev = &rec["event"];
+    let req: Vec<(String, String)> = serde_json::from_value(ev["request_headers"].clone()).unwrap();
+    let res: Vec<(String, String)> = serde_json::from_value(ev["response_headers"].clone()).unwrap();
+    let value = |h: &[(String, String)], n: &str| -> Vec<String> {
+        h.iter().filter(|(k, _)| k == n).map(|(_, v)| v.clone()).collect()
+    };
+    for n in ["authorization", "x-api-key", "cookie"] {
+        assert_eq!(value(&req, n), ["[REDACTED]"], "{n}");
+    }
+    assert_eq!(value(&res, "set-cookie"), ["[REDACTED]"]);
+    assert_eq!(value(&req, "x-trace"), ["one", "two"], "duplicates kept in order");
+    assert_eq!(value(&req, "x-request-id"), [id.clone()]);
+    assert_eq!(value(&res, "content-type"), ["text/plain"]);
+
+    // Nothing secret anywhere in the ledger files (database, WAL).
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(s.data.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains(&id), "the scan does see the ledger's contents");
+    for secret in ["caller-token-secret", "caller-api-key-secret", "caller-cookie-secret", "upstream-cookie-secret"] {
+        assert!(!text.contains(secret), "{secret} stored in clear");
+    }
+}
+
+#[tokio::test]
+async fn snapshots_are_one_per_lock_version_and_requests_point_to_the_one_in_force() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/v1"), json!({})).await;
+    let cid = ch["id"].as_str().unwrap();
+    let mut first_ids = Vec::new();
+    for _ in 0..3 {
+        let id = rid();
+        s.http().get(s.proxy_url(&ch, "/a")).header("x-request-id", &id).send().await.unwrap();
+        first_ids.push(s.finished(&ch, &id).await["snapshot_id"].clone());
+    }
+    assert!(first_ids.windows(2).all(|w| w[0] == w[1]), "same configuration, same snapshot");
+
+    let res = s
+        .api(reqwest::Method::PATCH, &format!("/channels/{cid}"))
+        .json(&json!({ "lock_version": 1, "sink_url": up.url("/v2") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = rid();
+    let echo: Value = s
+        .http()
+        .get(s.proxy_url(&ch, "/a"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["path"], "/v2/a", "the change took effect at once");
+    let second = s.finished(&ch, &id).await["snapshot_id"].clone();
+    assert_ne!(second, first_ids[0]);
+
+    let snaps = s.get_json(&format!("/channels/{cid}/snapshots")).await;
+    let items = snaps["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], second);
+    assert_eq!(items[0]["lock_version"], 2);
+    assert_eq!(items[0]["config"]["sink_url"], up.url("/v2"));
+    assert_eq!(items[1]["id"], first_ids[0]);
+    assert_eq!(items[1]["config"]["sink_url"], up.url("/v1"));
+    let one = s.get_json(&format!("/snapshots/{}", second.as_str().unwrap())).await;
+    assert_eq!(one["lock_version"], 2);
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_latency_and_ledger_series() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = rid();
+    s.http().get(s.proxy_url(&ch, "/m")).header("x-request-id", &id).send().await.unwrap();
+    s.finished(&ch, &id).await;
+    let text = s.http().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let cid = ch["id"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("sluice_proxy_requests_total{{channel=\"{cid}\",state=\"success\"}} 1")),
+        "{text}"
+    );
+    for series in [
+        "sluice_proxy_latency_seconds_bucket",
+        "sluice_proxy_ttfb_seconds_bucket",
+        "sluice_proxy_phase_seconds_sum{phase=\"ledger\"}",
+        "sluice_ledger_batch_size_bucket",
+        "sluice_ledger_queue_depth",
+        "sluice_process_pid",
+    ] {
+        assert!(text.contains(series), "missing {series}");
+    }
+    assert!(text.contains(&format!("sluice_process_pid {}", s.pid())));
+}

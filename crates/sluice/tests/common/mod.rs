@@ -187,10 +187,17 @@ impl Sluice {
         }
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(&mut self) {
+    /// Sends SIGTERM and waits (without blocking the test's runtime) for a clean exit.
+    pub async fn stop(&mut self) {
         signal(self.child.id(), "TERM");
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sluice did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         assert!(status.success(), "sluice exited with {status}");
     }
 

@@ -70,6 +70,9 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         res.headers_mut().insert("set-cookie", "session=upstream-cookie-secret".parse().unwrap());
         return Ok(res);
     }
+    if let Some(Some(ms)) = find("delay") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
     if seg.contains(&"hang") {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

@@ -1,0 +1,119 @@
+//! Durability: the pending record comes first, crashes leave nothing dangling, shutdown is
+//! graceful.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{rid, upstream, Sluice};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+#[tokio::test]
+async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let ok = s.http().get(s.proxy_url(&ch, "/before")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let hits = up.hits();
+
+    let mut raw = sqlx::SqliteConnection::connect(&s.db_url()).await.unwrap();
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let res = s.http().post(s.proxy_url(&ch, "/during")).body("payload").send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({ "error": "Service Unavailable" }));
+    }
+    assert_eq!(up.hits(), hits, "nothing was forwarded without a durable record");
+
+    sqlx::query("DROP TRIGGER refuse").execute(&mut raw).await.unwrap();
+    let again = s.http().get(s.proxy_url(&ch, "/after")).send().await.unwrap();
+    assert_eq!(again.status(), 200, "recovers once the ledger accepts writes");
+    let paths: Vec<String> = s
+        .finished_n(&ch, 2)
+        .await
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths, ["/after", "/before"], "refused requests left no rows");
+}
+
+#[tokio::test]
+async fn a_process_killed_mid_load_leaves_no_pending_rows_after_restart() {
+    let up = upstream::start().await;
+    let data = Arc::new(common::TempDir::new());
+    let mut s = Sluice::start_in(data.clone(), &[]).await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let cid = ch["id"].as_str().unwrap().to_string();
+
+    // In flight when the process dies: 10 slow exchanges and a stream of fast ones.
+    let client = s.http().clone();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (c, url) = (client.clone(), s.proxy_url(&ch, "/hang"));
+        tasks.push(tokio::spawn(async move {
+            let _ = c.get(url).send().await;
+        }));
+    }
+    for _ in 0..4 {
+        let (c, url) = (client.clone(), s.proxy_url(&ch, "/fast"));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..1000 {
+                if c.post(&url).body("x").send().await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.history(&ch, "state=pending").await.len() < 10 {
+        assert!(Instant::now() < deadline, "slow requests never became pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.kill();
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    let s = Sluice::start_in(data, &[]).await;
+    let all = s.get_json(&format!("/channels/{cid}/requests?limit=500")).await;
+    let items = all["items"].as_array().unwrap();
+    assert!(items.len() >= 10);
+    assert!(items.iter().all(|r| r["state"] != "pending"), "no pending row survives a restart");
+    let interrupted = items.iter().filter(|r| r["error"] == "interrupted").count();
+    assert!(interrupted >= 10, "the in-flight exchanges are closed as interrupted ({interrupted})");
+    assert!(items
+        .iter()
+        .filter(|r| r["error"] == "interrupted")
+        .all(|r| r["state"] == "error" && r["completed_at"].is_string()));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_exchanges_and_flushes_the_ledger() {
+    let up = upstream::start().await;
+    let data = Arc::new(common::TempDir::new());
+    let mut s = Sluice::start_in(data.clone(), &[]).await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = rid();
+    let (c, url, id2) = (s.http().clone(), s.proxy_url(&ch, "/delay/800"), id.clone());
+    let inflight = tokio::spawn(async move {
+        let res = c.get(url).header("x-request-id", id2).send().await.unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop().await;
+    let (status, echo) = inflight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight exchange completed");
+    assert_eq!(echo["path"], "/delay/800");
+
+    let s = Sluice::start_in(data, &[]).await;
+    let rec = s.finished(&ch, &id).await;
+    assert_eq!(rec["state"], "success", "its completion was flushed before exit");
+    assert!(rec["event"].is_object());
+}

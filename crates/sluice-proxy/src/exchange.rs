@@ -8,6 +8,7 @@ use sluice_core::{EventRecord, ExchangeError, RequestRecord, RequestState};
 use sluice_store::Ledger;
 
 use crate::metrics::ProxyMetrics;
+use crate::routes::Route;
 use crate::tap::{SharedTap, TapEnd};
 
 /// How an exchange ended.
@@ -21,6 +22,7 @@ pub enum Outcome {
 struct Inner {
     ledger: Ledger,
     metrics: Arc<ProxyMetrics>,
+    route: Arc<Route>,
     record: RequestRecord,
     event: EventRecord,
     started: Instant,
@@ -40,6 +42,7 @@ impl Exchange {
     pub fn new(
         ledger: Ledger,
         metrics: Arc<ProxyMetrics>,
+        route: Arc<Route>,
         record: RequestRecord,
         started: Instant,
         request_tap: SharedTap,
@@ -51,6 +54,7 @@ impl Exchange {
         Self(Some(Inner {
             ledger,
             metrics,
+            route,
             record,
             event,
             started,
@@ -105,6 +109,11 @@ impl Exchange {
             .is_some_and(|i| matches!(i.request_tap.lock().end, TapEnd::SourceError | TapEnd::Idle))
     }
 
+    /// Forgets the exchange without recording anything (its pending record was refused).
+    pub fn abandon(&mut self) {
+        self.0 = None;
+    }
+
     /// Writes the final record. Later calls (and the drop) do nothing.
     pub fn finish(&mut self, outcome: Outcome) {
         let Some(mut i) = self.0.take() else { return };
@@ -139,7 +148,7 @@ impl Exchange {
         ev.timings.latency_us = Some(latency);
         ev.request_body = request_body;
         ev.response_body = response_body.unwrap_or_default();
-        i.metrics.finished(&i.record);
+        i.metrics.finished(&i.route.counters, &i.record);
         i.ledger.record_completion(i.record, Some(i.event));
     }
 

@@ -77,7 +77,8 @@ pub async fn proxy(
         .and_then(|v| v.to_str().ok())
     {
         Some(v) if is_valid_request_id(v) => v.to_string(),
-        _ => Uuid::new_v4().simple().to_string() + "-sluice",
+        // Time-ordered, so the request_id index grows at its right edge.
+        _ => Uuid::now_v7().simple().to_string() + "-sluice",
     };
     let request_id_header = HeaderValue::from_str(&request_id).expect("request id is header-safe");
     let path_and_query = join_path_and_query(
@@ -114,8 +115,20 @@ pub async fn proxy(
         response_body_size: None,
     };
 
+    // The exchange exists before the pending write is awaited: if the caller goes away during
+    // that wait, dropping it records the request as `client_disconnected`.
+    let request_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
+    let mut exchange = Exchange::new(
+        proxy.ledger.clone(),
+        proxy.metrics.clone(),
+        route.clone(),
+        record.clone(),
+        started,
+        request_tap.clone(),
+    );
     let ledger_wait = Instant::now();
-    if let Err(e) = proxy.ledger.record_pending(record.clone()).await {
+    if let Err(e) = proxy.ledger.record_pending(record).await {
+        exchange.abandon();
         tracing::error!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
         return with_request_id(
             reply::error(StatusCode::SERVICE_UNAVAILABLE),
@@ -158,14 +171,6 @@ pub async fn proxy(
     };
     parts.version = http::Version::HTTP_11;
 
-    let request_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
-    let mut exchange = Exchange::new(
-        proxy.ledger.clone(),
-        proxy.metrics.clone(),
-        record,
-        started,
-        request_tap.clone(),
-    );
     exchange.dispatched(proxy.cfg.redactor.record(&parts.headers));
     let outbound =
         http::Request::from_parts(parts, Tap::new(body, request_tap, route.idle_timeout, None));

@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::config::ProxyConfig;
+use crate::metrics::ChannelCounters;
 use crate::upstream::{Clients, UpstreamClient};
 
 /// A channel ready to proxy: parsed sink, resolved timeouts, its snapshot and client.
@@ -42,6 +43,8 @@ pub struct Route {
     pub preview_bytes: usize,
     /// Pooled client to use.
     pub client: UpstreamClient,
+    /// Request counters of this channel.
+    pub counters: ChannelCounters,
 }
 
 /// Routes by channel id.
@@ -128,6 +131,7 @@ impl Routes {
             idle_timeout: idle,
             preview_bytes: channel.preview_bytes as usize,
             client: self.clients.get(connect.as_millis() as u64),
+            counters: ChannelCounters::new(channel.id),
             authority,
             channel,
         })

@@ -45,6 +45,8 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
+    busy_timeout: Duration,
     changes: broadcast::Sender<Change>,
 }
 
@@ -100,9 +102,15 @@ impl Store {
             .connect_with(connect)
             .await?;
         let (changes, _) = broadcast::channel(1024);
+        let sqlite_path = (backend == Backend::Sqlite).then(|| {
+            let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
+        });
         Ok(Self {
             pool,
             backend,
+            sqlite_path,
+            busy_timeout: opts.sqlite_busy_timeout,
             changes,
         })
     }
@@ -119,6 +127,11 @@ impl Store {
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite file and busy timeout, when the ledger is SQLite.
+    pub(crate) fn sqlite_file(&self) -> Option<(&std::path::Path, Duration)> {
+        self.sqlite_path.as_deref().map(|p| (p, self.busy_timeout))
     }
 
     /// Checks that the database answers.

@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The dedicated SQLite write connection failed to open.
+    #[error("sqlite: {0}")]
+    Sqlite(String),
     /// Running migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

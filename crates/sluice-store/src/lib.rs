@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod projects;
 pub mod requests;
 mod rows;
+mod sqlite_writer;
 pub mod tokens;
 
 pub use audit::{AuditEntry, AuditFilter};

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use crate::db::Store;
+use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
 use crate::rows;
 
@@ -34,7 +34,7 @@ pub enum LedgerOp {
     /// A new request in state `pending`.
     Pending(RequestRecord),
     /// A finished request and, when the exchange got that far, its event.
-    Complete(RequestRecord, Option<EventRecord>),
+    Complete(RequestRecord, Option<Box<EventRecord>>),
 }
 
 /// Status filter of the history: an exact code or a class such as `5xx`.
@@ -169,8 +169,10 @@ fn event_from_row(r: &AnyRow) -> Result<EventRecord> {
     })
 }
 
-/// `($1, $2, …), ($n+1, …)` for `rows` rows of `cols` columns.
-fn placeholders(rows: usize, cols: usize) -> String {
+/// `($1, $2, …), ($n+1, …)` for `rows` rows of `cols` columns; on SQLite anonymous `?`
+/// (bound in order), because sqlx resolves each numbered SQLite parameter by name, which SQLite
+/// answers with a linear scan: quadratic in the row count of a multi-row insert.
+fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
@@ -181,29 +183,73 @@ fn placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
+            match backend {
+                Backend::Sqlite => s.push('?'),
+                Backend::Postgres => {
+                    s.push('$');
+                    s.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
         }
         s.push(')');
     }
     s
 }
 
+/// `INSERT … ON CONFLICT (id) DO UPDATE` of `rows` request rows.
+pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+         state = excluded.state, completed_at = excluded.completed_at, \
+         response_status = excluded.response_status, error = excluded.error, \
+         latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
+         request_body_size = excluded.request_body_size, \
+         response_body_size = excluded.response_body_size",
+        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
+    )
+}
+
+/// `INSERT` of `rows` event rows (a repeated completion is ignored).
+pub(crate) fn insert_events_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+        placeholders(backend, rows, EVENT_COLUMN_COUNT)
+    )
+}
+
+/// The rows a batch writes: request rows (a pending record whose completion shares the batch
+/// is folded into it) and events.
+pub(crate) fn batch_rows(ops: &[LedgerOp]) -> (Vec<&RequestRecord>, Vec<&EventRecord>) {
+    let completed: std::collections::HashSet<Uuid> = ops
+        .iter()
+        .filter_map(|op| match op {
+            LedgerOp::Complete(r, _) => Some(r.id),
+            LedgerOp::Pending(_) => None,
+        })
+        .collect();
+    let mut recs = Vec::with_capacity(ops.len());
+    let mut events = Vec::new();
+    for op in ops {
+        match op {
+            LedgerOp::Pending(r) if completed.contains(&r.id) => {}
+            LedgerOp::Pending(r) => recs.push(r),
+            LedgerOp::Complete(r, e) => {
+                recs.push(r);
+                events.extend(e.as_deref());
+            }
+        }
+    }
+    (recs, events)
+}
+
 async fn upsert_requests(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     node_id: &str,
     recs: &[&RequestRecord],
 ) -> Result<()> {
     for chunk in recs.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-             state = excluded.state, completed_at = excluded.completed_at, \
-             response_status = excluded.response_status, error = excluded.error, \
-             latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
-             request_body_size = excluded.request_body_size, \
-             response_body_size = excluded.response_body_size",
-            placeholders(chunk.len(), REQUEST_COLUMN_COUNT)
-        );
+        let sql = upsert_requests_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
@@ -233,12 +279,13 @@ async fn upsert_requests(
     Ok(())
 }
 
-async fn insert_events(tx: &mut Transaction<'_, Any>, events: &[&EventRecord]) -> Result<()> {
+async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    events: &[&EventRecord],
+) -> Result<()> {
     for chunk in events.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
-            placeholders(chunk.len(), EVENT_COLUMN_COUNT)
-        );
+        let sql = insert_events_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
         for e in chunk {
             let t = &e.timings;
@@ -277,22 +324,13 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 }
 
 impl Store {
-    /// Writes a batch of ledger operations in one transaction: all of them or none.
+    /// Writes a batch of ledger operations in one transaction: all of them or none. A request
+    /// whose pending record and completion share the batch is written once, completed.
     pub async fn write_batch(&self, node_id: &str, ops: &[LedgerOp]) -> Result<()> {
-        let mut recs = Vec::with_capacity(ops.len());
-        let mut events = Vec::new();
-        for op in ops {
-            match op {
-                LedgerOp::Pending(r) => recs.push(r),
-                LedgerOp::Complete(r, e) => {
-                    recs.push(r);
-                    events.extend(e.iter());
-                }
-            }
-        }
+        let (recs, events) = batch_rows(ops);
         let mut tx = self.pool.begin().await?;
-        upsert_requests(&mut tx, node_id, &recs).await?;
-        insert_events(&mut tx, &events).await?;
+        upsert_requests(&mut tx, self.backend(), node_id, &recs).await?;
+        insert_events(&mut tx, self.backend(), &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -490,7 +528,8 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_then_columns() {
-        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 
     #[test]

@@ -340,9 +340,12 @@ async fn requests_round_trip_filter_and_paginate() {
                 .await
                 .unwrap();
             let (done, ev) = completed(r, status, 100 + i);
-            s.write_batch("node-a", &[LedgerOp::Complete(done.clone(), Some(ev))])
-                .await
-                .unwrap();
+            s.write_batch(
+                "node-a",
+                &[LedgerOp::Complete(done.clone(), Some(Box::new(ev)))],
+            )
+            .await
+            .unwrap();
             all.push(done);
         }
         // a retried request id gets its own record
@@ -536,8 +539,10 @@ async fn group_commit_makes_every_pending_durable_and_completes_them() {
             LedgerConfig {
                 node_id: "n".into(),
                 max_batch: 64,
+                completion_delay: std::time::Duration::from_millis(5),
             },
-        );
+        )
+        .unwrap();
         let mut tasks = Vec::new();
         for i in 0..300 {
             let (ledger, ch) = (ledger.clone(), ch.clone());
@@ -583,10 +588,40 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         for sql in trigger {
             sqlx::query(&sql).execute(&mut raw).await.unwrap();
         }
-        let (ledger, _task) = Ledger::start(s.clone(), LedgerConfig { node_id: "n".into(), max_batch: 64 });
+        let (ledger, _task) = Ledger::start(
+            s.clone(),
+            LedgerConfig { node_id: "n".into(), max_batch: 64, completion_delay: std::time::Duration::from_millis(5) },
+        )
+        .unwrap();
         let r = pending(&ch, snap.id, now_us(), "GET", "/");
         assert!(matches!(ledger.record_pending(r.clone()).await, Err(LedgerError::Unavailable(_))));
         assert!(s.get_request(r.id).await.unwrap().is_none(), "nothing half-written");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_record_and_its_completion_in_one_batch_are_written_once() {
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ch = channel(p.id, "same-batch");
+        s.create_channel(&ch, "t").await.unwrap();
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let r = pending(&ch, snap.id, now_us(), "GET", "/");
+        let (done, ev) = completed(r.clone(), 200, 10);
+        s.write_batch(
+            "n",
+            &[
+                LedgerOp::Pending(r.clone()),
+                LedgerOp::Complete(done, Some(Box::new(ev))),
+            ],
+        )
+        .await
+        .unwrap();
+        let (got, ev) = s.get_request(r.id).await.unwrap().unwrap();
+        assert_eq!(got.state, RequestState::Success);
+        assert!(ev.is_some());
+        assert_eq!(s.count_requests(ch.id).await.unwrap(), 1);
     })
     .await;
 }

@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Most operations the ledger writer commits in one transaction.
     #[arg(long, env = "SLUICE_LEDGER_MAX_BATCH", default_value_t = 512)]
     pub ledger_max_batch: usize,
+    /// Longest time a completion record waits to be batched with others, in milliseconds.
+    #[arg(long, env = "SLUICE_LEDGER_COMPLETION_DELAY_MS", default_value_t = 10)]
+    pub ledger_completion_delay_ms: u64,
     /// Longest wait for in-flight exchanges at shutdown, in seconds.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -124,5 +127,5 @@ pub enum BenchCommand {
     /// Run the mock sink.
     Sink(sluice_bench::sink::SinkArgs),
     /// Drive load through sluice (or directly at a sink) and report.
-    Load(sluice_bench::load::LoadArgs),
+    Load(Box<sluice_bench::load::LoadArgs>),
 }

@@ -10,6 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{BenchCommand, Cli, Command, LogFormat};
 
+/// mimalloc: glibc's allocator showed lock contention between the runtime's threads under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
@@ -37,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Channel(cmd) => commands::channel(cmd).await,
         Command::Bench(BenchCommand::Sink(args)) => sluice_bench::sink::run_sink(args).await,
         Command::Bench(BenchCommand::Load(args)) => {
-            sluice_bench::load::run_load(args).await.map(|_| ())
+            sluice_bench::load::run_load(*args).await.map(|_| ())
         }
     }
 }

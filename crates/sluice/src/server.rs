@@ -98,8 +98,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         LedgerConfig {
             node_id,
             max_batch: args.ledger_max_batch.max(1),
+            completion_delay: Duration::from_millis(args.ledger_completion_delay_ms),
         },
-    );
+    )?;
     let tls = sluice_proxy::upstream::tls_config(args.extra_ca_file.as_deref())?;
     let proxy = Proxy::new(
         store.clone(),

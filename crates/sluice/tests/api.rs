@@ -14,22 +14,55 @@ async fn send(s: &Sluice, m: Method, path: &str, body: Option<Value>) -> (u16, V
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        },
+    )
 }
 
 #[tokio::test]
 async fn the_api_requires_a_valid_bearer_token() {
     let s = Sluice::start().await;
-    let anon = s.http().get(s.url("/api/v1/channels")).send().await.unwrap();
+    let anon = s
+        .http()
+        .get(s.url("/api/v1/channels"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.status(), 401);
     assert!(anon.json::<Value>().await.unwrap()["error"].is_string());
-    let wrong = s.http().get(s.url("/api/v1/channels")).bearer_auth("slc_nope").send().await.unwrap();
+    let wrong = s
+        .http()
+        .get(s.url("/api/v1/channels"))
+        .bearer_auth("slc_nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
 
     let dir = s.data.path().to_str().unwrap().to_string();
-    let out = common::run(&["token", "create", "--name", "reader", "--role", "viewer", "--data-dir", &dir]);
+    let out = common::run(&[
+        "token",
+        "create",
+        "--name",
+        "reader",
+        "--role",
+        "viewer",
+        "--data-dir",
+        &dir,
+    ]);
     let viewer = out.lines().last().unwrap().to_string();
-    let ok = s.http().get(s.url("/api/v1/channels")).bearer_auth(&viewer).send().await.unwrap();
+    let ok = s
+        .http()
+        .get(s.url("/api/v1/channels"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let denied = s
         .http()
@@ -46,14 +79,36 @@ async fn the_api_requires_a_valid_bearer_token() {
 async fn channel_lifecycle_with_locking_audit_and_purge() {
     let up = upstream::start().await;
     let s = Sluice::start().await;
-    let (st, ch) = send(&s, Method::POST, "/channels", Some(json!({ "name": "orders", "sink_url": up.url("/") }))).await;
+    let (st, ch) = send(
+        &s,
+        Method::POST,
+        "/channels",
+        Some(json!({ "name": "orders", "sink_url": up.url("/") })),
+    )
+    .await;
     assert_eq!(st, 201, "{ch}");
-    for f in ["id", "project_id", "name", "sink_url", "enabled", "lock_version", "proxy_url",
-              "source_auth_method_ids", "sink_credential_id", "timeouts", "preview_bytes", "created_at", "updated_at"] {
+    for f in [
+        "id",
+        "project_id",
+        "name",
+        "sink_url",
+        "enabled",
+        "lock_version",
+        "proxy_url",
+        "source_auth_method_ids",
+        "sink_credential_id",
+        "timeouts",
+        "preview_bytes",
+        "created_at",
+        "updated_at",
+    ] {
         assert!(ch.get(f).is_some(), "channel lacks {f}");
     }
     assert_eq!(ch["lock_version"], 1);
-    assert_eq!(ch["validation"]["ok"], true, "the sink was validated on create");
+    assert_eq!(
+        ch["validation"]["ok"], true,
+        "the sink was validated on create"
+    );
     let id = ch["id"].as_str().unwrap().to_string();
     assert_eq!(ch["proxy_url"], format!("{}/channels/{id}", s.base));
     assert!(ch["created_at"].as_str().unwrap().ends_with('Z'));
@@ -61,33 +116,75 @@ async fn channel_lifecycle_with_locking_audit_and_purge() {
     let (st, got) = send(&s, Method::GET, &format!("/channels/{id}"), None).await;
     assert_eq!((st, got["name"].clone()), (200, json!("orders")));
 
-    let (st, patched) = send(&s, Method::PATCH, &format!("/channels/{id}"),
-        Some(json!({ "lock_version": 1, "name": "orders-v2", "timeouts": { "connect_ms": 1000 } }))).await;
+    let (st, patched) = send(
+        &s,
+        Method::PATCH,
+        &format!("/channels/{id}"),
+        Some(json!({ "lock_version": 1, "name": "orders-v2", "timeouts": { "connect_ms": 1000 } })),
+    )
+    .await;
     assert_eq!(st, 200, "{patched}");
     assert_eq!(patched["lock_version"], 2);
     assert_eq!(patched["timeouts"]["connect_ms"], 1000);
 
-    let (st, stale) = send(&s, Method::PATCH, &format!("/channels/{id}"), Some(json!({ "lock_version": 1, "enabled": false }))).await;
+    let (st, stale) = send(
+        &s,
+        Method::PATCH,
+        &format!("/channels/{id}"),
+        Some(json!({ "lock_version": 1, "enabled": false })),
+    )
+    .await;
     assert_eq!(st, 409);
     assert_eq!(stale["details"]["current_lock_version"], 2);
 
-    let (st, missing) = send(&s, Method::PATCH, &format!("/channels/{id}"), Some(json!({ "enabled": false }))).await;
+    let (st, missing) = send(
+        &s,
+        Method::PATCH,
+        &format!("/channels/{id}"),
+        Some(json!({ "enabled": false })),
+    )
+    .await;
     assert_eq!(st, 422);
-    assert!(missing["details"]["fields"]["lock_version"].is_string(), "{missing}");
+    assert!(
+        missing["details"]["fields"]["lock_version"].is_string(),
+        "{missing}"
+    );
 
     let rid = rid();
-    s.http().get(format!("{}/channels/{id}/x", s.base)).header("x-request-id", &rid).send().await.unwrap();
+    s.http()
+        .get(format!("{}/channels/{id}/x", s.base))
+        .header("x-request-id", &rid)
+        .send()
+        .await
+        .unwrap();
     s.finished(&patched, &rid).await;
     let (st, refused) = send(&s, Method::DELETE, &format!("/channels/{id}"), None).await;
     assert_eq!(st, 409, "history protects the channel");
     assert_eq!(refused["details"]["requests"], 1);
-    let (st, _) = send(&s, Method::DELETE, &format!("/channels/{id}?purge=true"), None).await;
+    let (st, _) = send(
+        &s,
+        Method::DELETE,
+        &format!("/channels/{id}?purge=true"),
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
     let (st, _) = send(&s, Method::GET, &format!("/channels/{id}"), None).await;
     assert_eq!(st, 404);
 
-    let (_, audit) = send(&s, Method::GET, &format!("/audit?resource_type=channel&resource_id={id}"), None).await;
-    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    let (_, audit) = send(
+        &s,
+        Method::GET,
+        &format!("/audit?resource_type=channel&resource_id={id}"),
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["delete", "update", "create"]);
     let update = &audit["items"][1];
     assert_eq!(update["actor"], "token:tests");
@@ -102,30 +199,75 @@ async fn bad_input_gets_422_naming_the_field_and_writes_nothing() {
         (json!({ "name": "a", "sink_url": "ftp://x" }), "sink_url"),
         (json!({ "name": "a", "sink_url": "not a url" }), "sink_url"),
         (json!({ "name": "a", "sink_url": "http://" }), "sink_url"),
-        (json!({ "name": "", "sink_url": "http://127.0.0.1:1/" }), "name"),
+        (
+            json!({ "name": "", "sink_url": "http://127.0.0.1:1/" }),
+            "name",
+        ),
         (json!({ "sink_url": "http://127.0.0.1:1/" }), "name"),
-        (json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "colour": "red" }), "colour"),
-        (json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "enabled": "yes" }), "enabled"),
-        (json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "timeouts": { "connect_ms": 0 } }), "timeouts.connect_ms"),
-        (json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "timeouts": { "bogus_ms": 5 } }), "bogus_ms"),
-        (json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "project_id": uuid::Uuid::new_v4() }), "project_id"),
+        (
+            json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "colour": "red" }),
+            "colour",
+        ),
+        (
+            json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "enabled": "yes" }),
+            "enabled",
+        ),
+        (
+            json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "timeouts": { "connect_ms": 0 } }),
+            "timeouts.connect_ms",
+        ),
+        (
+            json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "timeouts": { "bogus_ms": 5 } }),
+            "bogus_ms",
+        ),
+        (
+            json!({ "name": "a", "sink_url": "http://127.0.0.1:1/", "project_id": uuid::Uuid::new_v4() }),
+            "project_id",
+        ),
     ];
     for (body, field) in cases {
         let (st, err) = send(&s, Method::POST, "/channels", Some(body.clone())).await;
         assert_eq!(st, 422, "{body} -> {err}");
         assert!(err["error"].is_string());
-        assert!(err["details"]["fields"][field].is_string(), "{body} should name {field}: {err}");
+        assert!(
+            err["details"]["fields"][field].is_string(),
+            "{body} should name {field}: {err}"
+        );
     }
-    let not_json = s.api(Method::POST, "/channels").body("{oops").send().await.unwrap();
+    let not_json = s
+        .api(Method::POST, "/channels")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 422);
     let (_, list) = send(&s, Method::GET, "/channels", None).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing half-written");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "nothing half-written"
+    );
 
-    let (st, _) = send(&s, Method::POST, "/channels", Some(json!({ "name": "dup", "sink_url": "http://127.0.0.1:1/" }))).await;
+    let (st, _) = send(
+        &s,
+        Method::POST,
+        "/channels",
+        Some(json!({ "name": "dup", "sink_url": "http://127.0.0.1:1/" })),
+    )
+    .await;
     assert_eq!(st, 201);
-    let (st, err) = send(&s, Method::POST, "/channels", Some(json!({ "name": "dup", "sink_url": "http://127.0.0.1:1/" }))).await;
+    let (st, err) = send(
+        &s,
+        Method::POST,
+        "/channels",
+        Some(json!({ "name": "dup", "sink_url": "http://127.0.0.1:1/" })),
+    )
+    .await;
     assert_eq!(st, 422);
-    assert!(err["details"]["fields"]["name"].as_str().unwrap().contains("already exists"));
+    assert!(err["details"]["fields"]["name"]
+        .as_str()
+        .unwrap()
+        .contains("already exists"));
     let (st, err) = send(&s, Method::GET, "/channels?limit=9999", None).await;
     assert_eq!(st, 400);
     assert!(err["details"]["fields"]["limit"].is_string());
@@ -137,11 +279,19 @@ async fn history_filters_paginate_and_details_and_stats() {
     let s = Sluice::start().await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
     let id = ch["id"].as_str().unwrap();
-    let plan = [("GET", "/status/200"), ("POST", "/status/404"), ("PUT", "/status/503"), ("GET", "/api/ok")];
+    let plan = [
+        ("GET", "/status/200"),
+        ("POST", "/status/404"),
+        ("PUT", "/status/503"),
+        ("GET", "/api/ok"),
+    ];
     for i in 0..12 {
         let (m, p) = plan[i % plan.len()];
         s.http()
-            .request(Method::from_bytes(m.as_bytes()).unwrap(), s.proxy_url(&ch, p))
+            .request(
+                Method::from_bytes(m.as_bytes()).unwrap(),
+                s.proxy_url(&ch, p),
+            )
             .send()
             .await
             .unwrap();
@@ -161,7 +311,13 @@ async fn history_filters_paginate_and_details_and_stats() {
     assert_eq!(count("path_prefix=/api/").await, 3);
     assert_eq!(count("since=2000-01-01T00:00:00Z").await, 12);
     assert_eq!(count("until=2000-01-01T00:00:00Z").await, 0);
-    let (st, err) = send(&s, Method::GET, &format!("/channels/{id}/requests?state=bogus"), None).await;
+    let (st, err) = send(
+        &s,
+        Method::GET,
+        &format!("/channels/{id}/requests?state=bogus"),
+        None,
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(err["details"]["fields"]["state"].is_string());
 
@@ -169,8 +325,13 @@ async fn history_filters_paginate_and_details_and_stats() {
     let mut cursor: Option<String> = None;
     let mut last_started = String::from("9999");
     loop {
-        let q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
-        let page = s.get_json(&format!("/channels/{id}/requests?limit=5{q}")).await;
+        let q = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let page = s
+            .get_json(&format!("/channels/{id}/requests?limit=5{q}"))
+            .await;
         for r in page["items"].as_array().unwrap() {
             assert!(seen.insert(r["id"].as_str().unwrap().to_string()));
             let started = r["started_at"].as_str().unwrap().to_string();
@@ -185,12 +346,25 @@ async fn history_filters_paginate_and_details_and_stats() {
     assert_eq!(seen.len(), 12);
 
     let one = s.history(&ch, "status=503").await[0].clone();
-    let detail = s.get_json(&format!("/requests/{}", one["id"].as_str().unwrap())).await;
-    for f in ["request_headers", "response_headers", "request_body_sha256", "response_body_sha256",
-              "request_body_preview", "response_body_preview", "latency_us", "ttfb_us"] {
+    let detail = s
+        .get_json(&format!("/requests/{}", one["id"].as_str().unwrap()))
+        .await;
+    for f in [
+        "request_headers",
+        "response_headers",
+        "request_body_sha256",
+        "response_body_sha256",
+        "request_body_preview",
+        "response_body_preview",
+        "latency_us",
+        "ttfb_us",
+    ] {
         assert!(detail["event"].get(f).is_some(), "event lacks {f}");
     }
-    assert_eq!(detail["event"]["response_body_preview"]["data"], "status 503");
+    assert_eq!(
+        detail["event"]["response_body_preview"]["data"],
+        "status 503"
+    );
 
     let stats = s.get_json(&format!("/channels/{id}/stats")).await;
     assert_eq!(stats["total"], 12);
@@ -199,7 +373,13 @@ async fn history_filters_paginate_and_details_and_stats() {
     let p50 = stats["latency_us"]["p50"].as_i64().unwrap();
     let p99 = stats["latency_us"]["p99"].as_i64().unwrap();
     assert!(p50 > 0 && p50 <= p99);
-    let (st, _) = send(&s, Method::GET, &format!("/requests/{}", uuid::Uuid::new_v4()), None).await;
+    let (st, _) = send(
+        &s,
+        Method::GET,
+        &format!("/requests/{}", uuid::Uuid::new_v4()),
+        None,
+    )
+    .await;
     assert_eq!(st, 404);
 }
 
@@ -207,9 +387,33 @@ async fn history_filters_paginate_and_details_and_stats() {
 async fn health_readiness_and_cli_channel_list() {
     let up = upstream::start().await;
     let s = Sluice::start().await;
-    assert_eq!(s.http().get(s.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(s.http().get(s.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http()
+            .get(s.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.http()
+            .get(s.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let ch = s.create_channel(&up.url("/listed"), json!({})).await;
-    let out = common::run(&["channel", "list", "--data-dir", s.data.path().to_str().unwrap()]);
-    assert!(out.contains(ch["id"].as_str().unwrap()) && out.contains("/listed"), "{out}");
+    let out = common::run(&[
+        "channel",
+        "list",
+        "--data-dir",
+        s.data.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(ch["id"].as_str().unwrap()) && out.contains("/listed"),
+        "{out}"
+    );
 }

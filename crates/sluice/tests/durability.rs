@@ -15,7 +15,12 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     let up = upstream::start().await;
     let s = Sluice::start().await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
-    let ok = s.http().get(s.proxy_url(&ch, "/before")).send().await.unwrap();
+    let ok = s
+        .http()
+        .get(s.proxy_url(&ch, "/before"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let hits = up.hits();
 
@@ -25,23 +30,52 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
         .await
         .unwrap();
     for _ in 0..5 {
-        let res = s.http().post(s.proxy_url(&ch, "/during")).body("payload").send().await.unwrap();
+        let res = s
+            .http()
+            .post(s.proxy_url(&ch, "/during"))
+            .body("payload")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()["content-type"], "application/json");
-        assert_eq!(res.json::<Value>().await.unwrap(), json!({ "error": "Service Unavailable" }));
+        assert_eq!(
+            res.json::<Value>().await.unwrap(),
+            json!({ "error": "Service Unavailable" })
+        );
     }
-    assert_eq!(up.hits(), hits, "nothing was forwarded without a durable record");
+    assert_eq!(
+        up.hits(),
+        hits,
+        "nothing was forwarded without a durable record"
+    );
 
-    sqlx::query("DROP TRIGGER refuse").execute(&mut raw).await.unwrap();
-    let again = s.http().get(s.proxy_url(&ch, "/after")).send().await.unwrap();
-    assert_eq!(again.status(), 200, "recovers once the ledger accepts writes");
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let again = s
+        .http()
+        .get(s.proxy_url(&ch, "/after"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        200,
+        "recovers once the ledger accepts writes"
+    );
     let paths: Vec<String> = s
         .finished_n(&ch, 2)
         .await
         .iter()
         .map(|r| r["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(paths, ["/after", "/before"], "refused requests left no rows");
+    assert_eq!(
+        paths,
+        ["/after", "/before"],
+        "refused requests left no rows"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +107,10 @@ async fn a_process_killed_mid_load_leaves_no_pending_rows_after_restart() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.history(&ch, "state=pending").await.len() < 10 {
-        assert!(Instant::now() < deadline, "slow requests never became pending");
+        assert!(
+            Instant::now() < deadline,
+            "slow requests never became pending"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.kill();
@@ -82,12 +119,20 @@ async fn a_process_killed_mid_load_leaves_no_pending_rows_after_restart() {
     }
 
     let s = Sluice::start_in(data, &[]).await;
-    let all = s.get_json(&format!("/channels/{cid}/requests?limit=500")).await;
+    let all = s
+        .get_json(&format!("/channels/{cid}/requests?limit=500"))
+        .await;
     let items = all["items"].as_array().unwrap();
     assert!(items.len() >= 10);
-    assert!(items.iter().all(|r| r["state"] != "pending"), "no pending row survives a restart");
+    assert!(
+        items.iter().all(|r| r["state"] != "pending"),
+        "no pending row survives a restart"
+    );
     let interrupted = items.iter().filter(|r| r["error"] == "interrupted").count();
-    assert!(interrupted >= 10, "the in-flight exchanges are closed as interrupted ({interrupted})");
+    assert!(
+        interrupted >= 10,
+        "the in-flight exchanges are closed as interrupted ({interrupted})"
+    );
     assert!(items
         .iter()
         .filter(|r| r["error"] == "interrupted")
@@ -114,6 +159,9 @@ async fn shutdown_finishes_in_flight_exchanges_and_flushes_the_ledger() {
 
     let s = Sluice::start_in(data, &[]).await;
     let rec = s.finished(&ch, &id).await;
-    assert_eq!(rec["state"], "success", "its completion was flushed before exit");
+    assert_eq!(
+        rec["state"], "success",
+        "its completion was flushed before exit"
+    );
     assert!(rec["event"].is_object());
 }

@@ -38,7 +38,10 @@ async fn every_method_reaches_the_sink_with_body_and_query_unchanged() {
         let echo: Value = res.json().await.unwrap();
         assert_eq!(echo["method"], m);
         assert_eq!(echo["path"], "/items/7");
-        assert_eq!(echo["query"], "a=1&b=%20x&c&d=%2F&a=2", "query passed verbatim");
+        assert_eq!(
+            echo["query"], "a=1&b=%20x&c&d=%2F&a=2",
+            "query passed verbatim"
+        );
         assert_eq!(echo["body_len"], 3000);
         assert_eq!(echo["body_sha256"], sha256(&body));
     }
@@ -47,7 +50,10 @@ async fn every_method_reaches_the_sink_with_body_and_query_unchanged() {
     let done = s.finished_n(&ch, 8).await;
     let mut methods: Vec<&str> = done.iter().map(|r| r["method"].as_str().unwrap()).collect();
     methods.sort();
-    assert_eq!(methods, ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PURGE", "PUT"]);
+    assert_eq!(
+        methods,
+        ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PURGE", "PUT"]
+    );
     assert!(done.iter().all(|r| r["state"] == "success"), "{done:?}");
 }
 
@@ -67,8 +73,19 @@ async fn paths_join_without_double_or_missing_slashes() {
     ];
     for (sink_path, rest, expected) in cases {
         let ch = s.create_channel(&up.url(sink_path), json!({})).await;
-        let echo: Value = s.http().get(s.proxy_url(&ch, rest)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(echo["path"], expected, "sink path {sink_path:?} + rest {rest:?}");
+        let echo: Value = s
+            .http()
+            .get(s.proxy_url(&ch, rest))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            echo["path"], expected,
+            "sink path {sink_path:?} + rest {rest:?}"
+        );
     }
 }
 
@@ -76,7 +93,9 @@ async fn paths_join_without_double_or_missing_slashes() {
 async fn unknown_bad_and_disabled_channels_answer_404_json() {
     let up = upstream::start().await;
     let s = Sluice::start().await;
-    let disabled = s.create_channel(&up.url("/"), json!({ "enabled": false })).await;
+    let disabled = s
+        .create_channel(&up.url("/"), json!({ "enabled": false }))
+        .await;
     let probes = up.hits(); // channel creation validates the sink
     for url in [
         s.url("/channels/not-a-uuid/x"),
@@ -86,7 +105,10 @@ async fn unknown_bad_and_disabled_channels_answer_404_json() {
         let res = s.http().post(&url).body("x").send().await.unwrap();
         assert_eq!(res.status(), 404, "{url}");
         assert_eq!(res.headers()["content-type"], "application/json");
-        assert_eq!(res.json::<Value>().await.unwrap(), json!({ "error": "Not Found" }));
+        assert_eq!(
+            res.json::<Value>().await.unwrap(),
+            json!({ "error": "Not Found" })
+        );
     }
     assert_eq!(up.hits(), probes, "nothing was forwarded");
 }
@@ -110,13 +132,26 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let h = res.headers().clone();
-    assert!(h.get("x-hop-only").is_none(), "listed in the sink's Connection header");
+    assert!(
+        h.get("x-hop-only").is_none(),
+        "listed in the sink's Connection header"
+    );
     assert!(h.get("keep-alive").is_none());
     assert!(h.get("proxy-authenticate").is_none());
     assert_eq!(h["x-end-to-end"], "kept");
     let echo: Value = res.json().await.unwrap();
-    for name in ["x-private", "keep-alive", "proxy-authorization", "te", "upgrade", "trailer"] {
-        assert!(header(&echo, name).is_empty(), "{name} reached the sink: {echo}");
+    for name in [
+        "x-private",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "trailer",
+    ] {
+        assert!(
+            header(&echo, name).is_empty(),
+            "{name} reached the sink: {echo}"
+        );
     }
     assert_eq!(header(&echo, "x-end-to-end"), ["yes"]);
 }
@@ -137,7 +172,11 @@ async fn request_id_forwarded_headers_and_host() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["x-request-id"], keep.as_str(), "valid id kept and returned");
+    assert_eq!(
+        res.headers()["x-request-id"],
+        keep.as_str(),
+        "valid id kept and returned"
+    );
     let echo: Value = res.json().await.unwrap();
     assert_eq!(header(&echo, "x-request-id"), [keep.as_str()]);
     assert_eq!(header(&echo, "x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
@@ -148,16 +187,29 @@ async fn request_id_forwarded_headers_and_host() {
     assert_eq!(rec["client_identity"], "203.0.113.9");
 
     for bad in ["short", "has spaces in it, twenty+ chars", &"x".repeat(201)] {
-        let res = s.http().get(s.proxy_url(&ch, "/")).header("x-request-id", bad).send().await.unwrap();
+        let res = s
+            .http()
+            .get(s.proxy_url(&ch, "/"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
         let returned = res.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_ne!(returned, bad);
         assert!((20..=200).contains(&returned.len()));
         let echo: Value = res.json().await.unwrap();
-        assert_eq!(header(&echo, "x-request-id"), [returned.as_str()], "the sink sees the same id");
+        assert_eq!(
+            header(&echo, "x-request-id"),
+            [returned.as_str()],
+            "the sink sees the same id"
+        );
         s.finished(&ch, &returned).await;
     }
     let res = s.http().get(s.proxy_url(&ch, "/")).send().await.unwrap();
-    assert!(res.headers().contains_key("x-request-id"), "generated when absent");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "generated when absent"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +217,13 @@ async fn sink_statuses_decide_success_or_failed_and_pass_through() {
     let up = upstream::start().await;
     let s = Sluice::start().await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
-    for (code, state) in [(200, "success"), (201, "success"), (404, "failed"), (422, "failed"), (503, "failed")] {
+    for (code, state) in [
+        (200, "success"),
+        (201, "success"),
+        (404, "failed"),
+        (422, "failed"),
+        (503, "failed"),
+    ] {
         let id = rid();
         let res = s
             .http()
@@ -176,7 +234,11 @@ async fn sink_statuses_decide_success_or_failed_and_pass_through() {
             .unwrap();
         assert_eq!(res.status().as_u16(), code);
         assert_eq!(res.headers()["x-upstream"], "yes");
-        assert_eq!(res.text().await.unwrap(), format!("status {code}"), "body passed through");
+        assert_eq!(
+            res.text().await.unwrap(),
+            format!("status {code}"),
+            "body passed through"
+        );
         let rec = s.finished(&ch, &id).await;
         assert_eq!(rec["state"], state);
         assert_eq!(rec["response_status"], code);
@@ -186,12 +248,22 @@ async fn sink_statuses_decide_success_or_failed_and_pass_through() {
 
 async fn expect_failure(s: &Sluice, ch: &Value, status: u16, state: &str, error: &str) {
     let id = rid();
-    let res = s.http().get(s.proxy_url(ch, "/hang")).header("x-request-id", &id).send().await.unwrap();
+    let res = s
+        .http()
+        .get(s.proxy_url(ch, "/hang"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), status);
     assert_eq!(res.headers()["content-type"], "application/json");
     assert_eq!(res.headers()["x-request-id"], id.as_str());
     let body: Value = res.json().await.unwrap();
-    let expected = if status == 504 { "Gateway Timeout" } else { "Bad Gateway" };
+    let expected = if status == 504 {
+        "Gateway Timeout"
+    } else {
+        "Bad Gateway"
+    };
     assert_eq!(body, json!({ "error": expected }));
     let rec = s.finished(ch, &id).await;
     assert_eq!(rec["state"], state, "{rec}");
@@ -205,10 +277,14 @@ async fn network_failures_are_classified() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let refused = s.create_channel(&format!("http://127.0.0.1:{closed}/"), json!({})).await;
+    let refused = s
+        .create_channel(&format!("http://127.0.0.1:{closed}/"), json!({}))
+        .await;
     expect_failure(&s, &refused, 502, "error", "econnrefused").await;
 
-    let nxdomain = s.create_channel("http://no-such-host.invalid/", json!({})).await;
+    let nxdomain = s
+        .create_channel("http://no-such-host.invalid/", json!({}))
+        .await;
     expect_failure(&s, &nxdomain, 502, "error", "nxdomain").await;
 
     let up = upstream::start().await;
@@ -217,16 +293,27 @@ async fn network_failures_are_classified() {
         .await;
     let started = std::time::Instant::now();
     expect_failure(&s, &silent, 504, "timeout", "response_timeout").await;
-    assert!(started.elapsed() < Duration::from_secs(5), "the channel's timeout applied");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the channel's timeout applied"
+    );
 }
 
 #[tokio::test]
 async fn a_stalled_response_body_hits_the_idle_timeout() {
     let up = upstream::start().await;
     let s = Sluice::start().await;
-    let ch = s.create_channel(&up.url("/"), json!({ "timeouts": { "idle_ms": 300 } })).await;
+    let ch = s
+        .create_channel(&up.url("/"), json!({ "timeouts": { "idle_ms": 300 } }))
+        .await;
     let id = rid();
-    let res = s.http().get(s.proxy_url(&ch, "/stall")).header("x-request-id", &id).send().await.unwrap();
+    let res = s
+        .http()
+        .get(s.proxy_url(&ch, "/stall"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.is_err(), "the body is cut, not completed");
     let rec = s.finished(&ch, &id).await;
@@ -241,7 +328,13 @@ async fn caller_hanging_up_mid_response_body_is_client_disconnected() {
     let s = Sluice::start().await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
     let id = rid();
-    let mut res = s.http().get(s.proxy_url(&ch, "/slowbody")).header("x-request-id", &id).send().await.unwrap();
+    let mut res = s
+        .http()
+        .get(s.proxy_url(&ch, "/slowbody"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let first = res.chunk().await.unwrap().unwrap();
     assert!(!first.is_empty());
@@ -287,7 +380,13 @@ async fn https_sinks_work_with_a_trusted_ca_and_fail_as_tls_error_otherwise() {
     )
     .await;
     let ch = trusting.create_channel(&up.url("/secure"), json!({})).await;
-    let res = trusting.http().post(trusting.proxy_url(&ch, "/x")).body("over tls").send().await.unwrap();
+    let res = trusting
+        .http()
+        .post(trusting.proxy_url(&ch, "/x"))
+        .body("over tls")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let echo: Value = res.json().await.unwrap();
     assert_eq!(echo["path"], "/secure/x");
@@ -296,7 +395,13 @@ async fn https_sinks_work_with_a_trusted_ca_and_fail_as_tls_error_otherwise() {
     let plain = Sluice::start().await;
     let ch = plain.create_channel(&up.url("/secure"), json!({})).await;
     let id = rid();
-    let res = plain.http().get(plain.proxy_url(&ch, "/x")).header("x-request-id", &id).send().await.unwrap();
+    let res = plain
+        .http()
+        .get(plain.proxy_url(&ch, "/x"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 502);
     let rec = plain.finished(&ch, &id).await;
     assert_eq!(rec["state"], "error");
@@ -309,9 +414,25 @@ async fn keep_alive_connections_to_the_sink_are_reused_and_timed() {
     let s = Sluice::start().await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
     let (a, b) = (rid(), rid());
-    s.http().get(s.proxy_url(&ch, "/1")).header("x-request-id", &a).send().await.unwrap().bytes().await.unwrap();
+    s.http()
+        .get(s.proxy_url(&ch, "/1"))
+        .header("x-request-id", &a)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let first = s.finished(&ch, &a).await;
-    s.http().get(s.proxy_url(&ch, "/2")).header("x-request-id", &b).send().await.unwrap().bytes().await.unwrap();
+    s.http()
+        .get(s.proxy_url(&ch, "/2"))
+        .header("x-request-id", &b)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let second = s.finished(&ch, &b).await;
     assert_eq!(first["event"]["reused_connection"], false);
     assert!(first["event"]["connect_us"].as_i64().unwrap() > 0);
@@ -336,7 +457,10 @@ async fn raw_http_client_sees_one_response_per_request_on_a_kept_alive_connectio
     let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\nGET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut all)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&all);
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
 }

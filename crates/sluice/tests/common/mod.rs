@@ -40,7 +40,10 @@ fn bin() -> &'static str {
 
 /// Runs a one-shot subcommand and returns its stdout.
 pub fn run(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().expect("running sluice");
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("running sluice");
     assert!(
         out.status.success(),
         "sluice {args:?} failed: {}",
@@ -84,7 +87,10 @@ impl Sluice {
         let base = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines
-                .find_map(|l| l.ok().and_then(|l| l.strip_prefix("listening: ").map(str::to_string)))
+                .find_map(|l| {
+                    l.ok()
+                        .and_then(|l| l.strip_prefix("listening: ").map(str::to_string))
+                })
                 .expect("sluice printed its address");
             // keep draining so the child never blocks on a full pipe
             std::thread::spawn(move || for _ in lines {});
@@ -140,7 +146,12 @@ impl Sluice {
                 body[k] = v;
             }
         }
-        let res = self.api(reqwest::Method::POST, "/channels").json(&body).send().await.unwrap();
+        let res = self
+            .api(reqwest::Method::POST, "/channels")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         let body: Value = res.json().await.unwrap();
         assert_eq!(status, 201, "create channel: {body}");
@@ -156,7 +167,9 @@ impl Sluice {
     pub async fn history(&self, channel: &Value, query: &str) -> Vec<Value> {
         let id = channel["id"].as_str().unwrap();
         let sep = if query.is_empty() { "" } else { "&" };
-        let page = self.get_json(&format!("/channels/{id}/requests?limit=500{sep}{query}")).await;
+        let page = self
+            .get_json(&format!("/channels/{id}/requests?limit=500{sep}{query}"))
+            .await;
         page["items"].as_array().unwrap().clone()
     }
 
@@ -166,9 +179,14 @@ impl Sluice {
         loop {
             let items = self.history(channel, &format!("request_id={rid}")).await;
             if let Some(r) = items.iter().find(|r| r["state"] != "pending") {
-                return self.get_json(&format!("/requests/{}", r["id"].as_str().unwrap())).await;
+                return self
+                    .get_json(&format!("/requests/{}", r["id"].as_str().unwrap()))
+                    .await;
             }
-            assert!(Instant::now() < deadline, "request {rid} never finished: {items:?}");
+            assert!(
+                Instant::now() < deadline,
+                "request {rid} never finished: {items:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -178,11 +196,18 @@ impl Sluice {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let items = self.history(channel, "").await;
-            let done: Vec<Value> = items.into_iter().filter(|r| r["state"] != "pending").collect();
+            let done: Vec<Value> = items
+                .into_iter()
+                .filter(|r| r["state"] != "pending")
+                .collect();
             if done.len() >= n {
                 return done;
             }
-            assert!(Instant::now() < deadline, "only {} of {n} requests finished", done.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests finished",
+                done.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

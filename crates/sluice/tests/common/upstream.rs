@@ -60,14 +60,23 @@ pub fn pattern(n: usize) -> Vec<u8> {
 async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let seg: Vec<&str> = path.split('/').collect();
-    let find = |name: &str| seg.iter().position(|s| *s == name).map(|i| seg.get(i + 1).copied());
+    let find = |name: &str| {
+        seg.iter()
+            .position(|s| *s == name)
+            .map(|i| seg.get(i + 1).copied())
+    };
     if let Some(Some(code)) = find("status") {
         let code: u16 = code.parse().unwrap_or(500);
         let mut res = Response::new(full(format!("status {code}")));
         *res.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
-        res.headers_mut().insert("x-upstream", "yes".parse().unwrap());
-        res.headers_mut().insert("content-type", "text/plain".parse().unwrap());
-        res.headers_mut().insert("set-cookie", "session=upstream-cookie-secret".parse().unwrap());
+        res.headers_mut()
+            .insert("x-upstream", "yes".parse().unwrap());
+        res.headers_mut()
+            .insert("content-type", "text/plain".parse().unwrap());
+        res.headers_mut().insert(
+            "set-cookie",
+            "session=upstream-cookie-secret".parse().unwrap(),
+        );
         return Ok(res);
     }
     if let Some(Some(ms)) = find("delay") {
@@ -80,10 +89,13 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         let n: usize = n.parse().unwrap_or(0);
         let chunks = stream::iter((0..n).step_by(65536).map(move |start| {
             let end = (start + 65536).min(n);
-            Ok::<_, std::io::Error>(Frame::data(Bytes::from((start..end).map(|i| (i % 251) as u8).collect::<Vec<u8>>())))
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(
+                (start..end).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+            )))
         }));
         let mut res = Response::new(StreamBody::new(chunks).boxed());
-        res.headers_mut().insert("content-length", n.to_string().parse().unwrap());
+        res.headers_mut()
+            .insert("content-length", n.to_string().parse().unwrap());
         return Ok(res);
     }
     if seg.contains(&"slowbody") {
@@ -92,7 +104,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'z'; 1024]))), i + 1))
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'z'; 1024]))),
+                i + 1,
+            ))
         });
         return Ok(Response::new(StreamBody::new(chunks).boxed()));
     }
@@ -102,19 +117,31 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             if i > 0 {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"first"))), i + 1))
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"first"))),
+                i + 1,
+            ))
         });
         return Ok(Response::new(StreamBody::new(chunks).boxed()));
     }
     let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if seg.contains(&"echo-body") {
         return Ok(Response::new(full(bytes)));
     }
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let doc = json!({
         "method": parts.method.as_str(),
@@ -127,7 +154,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let mut res = Response::new(full(doc.to_string()));
     let h = res.headers_mut();
     h.insert("content-type", "application/json".parse().unwrap());
-    h.append("set-cookie", "session=upstream-cookie-secret".parse().unwrap());
+    h.append(
+        "set-cookie",
+        "session=upstream-cookie-secret".parse().unwrap(),
+    );
     if seg.contains(&"hop") {
         h.insert("connection", "x-hop-only".parse().unwrap());
         h.insert("x-hop-only", "1".parse().unwrap());
@@ -156,7 +186,9 @@ async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let counter = counter.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
@@ -178,7 +210,12 @@ async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
             });
         }
     });
-    Upstream { addr, scheme, hits, task }
+    Upstream {
+        addr,
+        scheme,
+        hits,
+        task,
+    }
 }
 
 /// A test certificate authority and a server certificate for 127.0.0.1 signed by it.
@@ -211,5 +248,8 @@ pub fn test_pki() -> TestPki {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .unwrap();
-    TestPki { ca_pem: ca.pem(), server }
+    TestPki {
+        ca_pem: ca.pem(),
+        server,
+    }
 }

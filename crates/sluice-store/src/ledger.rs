@@ -56,18 +56,42 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer task. It runs until every handle is dropped and the queue is drained.
+    /// Starts the writer. On SQLite it runs on its own thread with its own write connection
+    /// (blocking SQLite calls never stall the proxy's runtime); on PostgreSQL it is a task on
+    /// the current runtime. It runs until every handle is dropped and the queue is drained; the
+    /// returned task finishes then.
     pub fn start(store: Store, cfg: LedgerConfig) -> Result<(Ledger, JoinHandle<()>), StoreError> {
-        let sink = match store.sqlite_file() {
-            Some((path, busy)) => BatchWriter::Sqlite(Arc::new(std::sync::Mutex::new(
-                SqliteWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?,
-            ))),
-            None => BatchWriter::Pool(store.clone()),
-        };
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicI64::new(0));
-        let task = tokio::spawn(writer(store, sink, cfg, rx, depth.clone()));
-        Ok((Ledger { tx, depth }, task))
+        let handle = Ledger {
+            tx,
+            depth: depth.clone(),
+        };
+        let Some((path, busy)) = store.sqlite_file() else {
+            return Ok((
+                handle,
+                tokio::spawn(writer(BatchWriter::Pool(store), cfg, rx, depth)),
+            ));
+        };
+        let conn = SqliteWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+        let (finished, wait) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("sluice-ledger".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("building the ledger writer's runtime");
+                rt.block_on(writer(BatchWriter::Sqlite(conn), cfg, rx, depth));
+                let _ = finished.send(());
+            })
+            .map_err(|e| StoreError::Sqlite(format!("starting the ledger thread: {e}")))?;
+        Ok((
+            handle,
+            tokio::spawn(async move {
+                let _ = wait.await;
+            }),
+        ))
     }
 
     fn enqueue(&self, job: Job) -> bool {
@@ -112,44 +136,39 @@ impl Ledger {
 }
 
 /// Where batches go: the dedicated SQLite connection, or the pool (PostgreSQL).
-#[derive(Clone)]
 enum BatchWriter {
     Pool(Store),
-    Sqlite(Arc<std::sync::Mutex<SqliteWriter>>),
+    Sqlite(SqliteWriter),
 }
 
 impl BatchWriter {
-    /// Writes `ops` in one transaction; hands them back for a retry of their parts.
-    async fn write(
-        &self,
-        node_id: &Arc<str>,
-        ops: Vec<LedgerOp>,
-    ) -> (Vec<LedgerOp>, Result<(), String>) {
+    /// Writes `ops` in one transaction.
+    async fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> Result<(), String> {
         match self {
-            BatchWriter::Pool(store) => {
-                let res = store
-                    .write_batch(node_id, &ops)
-                    .await
-                    .map_err(|e| e.to_string());
-                (ops, res)
-            }
-            BatchWriter::Sqlite(conn) => {
-                let (conn, node_id) = (conn.clone(), node_id.clone());
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    let res = conn.write(&node_id, &ops).map_err(|e| e.to_string());
-                    (ops, res)
-                })
+            BatchWriter::Pool(store) => store
+                .write_batch(node_id, ops)
                 .await
-                .expect("ledger write panicked")
-            }
+                .map_err(|e| e.to_string()),
+            BatchWriter::Sqlite(conn) => conn.write(node_id, ops).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Marks one request `error` with `error`.
+    async fn mark_error(&mut self, id: uuid::Uuid, error: &str) -> Result<(), String> {
+        match self {
+            BatchWriter::Pool(store) => store
+                .mark_request_error(id, error, now_us())
+                .await
+                .map_err(|e| e.to_string()),
+            BatchWriter::Sqlite(conn) => conn
+                .mark_error(id, error, now_us())
+                .map_err(|e| e.to_string()),
         }
     }
 }
 
 async fn writer(
-    store: Store,
-    sink: BatchWriter,
+    mut sink: BatchWriter,
     cfg: LedgerConfig,
     mut rx: mpsc::UnboundedReceiver<Job>,
     depth: Arc<AtomicI64>,
@@ -158,7 +177,6 @@ async fn writer(
     let mut completions: Vec<Job> = Vec::with_capacity(cfg.max_batch);
     let mut oldest_completion: Option<tokio::time::Instant> = None;
     let mut open = true;
-    let node_id: Arc<str> = cfg.node_id.as_str().into();
     while open || !pending.is_empty() || !completions.is_empty() {
         if open && pending.is_empty() {
             let deadline = oldest_completion.map(|t| t + cfg.completion_delay);
@@ -205,7 +223,7 @@ async fn writer(
         metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
         metrics::histogram!("sluice_ledger_batch_size").record(jobs.len() as f64);
         let started = Instant::now();
-        commit(&store, &sink, &node_id, jobs).await;
+        commit(&mut sink, &cfg.node_id, jobs).await;
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("ledger writer drained and stopped");
@@ -228,10 +246,9 @@ fn sort(
 
 /// Commits a batch; on failure retries pending records together and completions one by one,
 /// so one bad row cannot fail its neighbours.
-async fn commit(store: &Store, sink: &BatchWriter, node_id: &Arc<str>, jobs: Vec<Job>) {
+async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>) {
     let (ops, dones): (Vec<LedgerOp>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.done)).unzip();
-    let (ops, res) = sink.write(node_id, ops).await;
-    let err = match res {
+    let err = match sink.write(node_id, &ops).await {
         Ok(()) => {
             for d in dones.into_iter().flatten() {
                 let _ = d.send(Ok(()));
@@ -249,35 +266,31 @@ async fn commit(store: &Store, sink: &BatchWriter, node_id: &Arc<str>, jobs: Vec
                 pending_ops.push(op);
                 pending_dones.extend(done);
             }
-            LedgerOp::Complete(..) => complete_alone(store, sink, node_id, op).await,
+            LedgerOp::Complete(..) => complete_alone(sink, node_id, op).await,
         }
     }
     if pending_ops.is_empty() {
         return;
     }
-    let n = pending_ops.len();
-    let (_, res) = sink.write(node_id, pending_ops).await;
+    let res = sink.write(node_id, &pending_ops).await;
     if let Err(e) = &res {
-        metrics::counter!("sluice_ledger_write_failures_total").increment(n as u64);
-        tracing::error!(error = %e, requests = n, "could not record pending requests; refusing them");
+        metrics::counter!("sluice_ledger_write_failures_total").increment(pending_ops.len() as u64);
+        tracing::error!(error = %e, requests = pending_ops.len(), "could not record pending requests; refusing them");
     }
     for d in pending_dones {
         let _ = d.send(res.clone());
     }
 }
 
-async fn complete_alone(store: &Store, sink: &BatchWriter, node_id: &Arc<str>, op: LedgerOp) {
+async fn complete_alone(sink: &mut BatchWriter, node_id: &str, op: LedgerOp) {
     let LedgerOp::Complete(rec, _) = &op else {
         return;
     };
     let id = rec.id;
-    if let (_, Err(e)) = sink.write(node_id, vec![op]).await {
+    if let Err(e) = sink.write(node_id, std::slice::from_ref(&op)).await {
         metrics::counter!("sluice_ledger_write_failures_total").increment(1);
         tracing::error!(request = %id, error = %e, "could not record completion; marking request error");
-        if let Err(e) = store
-            .mark_request_error(id, "persistence_failed", now_us())
-            .await
-        {
+        if let Err(e) = sink.mark_error(id, "persistence_failed").await {
             tracing::error!(request = %id, error = %e, "could not mark request error either");
         }
     }

@@ -37,6 +37,20 @@ impl SqliteWriter {
         })
     }
 
+    /// Marks one request `error` with `error` (its completion could not be written).
+    pub(crate) fn mark_error(
+        &mut self,
+        id: uuid::Uuid,
+        error: &str,
+        now: i64,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET state = 'error', error = ?1, completed_at = ?2 WHERE id = ?3",
+            params![error, now, id.to_string()],
+        )?;
+        Ok(())
+    }
+
     /// Writes `ops` in one transaction: all or nothing.
     pub(crate) fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> rusqlite::Result<()> {
         let (recs, events) = batch_rows(ops);

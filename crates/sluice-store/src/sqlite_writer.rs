@@ -4,8 +4,16 @@
 //! machine those handoffs, not SQLite, dominated the commit time of the group-commit writer.
 //! This connection (rusqlite, on the same bundled SQLite) runs a whole batch with cached
 //! prepared statements in one blocking call: one handoff per batch.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync) do not run inside
+//! the writer's commits, where they stalled every request waiting for its pending record: a
+//! [`Checkpointer`] thread with its own connection runs passive checkpoints, which never block
+//! the writer, and a blocking one only when the WAL has grown past [`WAL_RESTART_FRAMES`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
@@ -13,11 +21,18 @@ use rusqlite::{params, Connection};
 use crate::db::Backend;
 use crate::requests::{batch_rows, insert_events_sql, upsert_requests_sql, LedgerOp};
 
+/// How often the checkpointer runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// WAL size (in 4 KiB frames, 64 MiB) past which the checkpointer also restarts the WAL, briefly
+/// waiting for the writer, so the file cannot grow without bound under constant load.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// An open write connection to the SQLite ledger.
 pub(crate) struct SqliteWriter {
     conn: Connection,
     upsert: String,
     insert_event: String,
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteWriter {
@@ -30,10 +45,12 @@ impl SqliteWriter {
         // 8 MiB of page cache keeps the hot index pages of the request tables in memory.
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.set_prepared_statement_cache_capacity(16);
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Self {
             conn,
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
             insert_event: insert_events_sql(Backend::Sqlite, 1),
+            _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout)?,
         })
     }
 
@@ -108,5 +125,61 @@ impl SqliteWriter {
             }
         }
         tx.commit()
+    }
+}
+
+/// The background checkpoint thread; stops (after a final truncating checkpoint) when dropped.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf, busy_timeout: Duration) -> rusqlite::Result<Self> {
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(busy_timeout)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    match checkpoint(&conn, "PASSIVE") {
+                        Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                            if let Err(e) = checkpoint(&conn, "RESTART") {
+                                tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                    }
+                }
+                if let Err(e) = checkpoint(&conn, "TRUNCATE") {
+                    tracing::warn!(error = %e, "final WAL checkpoint failed");
+                }
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`; returns the WAL's size in frames.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(1)
+    })
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }

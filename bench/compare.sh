@@ -118,7 +118,6 @@ sink_url="http://127.0.0.1:$sink_port"
 
 load=("${sluice[@]}" bench load --scenario "$scenario" --sink "$sink_url"
   --concurrency "$concurrency" "${passthrough[@]}")
-[[ "$charts" == 1 ]] && load+=(--charts "$results/compare-$stamp-charts")
 
 # measure NAME ARGS...: optional warm-up, then one measured run appending to the CSV.
 measure() {
@@ -129,7 +128,10 @@ measure() {
     "${load[@]}" --duration "$warmup" "$@" > /dev/null
   fi
   echo "--- $name ---"
-  "${load[@]}" --duration "$duration" --csv "$csv" "$@"
+  # Each side gets its own chart directory: the file names are per scenario, not per target.
+  local charts_args=()
+  [[ "$charts" == 1 ]] && charts_args=(--charts "$results/compare-$stamp-charts/$name")
+  "${load[@]}" --duration "$duration" --csv "$csv" "${charts_args[@]}" "$@"
 }
 
 if [[ "$only" != nginx ]]; then

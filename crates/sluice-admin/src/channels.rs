@@ -191,13 +191,12 @@ pub async fn list(
         })
         .transpose()?;
     let rows = state.store.list_channels(project, after, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|c| wire::encode_cursor(&c.id.to_string())))
-        .flatten();
-    Ok(Json(json!({
-        "items": rows.iter().map(|c| channel_json(&state, c)).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(wire::page(
+        &rows,
+        limit,
+        |c| channel_json(&state, c),
+        |c| c.id.to_string(),
+    )))
 }
 
 /// Loads a channel or answers 404.

@@ -56,15 +56,9 @@ pub async fn list_snapshots(
         })
         .transpose()?;
     let rows = state.store.list_snapshots(ch.id, before, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| {
-            rows.last()
-                .map(|s| wire::encode_cursor(&s.lock_version.to_string()))
-        })
-        .flatten();
-    Ok(Json(
-        json!({ "items": rows.iter().map(snapshot_json).collect::<Vec<_>>(), "next_cursor": next }),
-    ))
+    Ok(Json(wire::page(&rows, limit, snapshot_json, |s| {
+        s.lock_version.to_string()
+    })))
 }
 
 /// `GET /api/v1/snapshots/{id}`
@@ -91,12 +85,7 @@ pub async fn list_audit(
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
     let after = q
         .get("cursor")
-        .map(|c| {
-            let s = wire::decode_cursor(c)?;
-            let bad = || ApiError::bad_query("cursor", "not a cursor returned by this API");
-            let (at, id) = s.split_once(':').ok_or_else(bad)?;
-            Ok::<_, ApiError>((at.parse::<i64>().map_err(|_| bad())?, id.to_string()))
-        })
+        .map(|c| wire::decode_pair_cursor(c))
         .transpose()?;
     let rows = state
         .store
@@ -107,13 +96,7 @@ pub async fn list_audit(
             limit,
         })
         .await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| {
-            rows.last()
-                .map(|a| wire::encode_cursor(&format!("{}:{}", a.at, a.id)))
-        })
-        .flatten();
-    Ok(Json(
-        json!({ "items": rows.iter().map(audit_json).collect::<Vec<_>>(), "next_cursor": next }),
-    ))
+    Ok(Json(wire::page(&rows, limit, audit_json, |a| {
+        format!("{}:{}", a.at, a.id)
+    })))
 }

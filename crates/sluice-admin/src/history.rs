@@ -112,12 +112,11 @@ fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilter> {
 }
 
 fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
-    let s = wire::decode_cursor(raw)?;
-    let bad = || ApiError::bad_query("cursor", "not a cursor returned by this API");
-    let (at, id) = s.split_once(':').ok_or_else(bad)?;
+    let (started_at, id) = wire::decode_pair_cursor(raw)?;
     Ok(Cursor {
-        started_at: at.parse().map_err(|_| bad())?,
-        id: Uuid::parse_str(id).map_err(|_| bad())?,
+        started_at,
+        id: Uuid::parse_str(&id)
+            .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))?,
     })
 }
 
@@ -139,15 +138,8 @@ pub async fn list(
         .store
         .list_requests(ch.id, &filter, after, limit)
         .await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| {
-            rows.last()
-                .map(|r| wire::encode_cursor(&format!("{}:{}", r.started_at, r.id)))
-        })
-        .flatten();
-    Ok(Json(json!({
-        "items": rows.iter().map(request_json).collect::<Vec<_>>(),
-        "next_cursor": next,
+    Ok(Json(wire::page(&rows, limit, request_json, |r| {
+        format!("{}:{}", r.started_at, r.id)
     })))
 }
 

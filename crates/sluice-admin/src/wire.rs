@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
 use sluice_core::clock::{parse_rfc3339, to_rfc3339, Micros};
 
 use crate::error::ApiError;
@@ -86,6 +87,28 @@ pub fn decode_cursor(raw: &str) -> Result<String, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| ApiError::bad_query("cursor", "not a cursor returned by this API"))
+}
+
+/// Decodes a `<integer>:<text>` cursor (a time or version, then an id).
+pub fn decode_pair_cursor(raw: &str) -> Result<(i64, String), ApiError> {
+    let s = decode_cursor(raw)?;
+    let bad = || ApiError::bad_query("cursor", "not a cursor returned by this API");
+    let (n, rest) = s.split_once(':').ok_or_else(bad)?;
+    Ok((n.parse().map_err(|_| bad())?, rest.to_string()))
+}
+
+/// A list answer `{"items": [...], "next_cursor": ...}`; a full page carries the cursor of its
+/// last row (made by `cursor`), a shorter one `null`.
+pub fn page<T>(
+    rows: &[T],
+    limit: i64,
+    item: impl Fn(&T) -> Value,
+    cursor: impl Fn(&T) -> String,
+) -> Value {
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| encode_cursor(&cursor(r))))
+        .flatten();
+    json!({ "items": rows.iter().map(item).collect::<Vec<_>>(), "next_cursor": next })
 }
 
 /// An RFC 3339 string of a ledger time.

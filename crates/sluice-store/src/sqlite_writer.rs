@@ -7,8 +7,8 @@
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync) do not run inside
 //! the writer's commits, where they stalled every request waiting for its pending record: a
-//! [`Checkpointer`] thread with its own connection runs passive checkpoints, which never block
-//! the writer, and a blocking one only when the WAL has grown past [`WAL_RESTART_FRAMES`].
+//! [`Checkpointer`] thread with its own connection runs passive checkpoints, which never take
+//! the writer's lock, and a blocking one only when the WAL has grown past [`WAL_RESTART_FRAMES`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +21,10 @@ use rusqlite::{params, Connection};
 use crate::db::Backend;
 use crate::requests::{batch_rows, insert_events_sql, upsert_requests_sql, LedgerOp};
 
-/// How often the checkpointer runs.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How often the checkpointer runs. A checkpoint's fsyncs stall the writer's WAL appends for a
+/// time that grows with the checkpoint's size, so small frequent ones keep the tail short
+/// (wrk p99 at 20 connections: 15 ms every 50 ms, 27 ms every 200 ms, 35–98 ms every 1–5 s).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// WAL size (in 4 KiB frames, 64 MiB) past which the checkpointer also restarts the WAL, briefly
 /// waiting for the writer, so the file cannot grow without bound under constant load.
 const WAL_RESTART_FRAMES: i64 = 16_384;

@@ -315,12 +315,9 @@ async fn insert_events(
     Ok(())
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+/// The 1-based nearest rank of percentile `p` among `n` values (none when `n` is 0).
+fn nearest_rank(n: i64, p: f64) -> Option<i64> {
+    (n > 0).then(|| (((p / 100.0) * n as f64).ceil() as i64).clamp(1, n))
 }
 
 impl Store {
@@ -492,22 +489,31 @@ impl Store {
             let m: i64 = r.try_get("m")?;
             stats.per_minute.push((m * 60_000_000, r.try_get("n")?));
         }
-        let mut lat: Vec<i64> = sqlx::query(
-            "SELECT latency_us FROM requests WHERE channel_id = $1 AND started_at >= $2 \
-             AND latency_us IS NOT NULL ORDER BY started_at DESC LIMIT 200000",
+        // Percentiles by rank in the database: memory stays flat however long the window.
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(latency_us) AS n FROM requests WHERE channel_id = $1 AND started_at >= $2",
         )
         .bind(&id)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>("latency_us"))
-        .collect::<std::result::Result<_, _>>()?;
-        lat.sort_unstable();
+        .try_get("n")?;
         for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-            stats
-                .latency_us
-                .insert(name.to_string(), percentile(&lat, p));
+            let value = match nearest_rank(n, p) {
+                None => None,
+                Some(rank) => sqlx::query(
+                    "SELECT latency_us FROM requests WHERE channel_id = $1 AND started_at >= $2 \
+                     AND latency_us IS NOT NULL ORDER BY latency_us LIMIT 1 OFFSET $3",
+                )
+                .bind(&id)
+                .bind(since)
+                .bind(rank - 1)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<i64, _>("latency_us"))
+                .transpose()?,
+            };
+            stats.latency_us.insert(name.to_string(), value);
         }
         Ok(stats)
     }
@@ -534,9 +540,10 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50));
-        assert_eq!(percentile(&v, 99.0), Some(99));
-        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(nearest_rank(100, 50.0), Some(50));
+        assert_eq!(nearest_rank(100, 99.0), Some(99));
+        assert_eq!(nearest_rank(30, 50.0), Some(15));
+        assert_eq!(nearest_rank(1, 99.0), Some(1));
+        assert_eq!(nearest_rank(0, 50.0), None);
     }
 }

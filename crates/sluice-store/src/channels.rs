@@ -44,6 +44,21 @@ fn snapshot_from_row(r: &AnyRow) -> Result<Snapshot> {
     })
 }
 
+/// Reads one channel through `executor` (the pool, or an open transaction).
+async fn channel_by_id<'e, E>(executor: E, id: Uuid) -> Result<Option<Channel>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(&format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(executor)
+    .await?
+    .map(|r| channel_from_row(&r))
+    .transpose()
+}
+
 /// Outcome of deleting a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -122,15 +137,9 @@ impl Store {
         actor: &str,
     ) -> Result<Channel> {
         let mut tx = self.pool.begin().await?;
-        let before = sqlx::query(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
-        ))
-        .bind(ch.id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| channel_from_row(&r))
-        .transpose()?
-        .ok_or(StoreError::NotFound)?;
+        let before = channel_by_id(&mut *tx, ch.id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let mut next = ch.clone();
         next.lock_version = expected + 1;
         next.updated_at = now_us();
@@ -182,15 +191,7 @@ impl Store {
         actor: &str,
     ) -> Result<DeleteOutcome> {
         let mut tx = self.pool.begin().await?;
-        let Some(before) = sqlx::query(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| channel_from_row(&r))
-        .transpose()?
-        else {
+        let Some(before) = channel_by_id(&mut *tx, id).await? else {
             return Ok(DeleteOutcome::NotFound);
         };
         let id_s = id.to_string();
@@ -223,14 +224,7 @@ impl Store {
 
     /// Reads one channel.
     pub async fn get_channel(&self, id: Uuid) -> Result<Option<Channel>> {
-        sqlx::query(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| channel_from_row(&r))
-        .transpose()
+        channel_by_id(&self.pool, id).await
     }
 
     /// Lists channels ordered by id, optionally of one project, after the id `after`.

@@ -195,18 +195,21 @@ impl Store {
             return Ok(DeleteOutcome::NotFound);
         };
         let id_s = id.to_string();
-        let has_history =
-            sqlx::query("SELECT 1 AS one FROM requests WHERE channel_id = $1 LIMIT 1")
-                .bind(&id_s)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+        let has_history = sqlx::query(
+            "SELECT 1 AS one FROM requests WHERE channel_id = $1 \
+             UNION ALL SELECT 1 AS one FROM requests_inflight WHERE channel_id = $1 LIMIT 1",
+        )
+        .bind(&id_s)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
         if has_history && !purge {
             return Ok(DeleteOutcome::HasHistory);
         }
         for sql in [
             "DELETE FROM events WHERE request_id IN (SELECT id FROM requests WHERE channel_id = $1)",
             "DELETE FROM requests WHERE channel_id = $1",
+            "DELETE FROM requests_inflight WHERE channel_id = $1",
             "DELETE FROM snapshots WHERE channel_id = $1",
             "DELETE FROM channels WHERE id = $1",
         ] {
@@ -316,10 +319,14 @@ impl Store {
 
     /// Time of the most recent request of a channel.
     pub async fn last_request_at(&self, channel_id: Uuid) -> Result<Option<Micros>> {
-        let r = sqlx::query("SELECT MAX(started_at) AS last FROM requests WHERE channel_id = $1")
-            .bind(channel_id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT MAX(last) AS last FROM ( \
+             SELECT MAX(started_at) AS last FROM requests WHERE channel_id = $1 \
+             UNION ALL SELECT MAX(started_at) AS last FROM requests_inflight WHERE channel_id = $1) AS t",
+        )
+        .bind(channel_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(r.try_get("last")?)
     }
 }

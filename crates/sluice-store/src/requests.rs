@@ -107,6 +107,7 @@ pub struct ChannelStats {
     pub per_minute: Vec<(Micros, i64)>,
 }
 
+#[derive(Clone)]
 enum Arg {
     Text(String),
     Int(i64),
@@ -196,6 +197,20 @@ fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
     s
 }
 
+/// `INSERT` of `rows` new (pending) request rows into `requests_inflight`.
+pub(crate) fn insert_inflight_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO requests_inflight ({REQUEST_COLUMNS}) VALUES {}",
+        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
+    )
+}
+
+/// `DELETE` of `rows` requests (by id) from `requests_inflight`.
+pub(crate) fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
+    let list = placeholders(backend, rows, 1).replace("), (", ", ");
+    format!("DELETE FROM requests_inflight WHERE id IN {list}")
+}
+
 /// `INSERT … ON CONFLICT (id) DO UPDATE` of `rows` request rows.
 pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
     format!(
@@ -217,9 +232,19 @@ pub(crate) fn insert_events_sql(backend: Backend, rows: usize) -> String {
     )
 }
 
-/// The rows a batch writes: request rows (a pending record whose completion shares the batch
-/// is folded into it) and events.
-pub(crate) fn batch_rows(ops: &[LedgerOp]) -> (Vec<&RequestRecord>, Vec<&EventRecord>) {
+/// The rows one batch writes.
+pub(crate) struct BatchRows<'a> {
+    /// New requests, still pending: inserted into `requests_inflight`.
+    pub inflight: Vec<&'a RequestRecord>,
+    /// Finished requests: upserted into `requests`, removed from `requests_inflight`.
+    pub finished: Vec<&'a RequestRecord>,
+    /// The finished requests' events.
+    pub events: Vec<&'a EventRecord>,
+}
+
+/// Sorts a batch into its rows; a pending record whose completion shares the batch is folded
+/// into it (written once, finished).
+pub(crate) fn batch_rows(ops: &[LedgerOp]) -> BatchRows<'_> {
     let completed: std::collections::HashSet<Uuid> = ops
         .iter()
         .filter_map(|op| match op {
@@ -227,29 +252,34 @@ pub(crate) fn batch_rows(ops: &[LedgerOp]) -> (Vec<&RequestRecord>, Vec<&EventRe
             LedgerOp::Pending(_) => None,
         })
         .collect();
-    let mut recs = Vec::with_capacity(ops.len());
-    let mut events = Vec::new();
+    let mut rows = BatchRows {
+        inflight: Vec::new(),
+        finished: Vec::with_capacity(completed.len()),
+        events: Vec::with_capacity(completed.len()),
+    };
     for op in ops {
         match op {
             LedgerOp::Pending(r) if completed.contains(&r.id) => {}
-            LedgerOp::Pending(r) => recs.push(r),
+            LedgerOp::Pending(r) => rows.inflight.push(r),
             LedgerOp::Complete(r, e) => {
-                recs.push(r);
-                events.extend(e.as_deref());
+                rows.finished.push(r);
+                rows.events.extend(e.as_deref());
             }
         }
     }
-    (recs, events)
+    rows
 }
 
-async fn upsert_requests(
+/// Writes request rows with `sql(backend, rows)`: the inflight insert or the upsert.
+async fn write_requests(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
+    sql: fn(Backend, usize) -> String,
     node_id: &str,
     recs: &[&RequestRecord],
 ) -> Result<()> {
     for chunk in recs.chunks(CHUNK) {
-        let sql = upsert_requests_sql(backend, chunk.len());
+        let sql = sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
@@ -273,6 +303,22 @@ async fn upsert_requests(
                 .bind(r.ttfb_us)
                 .bind(r.request_body_size)
                 .bind(r.response_body_size);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn delete_inflight(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    recs: &[&RequestRecord],
+) -> Result<()> {
+    for chunk in recs.chunks(CHUNK) {
+        let sql = delete_inflight_sql(backend, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(r.id.to_string());
         }
         q.execute(&mut **tx).await?;
     }
@@ -315,6 +361,11 @@ async fn insert_events(
     Ok(())
 }
 
+/// `UPDATE` marking request `$3` of `table` `error` with error `$1` at `$2`.
+pub(crate) fn mark_error_sql(table: &str) -> String {
+    format!("UPDATE {table} SET state = 'error', error = $1, completed_at = $2 WHERE id = $3")
+}
+
 /// The 1-based nearest rank of percentile `p` among `n` values (none when `n` is 0).
 fn nearest_rank(n: i64, p: f64) -> Option<i64> {
     (n > 0).then(|| (((p / 100.0) * n as f64).ceil() as i64).clamp(1, n))
@@ -324,41 +375,55 @@ impl Store {
     /// Writes a batch of ledger operations in one transaction: all of them or none. A request
     /// whose pending record and completion share the batch is written once, completed.
     pub async fn write_batch(&self, node_id: &str, ops: &[LedgerOp]) -> Result<()> {
-        let (recs, events) = batch_rows(ops);
+        let rows = batch_rows(ops);
+        let b = self.backend();
         let mut tx = self.pool.begin().await?;
-        upsert_requests(&mut tx, self.backend(), node_id, &recs).await?;
-        insert_events(&mut tx, self.backend(), &events).await?;
+        write_requests(&mut tx, b, insert_inflight_sql, node_id, &rows.inflight).await?;
+        write_requests(&mut tx, b, upsert_requests_sql, node_id, &rows.finished).await?;
+        insert_events(&mut tx, b, &rows.events).await?;
+        delete_inflight(&mut tx, b, &rows.finished).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Closes this node's requests left `pending` by a previous run as `error`/`interrupted`.
     pub async fn close_interrupted(&self, node_id: &str, now: Micros) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE requests SET state = 'error', error = 'interrupted', completed_at = $1 \
-             WHERE state = 'pending' AND node_id = $2",
-        )
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(&format!(
+            "INSERT INTO requests ({REQUEST_COLUMNS}) SELECT {} FROM requests_inflight \
+             WHERE node_id = $2",
+            REQUEST_COLUMNS
+                .replace("state,", "'error',")
+                .replace("completed_at,", "$1,")
+                .replace(" error,", " 'interrupted',")
+        ))
         .bind(now)
         .bind(node_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        sqlx::query("DELETE FROM requests_inflight WHERE node_id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(moved.rows_affected())
     }
 
-    /// Marks one request `error` with `error` (used when its completion could not be written).
+    /// Marks one request `error` with `error` (used when its completion could not be written),
+    /// wherever it is: still in flight or already finished.
     pub async fn mark_request_error(&self, id: Uuid, error: &str, now: Micros) -> Result<()> {
-        sqlx::query(
-            "UPDATE requests SET state = 'error', error = $1, completed_at = $2 WHERE id = $3",
-        )
-        .bind(error)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
+        for table in ["requests_inflight", "requests"] {
+            sqlx::query(&mark_error_sql(table))
+                .bind(error)
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
-    /// A channel's history, newest first.
+    /// A channel's history, newest first: finished and in-flight requests alike.
     pub async fn list_requests(
         &self,
         channel_id: Uuid,
@@ -366,7 +431,7 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE channel_id = $1");
+        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM {{table}} WHERE channel_id = $1");
         let mut args = vec![Arg::Text(channel_id.to_string())];
         let mut push = |sql: &mut String, clause: &str, a: Arg| {
             args.push(a);
@@ -409,18 +474,25 @@ impl Store {
             push(&mut sql, " AND id < $?))", Arg::Text(c.id.to_string()));
         }
         sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
-        let mut q = sqlx::query(&sql);
-        for a in args {
-            q = match a {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-            };
+        // Each table answers its newest `limit` through its own index; the merge keeps the
+        // newest `limit` of both.
+        let mut out = Vec::new();
+        for table in ["requests", "requests_inflight"] {
+            let sql = sql.replace("{table}", table);
+            let mut q = sqlx::query(&sql);
+            for a in args.iter().cloned() {
+                q = match a {
+                    Arg::Text(s) => q.bind(s),
+                    Arg::Int(i) => q.bind(i),
+                };
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(request_from_row(&r)?);
+            }
         }
-        q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(request_from_row)
-            .collect()
+        out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
     }
 
     /// One request and its event (absent while pending or when the exchange never started).
@@ -428,13 +500,19 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
-        let Some(r) = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+        let mut found = None;
+        for table in ["requests", "requests_inflight"] {
+            found = sqlx::query(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM {table} WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+            if found.is_some() {
+                break;
+            }
+        }
+        let Some(r) = found else {
             return Ok(None);
         };
         let req = request_from_row(&r)?;
@@ -449,13 +527,19 @@ impl Store {
         Ok(Some((req, ev)))
     }
 
-    /// Number of requests recorded for a channel (all time).
+    /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE channel_id = $1")
+        let mut n = 0;
+        for table in ["requests", "requests_inflight"] {
+            let r = sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE channel_id = $1"
+            ))
             .bind(channel_id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        Ok(r.try_get("n")?)
+            n += r.try_get::<i64, _>("n")?;
+        }
+        Ok(n)
     }
 
     /// Counts by state, requests per minute and latency percentiles since `since`.
@@ -465,30 +549,35 @@ impl Store {
         for st in RequestState::ALL {
             stats.by_state.insert(st.as_str().to_string(), 0);
         }
-        for r in sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM requests WHERE channel_id = $1 AND started_at >= $2 GROUP BY state",
-        )
-        .bind(&id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let n: i64 = r.try_get("n")?;
-            stats.total += n;
-            stats.by_state.insert(r.try_get("state")?, n);
+        let mut per_minute = BTreeMap::new();
+        for table in ["requests", "requests_inflight"] {
+            for r in sqlx::query(&format!(
+                "SELECT state, COUNT(*) AS n FROM {table} \
+                 WHERE channel_id = $1 AND started_at >= $2 GROUP BY state"
+            ))
+            .bind(&id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?
+            {
+                let n: i64 = r.try_get("n")?;
+                stats.total += n;
+                *stats.by_state.entry(r.try_get("state")?).or_insert(0) += n;
+            }
+            for r in sqlx::query(&format!(
+                "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM {table} \
+                 WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000"
+            ))
+            .bind(&id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?
+            {
+                let m: i64 = r.try_get("m")?;
+                *per_minute.entry(m * 60_000_000).or_insert(0) += r.try_get::<i64, _>("n")?;
+            }
         }
-        for r in sqlx::query(
-            "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM requests \
-             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000 ORDER BY m",
-        )
-        .bind(&id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let m: i64 = r.try_get("m")?;
-            stats.per_minute.push((m * 60_000_000, r.try_get("n")?));
-        }
+        stats.per_minute = per_minute.into_iter().collect();
         // Percentiles by rank in the database: memory stays flat however long the window.
         let n: i64 = sqlx::query(
             "SELECT COUNT(latency_us) AS n FROM requests WHERE channel_id = $1 AND started_at >= $2",

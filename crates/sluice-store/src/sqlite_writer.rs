@@ -16,10 +16,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, CachedStatement, Connection};
 
 use crate::db::Backend;
-use crate::requests::{batch_rows, insert_events_sql, upsert_requests_sql, LedgerOp};
+use crate::requests::{
+    batch_rows, delete_inflight_sql, insert_events_sql, insert_inflight_sql, mark_error_sql,
+    upsert_requests_sql, LedgerOp,
+};
 
 /// How often the checkpointer runs. A checkpoint's fsyncs stall the writer's WAL appends for a
 /// time that grows with the checkpoint's size, so small frequent ones keep the tail short
@@ -32,8 +35,10 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// An open write connection to the SQLite ledger.
 pub(crate) struct SqliteWriter {
     conn: Connection,
+    insert_inflight: String,
     upsert: String,
     insert_event: String,
+    delete_inflight: String,
     _checkpointer: Checkpointer,
 }
 
@@ -50,58 +55,44 @@ impl SqliteWriter {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Self {
             conn,
+            insert_inflight: insert_inflight_sql(Backend::Sqlite, 1),
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
             insert_event: insert_events_sql(Backend::Sqlite, 1),
+            delete_inflight: delete_inflight_sql(Backend::Sqlite, 1),
             _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout)?,
         })
     }
 
-    /// Marks one request `error` with `error` (its completion could not be written).
+    /// Marks one request `error` with `error` (its completion could not be written), in flight
+    /// or finished.
     pub(crate) fn mark_error(
         &mut self,
         id: uuid::Uuid,
         error: &str,
         now: i64,
     ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE requests SET state = 'error', error = ?1, completed_at = ?2 WHERE id = ?3",
-            params![error, now, id.to_string()],
-        )?;
+        for table in ["requests_inflight", "requests"] {
+            self.conn
+                .execute(&mark_error_sql(table), params![error, now, id.to_string()])?;
+        }
         Ok(())
     }
 
     /// Writes `ops` in one transaction: all or nothing.
     pub(crate) fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> rusqlite::Result<()> {
-        let (recs, events) = batch_rows(ops);
+        let rows = batch_rows(ops);
         let tx = self.conn.transaction()?;
         {
+            let mut insert_inflight = tx.prepare_cached(&self.insert_inflight)?;
+            for r in &rows.inflight {
+                write_request(&mut insert_inflight, node_id, r)?;
+            }
             let mut upsert = tx.prepare_cached(&self.upsert)?;
-            for r in recs {
-                upsert.execute(params![
-                    r.id.to_string(),
-                    r.request_id,
-                    r.channel_id.to_string(),
-                    r.snapshot_id.to_string(),
-                    node_id,
-                    r.state.as_str(),
-                    r.started_at,
-                    r.completed_at,
-                    r.client_identity,
-                    r.source_auth_method_id.map(|u| u.to_string()),
-                    r.source_auth_type,
-                    r.method,
-                    r.path,
-                    r.query,
-                    r.response_status.map(i64::from),
-                    r.error,
-                    r.latency_us,
-                    r.ttfb_us,
-                    r.request_body_size,
-                    r.response_body_size,
-                ])?;
+            for r in &rows.finished {
+                write_request(&mut upsert, node_id, r)?;
             }
             let mut insert = tx.prepare_cached(&self.insert_event)?;
-            for e in events {
+            for e in &rows.events {
                 let t = &e.timings;
                 insert.execute(params![
                     e.request_id.to_string(),
@@ -125,9 +116,44 @@ impl SqliteWriter {
                     e.error,
                 ])?;
             }
+            let mut delete = tx.prepare_cached(&self.delete_inflight)?;
+            for r in &rows.finished {
+                delete.execute(params![r.id.to_string()])?;
+            }
         }
         tx.commit()
     }
+}
+
+/// Runs `stmt` (the inflight insert or the upsert) for one request row.
+fn write_request(
+    stmt: &mut CachedStatement<'_>,
+    node_id: &str,
+    r: &sluice_core::RequestRecord,
+) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        r.id.to_string(),
+        r.request_id,
+        r.channel_id.to_string(),
+        r.snapshot_id.to_string(),
+        node_id,
+        r.state.as_str(),
+        r.started_at,
+        r.completed_at,
+        r.client_identity,
+        r.source_auth_method_id.map(|u| u.to_string()),
+        r.source_auth_type,
+        r.method,
+        r.path,
+        r.query,
+        r.response_status.map(i64::from),
+        r.error,
+        r.latency_us,
+        r.ttfb_us,
+        r.request_body_size,
+        r.response_body_size,
+    ])?;
+    Ok(())
 }
 
 /// The background checkpoint thread; stops (after a final truncating checkpoint) when dropped.

@@ -574,13 +574,13 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         let snap = s.snapshot_for(&ch).await.unwrap();
         let trigger = match s.backend() {
             Backend::Sqlite => vec![
-                "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                "CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight BEGIN SELECT RAISE(ABORT, 'refused'); END"
                     .to_string(),
             ],
             Backend::Postgres => vec![
                 "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
                     .to_string(),
-                "CREATE TRIGGER refuse BEFORE INSERT ON requests FOR EACH ROW EXECUTE FUNCTION refuse()".to_string(),
+                "CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight FOR EACH ROW EXECUTE FUNCTION refuse()".to_string(),
             ],
         };
         sqlx::any::install_default_drivers();
@@ -622,6 +622,106 @@ async fn a_pending_record_and_its_completion_in_one_batch_are_written_once() {
         assert_eq!(got.state, RequestState::Success);
         assert!(ev.is_some());
         assert_eq!(s.count_requests(ch.id).await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn in_flight_and_finished_requests_read_as_one_history() {
+    on_both(|s, _url| async move {
+        let project = s.ensure_default_project().await.unwrap();
+        let ch = channel(project.id, "one-history");
+        s.create_channel(&ch, "t").await.unwrap();
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let t = now_us();
+        // Oldest finished, then one in flight, then a newer finished one.
+        let old = pending(&ch, snap.id, t, "GET", "/old");
+        let flying = pending(&ch, snap.id, t + 10, "POST", "/flying");
+        let new = pending(&ch, snap.id, t + 20, "GET", "/new");
+        let ops: Vec<LedgerOp> = [&old, &flying, &new]
+            .into_iter()
+            .map(|r| LedgerOp::Pending(r.clone()))
+            .collect();
+        s.write_batch("n", &ops).await.unwrap();
+        for r in [&old, &new] {
+            let (done, ev) = completed(r.clone(), 200, 10);
+            s.write_batch("n", &[LedgerOp::Complete(done, Some(Box::new(ev)))])
+                .await
+                .unwrap();
+        }
+
+        let all = s
+            .list_requests(ch.id, &RequestFilter::default(), None, 50)
+            .await
+            .unwrap();
+        let paths: Vec<&str> = all.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/new", "/flying", "/old"],
+            "newest first across both"
+        );
+        assert_eq!(all[1].state, RequestState::Pending);
+
+        // Pages of one continue across the tables.
+        let first = s
+            .list_requests(ch.id, &RequestFilter::default(), None, 1)
+            .await
+            .unwrap();
+        let cursor = Cursor {
+            started_at: first[0].started_at,
+            id: first[0].id,
+        };
+        let second = s
+            .list_requests(ch.id, &RequestFilter::default(), Some(cursor), 1)
+            .await
+            .unwrap();
+        assert_eq!(second[0].path, "/flying");
+        let pending_only = RequestFilter {
+            state: Some(RequestState::Pending),
+            ..Default::default()
+        };
+        let p = s
+            .list_requests(ch.id, &pending_only, None, 50)
+            .await
+            .unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].id, flying.id);
+
+        let (got, ev) = s.get_request(flying.id).await.unwrap().unwrap();
+        assert_eq!(got.state, RequestState::Pending);
+        assert!(ev.is_none());
+        let stats = s.channel_stats(ch.id, 0).await.unwrap();
+        assert_eq!(stats.total, 3);
+        assert_eq!(stats.by_state["pending"], 1);
+        assert_eq!(stats.by_state["success"], 2);
+        assert_eq!(s.last_request_at(ch.id).await.unwrap(), Some(t + 20));
+
+        // Completing it moves it: still one record, now finished.
+        let (done, ev) = completed(flying.clone(), 502, 10);
+        s.write_batch("n", &[LedgerOp::Complete(done, Some(Box::new(ev)))])
+            .await
+            .unwrap();
+        assert_eq!(s.count_requests(ch.id).await.unwrap(), 3);
+        let (got, _) = s.get_request(flying.id).await.unwrap().unwrap();
+        assert_eq!(got.state, RequestState::Failed);
+
+        // A channel whose only request is in flight still has history; purge removes it.
+        let ch2 = channel(project.id, "only-in-flight");
+        s.create_channel(&ch2, "t").await.unwrap();
+        let snap2 = s.snapshot_for(&ch2).await.unwrap();
+        let r = pending(&ch2, snap2.id, now_us(), "GET", "/");
+        s.write_batch("n", &[LedgerOp::Pending(r.clone())])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.delete_channel(ch2.id, false, "bob").await.unwrap(),
+            DeleteOutcome::HasHistory
+        );
+        assert_eq!(
+            s.delete_channel(ch2.id, true, "bob").await.unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert!(s.get_request(r.id).await.unwrap().is_none());
     })
     .await;
 }

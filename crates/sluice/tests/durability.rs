@@ -25,7 +25,7 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     let hits = up.hits();
 
     let mut raw = sqlx::SqliteConnection::connect(&s.db_url()).await.unwrap();
-    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
         .execute(&mut raw)
         .await
         .unwrap();

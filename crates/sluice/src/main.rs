@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod config;
+mod parse;
+mod jobs;
 mod server;
 
 use clap::Parser;

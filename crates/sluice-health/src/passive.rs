@@ -1,0 +1,345 @@
+//! The health board: each channel's current verdict as an atomic, shared by the proxy (passive
+//! health) and the monitor (probes), so that every healthy/unhealthy transition is decided by
+//! one atomic swap and reported exactly once.
+//!
+//! The proxy's cost per finished request is a few relaxed atomic operations on its channel's
+//! cell: a sink-implicating failure (refused, connect or response timeout, 5xx) bumps a
+//! counter, anything else the sink answered resets it. When the counter reaches the threshold
+//! the cell flips to unhealthy; an answer below 500 flips an unhealthy cell back. Only flips
+//! leave the hot path, as [`Flip`] messages on an unbounded channel read by a background task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sluice_core::RequestState;
+use sluice_store::HealthStatus;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::report::ProbeOutcome;
+
+const UNKNOWN: u8 = 0;
+const HEALTHY: u8 = 1;
+const UNHEALTHY: u8 = 2;
+
+fn decode(v: u8) -> HealthStatus {
+    match v {
+        HEALTHY => HealthStatus::Healthy,
+        UNHEALTHY => HealthStatus::Unhealthy,
+        _ => HealthStatus::Unknown,
+    }
+}
+
+fn encode(s: HealthStatus) -> u8 {
+    match s {
+        HealthStatus::Unknown => UNKNOWN,
+        HealthStatus::Healthy => HEALTHY,
+        HealthStatus::Unhealthy => UNHEALTHY,
+    }
+}
+
+/// Why a channel's verdict changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlipCause {
+    /// Proxied requests in a row failed because of the sink.
+    Traffic {
+        /// Failures in a row when the flip happened.
+        consecutive_failures: u32,
+        /// The last failure (`econnrefused`, `response_timeout`, `http 503`, …).
+        last_error: String,
+    },
+    /// A proxied request got an answer from the sink.
+    TrafficRecovered {
+        /// The status it answered.
+        status: u16,
+    },
+    /// The monitor's probe.
+    Probe(ProbeOutcome),
+}
+
+/// A healthy ⇄ unhealthy transition (or a first verdict of unhealthy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flip {
+    /// The channel.
+    pub channel_id: Uuid,
+    /// The verdict before.
+    pub from: HealthStatus,
+    /// The verdict now.
+    pub to: HealthStatus,
+    /// What caused it.
+    pub cause: FlipCause,
+}
+
+#[derive(Default)]
+struct Cell {
+    status: AtomicU8,
+    failures: AtomicU32,
+}
+
+/// Verdicts of every channel seen so far.
+pub struct HealthBoard {
+    threshold: u32,
+    cells: RwLock<HashMap<Uuid, Arc<Cell>>>,
+    flips: mpsc::UnboundedSender<Flip>,
+}
+
+impl std::fmt::Debug for HealthBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthBoard")
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a finished request implicates the sink, clears it, or says nothing about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Refused, timed out or answered 5xx.
+    SinkFailed(String),
+    /// Answered below 500.
+    SinkAnswered(u16),
+    /// Nothing to learn (the caller left, a credential was missing, …).
+    Neutral,
+}
+
+impl Signal {
+    /// Classifies a finished request by its state, response status and error string.
+    pub fn of(state: RequestState, status: Option<u16>, error: Option<&str>) -> Signal {
+        match (state, status, error) {
+            (_, _, Some(e @ ("econnrefused" | "connect_timeout" | "response_timeout"))) => {
+                Signal::SinkFailed(e.to_string())
+            }
+            (RequestState::Success | RequestState::Failed, Some(s), None) if s >= 500 => {
+                Signal::SinkFailed(format!("http {s}"))
+            }
+            (RequestState::Success | RequestState::Failed, Some(s), None) => {
+                Signal::SinkAnswered(s)
+            }
+            _ => Signal::Neutral,
+        }
+    }
+}
+
+impl HealthBoard {
+    /// A board flipping a channel unhealthy after `threshold` sink failures in a row; flips
+    /// caused by traffic arrive on the returned receiver.
+    pub fn new(threshold: u32) -> (Arc<Self>, mpsc::UnboundedReceiver<Flip>) {
+        let (flips, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(Self {
+                threshold: threshold.max(1),
+                cells: RwLock::new(HashMap::new()),
+                flips,
+            }),
+            rx,
+        )
+    }
+
+    fn cell(&self, channel: Uuid) -> Arc<Cell> {
+        if let Some(c) = self.cells.read().expect("board lock").get(&channel) {
+            return c.clone();
+        }
+        self.cells
+            .write()
+            .expect("board lock")
+            .entry(channel)
+            .or_default()
+            .clone()
+    }
+
+    /// The handle the proxy keeps in a channel's route (taken when the route is built).
+    pub fn handle(self: &Arc<Self>, channel: Uuid) -> PassiveHealth {
+        PassiveHealth {
+            channel,
+            cell: self.cell(channel),
+            board: self.clone(),
+        }
+    }
+
+    /// Sets a verdict loaded from the ledger, unless one is already known.
+    pub fn seed(&self, channel: Uuid, status: HealthStatus) {
+        let _ = self.cell(channel).status.compare_exchange(
+            UNKNOWN,
+            encode(status),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// The current verdict of a channel.
+    pub fn status(&self, channel: Uuid) -> HealthStatus {
+        decode(self.cell(channel).status.load(Ordering::Acquire))
+    }
+
+    /// Applies a probe's verdict; returns the flip it caused, if any. A first verdict of
+    /// healthy is not a flip; a first verdict of unhealthy is.
+    pub fn probed(&self, channel: Uuid, outcome: &ProbeOutcome) -> Option<Flip> {
+        let cell = self.cell(channel);
+        let (to, flipped) = if outcome.healthy {
+            cell.failures.store(0, Ordering::Relaxed);
+            let prev = cell.status.swap(HEALTHY, Ordering::AcqRel);
+            (HEALTHY, (prev == UNHEALTHY).then_some(prev))
+        } else {
+            let prev = cell.status.swap(UNHEALTHY, Ordering::AcqRel);
+            (UNHEALTHY, (prev != UNHEALTHY).then_some(prev))
+        };
+        flipped.map(|from| Flip {
+            channel_id: channel,
+            from: decode(from),
+            to: decode(to),
+            cause: FlipCause::Probe(outcome.clone()),
+        })
+    }
+
+    /// Forgets a channel (deleted).
+    pub fn forget(&self, channel: Uuid) {
+        self.cells.write().expect("board lock").remove(&channel);
+    }
+}
+
+/// One channel's cell on the board, as the proxy holds it.
+pub struct PassiveHealth {
+    channel: Uuid,
+    cell: Arc<Cell>,
+    board: Arc<HealthBoard>,
+}
+
+impl std::fmt::Debug for PassiveHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassiveHealth")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PassiveHealth {
+    /// Counts a finished request (see [`Signal::of`]). Lock-free; sends a message only on a flip.
+    pub fn observe(&self, state: RequestState, status: Option<u16>, error: Option<&str>) {
+        match Signal::of(state, status, error) {
+            Signal::Neutral => {}
+            Signal::SinkAnswered(status) => {
+                if self.cell.failures.load(Ordering::Relaxed) != 0 {
+                    self.cell.failures.store(0, Ordering::Relaxed);
+                }
+                if self.cell.status.load(Ordering::Acquire) == UNHEALTHY
+                    && self
+                        .cell
+                        .status
+                        .compare_exchange(UNHEALTHY, HEALTHY, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    self.send(Flip {
+                        channel_id: self.channel,
+                        from: HealthStatus::Unhealthy,
+                        to: HealthStatus::Healthy,
+                        cause: FlipCause::TrafficRecovered { status },
+                    });
+                }
+            }
+            Signal::SinkFailed(error) => {
+                let n = self.cell.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.board.threshold
+                    && self.cell.status.load(Ordering::Acquire) != UNHEALTHY
+                {
+                    let prev = self.cell.status.swap(UNHEALTHY, Ordering::AcqRel);
+                    if prev != UNHEALTHY {
+                        self.send(Flip {
+                            channel_id: self.channel,
+                            from: decode(prev),
+                            to: HealthStatus::Unhealthy,
+                            cause: FlipCause::Traffic {
+                                consecutive_failures: n,
+                                last_error: error,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, flip: Flip) {
+        if self.board.flips.send(flip).is_err() {
+            tracing::debug!(channel = %self.channel, "health flip dropped: no reporter running");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(healthy: bool) -> ProbeOutcome {
+        ProbeOutcome {
+            healthy,
+            hint: None,
+            detail: "d".into(),
+        }
+    }
+
+    #[test]
+    fn signals() {
+        use RequestState::*;
+        assert_eq!(
+            Signal::of(Error, None, Some("econnrefused")),
+            Signal::SinkFailed("econnrefused".into())
+        );
+        assert_eq!(
+            Signal::of(Timeout, None, Some("response_timeout")),
+            Signal::SinkFailed("response_timeout".into())
+        );
+        assert_eq!(
+            Signal::of(Failed, Some(503), None),
+            Signal::SinkFailed("http 503".into())
+        );
+        assert_eq!(Signal::of(Failed, Some(404), None), Signal::SinkAnswered(404));
+        assert_eq!(Signal::of(Success, Some(200), None), Signal::SinkAnswered(200));
+        assert_eq!(
+            Signal::of(Error, Some(200), Some("client_disconnected")),
+            Signal::Neutral
+        );
+    }
+
+    #[test]
+    fn flips_after_threshold_once_and_recovers_once() {
+        let (board, mut rx) = HealthBoard::new(3);
+        let id = Uuid::new_v4();
+        let h = board.handle(id);
+        for _ in 0..2 {
+            h.observe(RequestState::Error, None, Some("econnrefused"));
+        }
+        assert!(rx.try_recv().is_err());
+        // A success in between resets the run.
+        h.observe(RequestState::Success, Some(200), None);
+        for _ in 0..2 {
+            h.observe(RequestState::Failed, Some(502), None);
+        }
+        assert!(rx.try_recv().is_err());
+        for _ in 0..10 {
+            h.observe(RequestState::Failed, Some(502), None);
+        }
+        let f = rx.try_recv().unwrap();
+        assert_eq!((f.from, f.to), (HealthStatus::Unknown, HealthStatus::Unhealthy));
+        assert!(rx.try_recv().is_err(), "one flip only");
+        h.observe(RequestState::Success, Some(201), None);
+        h.observe(RequestState::Success, Some(200), None);
+        let f = rx.try_recv().unwrap();
+        assert_eq!(f.to, HealthStatus::Healthy);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn probes_flip_only_on_change() {
+        let (board, _rx) = HealthBoard::new(5);
+        let id = Uuid::new_v4();
+        assert!(board.probed(id, &probe(true)).is_none(), "unknown -> healthy is no flip");
+        assert!(board.probed(id, &probe(true)).is_none());
+        let f = board.probed(id, &probe(false)).unwrap();
+        assert_eq!((f.from, f.to), (HealthStatus::Healthy, HealthStatus::Unhealthy));
+        assert!(board.probed(id, &probe(false)).is_none());
+        assert!(board.probed(id, &probe(true)).is_some());
+        board.seed(id, HealthStatus::Unhealthy);
+        assert_eq!(board.status(id), HealthStatus::Healthy, "seed never overrides");
+    }
+}

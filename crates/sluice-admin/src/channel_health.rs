@@ -23,7 +23,10 @@ pub async fn decorate(
     let ids: Vec<_> = channels.iter().map(|c| c.id).collect();
     let now = now_us();
     let health = state.store.channel_health(&ids).await?;
-    let counts = state.store.counts_by_state_since(&ids, now - DAY_US).await?;
+    let counts = state
+        .store
+        .counts_by_state_since(&ids, now - DAY_US)
+        .await?;
     for (ch, item) in channels.iter().zip(items.iter_mut()) {
         let Some(h) = health.get(&ch.id) else {
             continue;

@@ -166,8 +166,12 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     let mut body = channel_json(&state, &ch);
-    channel_health::decorate(&state, std::slice::from_ref(&ch), std::slice::from_mut(&mut body))
-        .await?;
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&ch),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
     body["validation"] =
         serde_json::to_value(state.validator.validate(&ch.sink_url).await).unwrap_or(Value::Null);
     Ok((StatusCode::CREATED, Json(body)))
@@ -224,8 +228,12 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     let ch = load(&state, &id).await?;
     let mut body = channel_json(&state, &ch);
-    channel_health::decorate(&state, std::slice::from_ref(&ch), std::slice::from_mut(&mut body))
-        .await?;
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&ch),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
     Ok(Json(body))
 }
 

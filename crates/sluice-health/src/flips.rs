@@ -144,7 +144,11 @@ impl FlipReporter {
     }
 
     /// Reports flips caused by traffic as they arrive, until `shutdown`.
-    pub async fn run(self, mut flips: mpsc::UnboundedReceiver<Flip>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut flips: mpsc::UnboundedReceiver<Flip>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 f = flips.recv() => match f {

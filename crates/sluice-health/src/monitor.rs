@@ -113,7 +113,9 @@ impl HealthMonitor {
         match self.store.set_channel_health(ch.id, &update).await {
             Ok(true) => {}
             Ok(false) => return, // deleted meanwhile
-            Err(e) => tracing::error!(channel = %ch.id, error = %e, "could not store a probe verdict"),
+            Err(e) => {
+                tracing::error!(channel = %ch.id, error = %e, "could not store a probe verdict")
+            }
         }
         if let Some(flip) = self.board.probed(ch.id, &outcome) {
             self.reporter.report(&flip).await;

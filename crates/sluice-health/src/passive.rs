@@ -293,8 +293,14 @@ mod tests {
             Signal::of(Failed, Some(503), None),
             Signal::SinkFailed("http 503".into())
         );
-        assert_eq!(Signal::of(Failed, Some(404), None), Signal::SinkAnswered(404));
-        assert_eq!(Signal::of(Success, Some(200), None), Signal::SinkAnswered(200));
+        assert_eq!(
+            Signal::of(Failed, Some(404), None),
+            Signal::SinkAnswered(404)
+        );
+        assert_eq!(
+            Signal::of(Success, Some(200), None),
+            Signal::SinkAnswered(200)
+        );
         assert_eq!(
             Signal::of(Error, Some(200), Some("client_disconnected")),
             Signal::Neutral
@@ -320,7 +326,10 @@ mod tests {
             h.observe(RequestState::Failed, Some(502), None);
         }
         let f = rx.try_recv().unwrap();
-        assert_eq!((f.from, f.to), (HealthStatus::Unknown, HealthStatus::Unhealthy));
+        assert_eq!(
+            (f.from, f.to),
+            (HealthStatus::Unknown, HealthStatus::Unhealthy)
+        );
         assert!(rx.try_recv().is_err(), "one flip only");
         h.observe(RequestState::Success, Some(201), None);
         h.observe(RequestState::Success, Some(200), None);
@@ -333,13 +342,23 @@ mod tests {
     fn probes_flip_only_on_change() {
         let (board, _rx) = HealthBoard::new(5);
         let id = Uuid::new_v4();
-        assert!(board.probed(id, &probe(true)).is_none(), "unknown -> healthy is no flip");
+        assert!(
+            board.probed(id, &probe(true)).is_none(),
+            "unknown -> healthy is no flip"
+        );
         assert!(board.probed(id, &probe(true)).is_none());
         let f = board.probed(id, &probe(false)).unwrap();
-        assert_eq!((f.from, f.to), (HealthStatus::Healthy, HealthStatus::Unhealthy));
+        assert_eq!(
+            (f.from, f.to),
+            (HealthStatus::Healthy, HealthStatus::Unhealthy)
+        );
         assert!(board.probed(id, &probe(false)).is_none());
         assert!(board.probed(id, &probe(true)).is_some());
         board.seed(id, HealthStatus::Unhealthy);
-        assert_eq!(board.status(id), HealthStatus::Healthy, "seed never overrides");
+        assert_eq!(
+            board.status(id),
+            HealthStatus::Healthy,
+            "seed never overrides"
+        );
     }
 }

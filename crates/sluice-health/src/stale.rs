@@ -70,7 +70,11 @@ impl StaleDetector {
                         }),
                     );
                     logged += 1;
-                } else if !stale && h.stale_logged && h.last_request_at.is_some_and(|t| now - t <= self.threshold.as_micros() as i64) {
+                } else if !stale
+                    && h.stale_logged
+                    && h.last_request_at
+                        .is_some_and(|t| now - t <= self.threshold.as_micros() as i64)
+                {
                     // Traffic since it was logged: it may be logged again the next time.
                     self.store.set_stale_logged(h.channel_id, false).await?;
                 }

@@ -98,9 +98,15 @@ impl EventLog {
     ) -> LogEntry {
         let message = message.into();
         match severity {
-            Severity::Info => tracing::info!(source = source.as_str(), channel = ?channel_id, "{message}"),
-            Severity::Warn => tracing::warn!(source = source.as_str(), channel = ?channel_id, "{message}"),
-            Severity::Error => tracing::error!(source = source.as_str(), channel = ?channel_id, "{message}"),
+            Severity::Info => {
+                tracing::info!(source = source.as_str(), channel = ?channel_id, "{message}")
+            }
+            Severity::Warn => {
+                tracing::warn!(source = source.as_str(), channel = ?channel_id, "{message}")
+            }
+            Severity::Error => {
+                tracing::error!(source = source.as_str(), channel = ?channel_id, "{message}")
+            }
         }
         let mut seq = self.0.seq.lock().expect("event sequence lock");
         let at = now_us();
@@ -120,8 +126,7 @@ impl EventLog {
         }
         seq.ring.push_back(entry.clone());
         // Sent under the lock so subscribers and the writer see ids in order.
-        if severity.is_persisted() && self.0.persist.send(Persist::Entry(entry.clone())).is_err()
-        {
+        if severity.is_persisted() && self.0.persist.send(Persist::Entry(entry.clone())).is_err() {
             tracing::error!(id, "event log writer stopped; entry kept in memory only");
         }
         let _ = self.0.live.send(entry.clone());

@@ -222,7 +222,9 @@ impl Store {
             let id = rows::uuid(&r, "channel_id")?;
             let state: String = r.try_get("state")?;
             let n: i64 = r.try_get("n")?;
-            out.entry(id).or_insert_with(|| zero.clone()).insert(state, n);
+            out.entry(id)
+                .or_insert_with(|| zero.clone())
+                .insert(state, n);
         }
         Ok(out)
     }

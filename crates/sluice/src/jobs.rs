@@ -43,9 +43,7 @@ pub fn spawn(
     let reporter = FlipReporter::new(store.clone(), events.clone(), notifier, clock.clone());
     // Without passive health the board still decides the monitor's flips; nothing feeds it.
     let (board, flips) = board.unwrap_or_else(|| HealthBoard::new(u32::MAX));
-    let mut tasks = vec![tokio::spawn(
-        reporter.clone().run(flips, shutdown.clone()),
-    )];
+    let mut tasks = vec![tokio::spawn(reporter.clone().run(flips, shutdown.clone()))];
     if !args.health_interval.is_zero() {
         let monitor = HealthMonitor::new(
             store.clone(),
@@ -73,6 +71,8 @@ pub fn spawn(
         DAY * args.event_retention_days,
         RETENTION_BATCH,
     );
-    tasks.push(tokio::spawn(retention.run(RETENTION_EVERY, shutdown.clone())));
+    tasks.push(tokio::spawn(
+        retention.run(RETENTION_EVERY, shutdown.clone()),
+    ));
     tasks
 }

@@ -3,8 +3,8 @@
 mod cli;
 mod commands;
 mod config;
-mod parse;
 mod jobs;
+mod parse;
 mod server;
 
 use clap::Parser;

@@ -18,7 +18,11 @@ pub fn parse(raw: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("unknown unit {other:?} in {raw:?}; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {raw:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     n.checked_mul(ms)
         .map(Duration::from_millis)

@@ -8,9 +8,9 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
 use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
-use serde_json::json;
 use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
 use sluice_proxy::{Proxy, ProxyConfig};
@@ -127,8 +127,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         Some(events.clone()),
     )?;
-    let passive = (args.passive_health_failures > 0)
-        .then(|| HealthBoard::new(args.passive_health_failures));
+    let passive =
+        (args.passive_health_failures > 0).then(|| HealthBoard::new(args.passive_health_failures));
     let tls = sluice_proxy::upstream::tls_config(args.extra_ca_file.as_deref())?;
     let proxy = Proxy::new(
         store.clone(),

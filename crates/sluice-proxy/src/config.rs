@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_core::headers::Redactor;
 use sluice_health::passive::HealthBoard;
+use sluice_store::EventLog;
 
 /// How the proxy behaves where a channel does not say otherwise.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct ProxyConfig {
     pub forwarded_proto: &'static str,
     /// Passive health: where finished requests are counted per channel (none: not counted).
     pub health: Option<Arc<HealthBoard>>,
+    /// Where operational events go (lookup failures; source-auth failures through
+    /// [`EventLog::source_auth_failure`]).
+    pub events: Option<EventLog>,
 }
 
 impl Default for ProxyConfig {
@@ -33,6 +37,7 @@ impl Default for ProxyConfig {
             redactor: Redactor::default(),
             forwarded_proto: "http",
             health: None,
+            events: None,
         }
     }
 }

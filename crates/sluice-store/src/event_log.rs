@@ -38,6 +38,9 @@ struct Sequence {
     capacity: usize,
 }
 
+/// What throttled entries are counted by: source, channel and a kind chosen by the caller.
+type ThrottleKey = (Source, Option<Uuid>, &'static str);
+
 /// Per-key throttle state: when the last entry went out and how many were held back since.
 struct Throttle {
     last: Instant,
@@ -50,7 +53,7 @@ struct Inner {
     live: broadcast::Sender<LogEntry>,
     persist: mpsc::UnboundedSender<Persist>,
     closed: watch::Sender<bool>,
-    throttles: Mutex<HashMap<(Source, Option<Uuid>, &'static str), Throttle>>,
+    throttles: Mutex<HashMap<ThrottleKey, Throttle>>,
 }
 
 /// Handle to the event log; cheap to clone.

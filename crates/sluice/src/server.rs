@@ -138,6 +138,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             response_timeout: Duration::from_millis(args.response_timeout_ms),
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             health: passive.as_ref().map(|(board, _)| board.clone()),
+            events: Some(events.clone()),
             ..ProxyConfig::default()
         },
         tls,

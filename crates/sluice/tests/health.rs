@@ -454,7 +454,7 @@ async fn the_event_stream_replays_what_a_reconnecting_client_missed_and_filters(
     let page2 = s
         .get_json(&format!("/events?source=health&limit=3&cursor={cursor}"))
         .await;
-    assert_eq!(items(page2.clone()), [ea.clone()]);
+    assert_eq!(items(page2.clone()), std::slice::from_ref(&ea));
     assert_eq!(page2["next_cursor"], Value::Null);
 
     for (path, query, field) in [

@@ -112,7 +112,11 @@ impl HealthMonitor {
         };
         match self.store.set_channel_health(ch.id, &update).await {
             Ok(true) => {}
-            Ok(false) => return, // deleted meanwhile
+            Ok(false) => {
+                // Deleted meanwhile.
+                self.board.forget(ch.id);
+                return;
+            }
             Err(e) => {
                 tracing::error!(channel = %ch.id, error = %e, "could not store a probe verdict")
             }
@@ -132,12 +136,16 @@ impl HealthMonitor {
         Ok(n)
     }
 
-    /// Seeds the board, then probes every interval until `shutdown`.
+    /// Seeds the board, then probes every interval until `shutdown` (a zero interval only
+    /// seeds: passive health still starts from the stored verdicts).
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         if let Err(e) = self.seed().await {
             tracing::error!(error = %e, "could not load stored health verdicts");
         }
         let period = self.cfg.interval;
+        if period.is_zero() {
+            return;
+        }
         schedule::every(period, shutdown, || async {
             if let Err(e) = self.probe_all().await {
                 tracing::error!(error = %e, "health round failed");

@@ -167,11 +167,6 @@ impl HealthBoard {
         );
     }
 
-    /// The current verdict of a channel.
-    pub fn status(&self, channel: Uuid) -> HealthStatus {
-        decode(self.cell(channel).status.load(Ordering::Acquire))
-    }
-
     /// Applies a probe's verdict; returns the flip it caused, if any. A first verdict of
     /// healthy is not a flip; a first verdict of unhealthy is.
     pub fn probed(&self, channel: Uuid, outcome: &ProbeOutcome) -> Option<Flip> {
@@ -355,10 +350,17 @@ mod tests {
         assert!(board.probed(id, &probe(false)).is_none());
         assert!(board.probed(id, &probe(true)).is_some());
         board.seed(id, HealthStatus::Unhealthy);
-        assert_eq!(
-            board.status(id),
-            HealthStatus::Healthy,
+        assert!(
+            board.probed(id, &probe(true)).is_none(),
             "seed never overrides"
         );
+        let fresh = Uuid::new_v4();
+        board.seed(fresh, HealthStatus::Unhealthy);
+        assert!(
+            board.probed(fresh, &probe(false)).is_none(),
+            "still unhealthy: no flip"
+        );
+        let f = board.probed(fresh, &probe(true)).unwrap();
+        assert_eq!(f.from, HealthStatus::Unhealthy);
     }
 }

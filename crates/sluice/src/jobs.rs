@@ -44,20 +44,18 @@ pub fn spawn(
     // Without passive health the board still decides the monitor's flips; nothing feeds it.
     let (board, flips) = board.unwrap_or_else(|| HealthBoard::new(u32::MAX));
     let mut tasks = vec![tokio::spawn(reporter.clone().run(flips, shutdown.clone()))];
-    if !args.health_interval.is_zero() {
-        let monitor = HealthMonitor::new(
-            store.clone(),
-            validator,
-            board,
-            reporter,
-            clock.clone(),
-            MonitorConfig {
-                interval: args.health_interval,
-                concurrency: args.health_concurrency.max(1),
-            },
-        );
-        tasks.push(tokio::spawn(monitor.run(shutdown.clone())));
-    }
+    let monitor = HealthMonitor::new(
+        store.clone(),
+        validator,
+        board,
+        reporter,
+        clock.clone(),
+        MonitorConfig {
+            interval: args.health_interval,
+            concurrency: args.health_concurrency.max(1),
+        },
+    );
+    tasks.push(tokio::spawn(monitor.run(shutdown.clone())));
     let stale = StaleDetector::new(
         store.clone(),
         events.clone(),

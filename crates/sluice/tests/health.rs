@@ -150,18 +150,15 @@ async fn the_monitor_flips_a_channel_when_its_sink_stops_and_when_it_returns() {
     let hooks = Hooks::start(1).await;
     let sink = upstream::start().await;
     let addr = sink.addr;
-    let s = Sluice::start_in(
-        Arc::new(TempDir::new()),
-        &[
-            "--health-interval",
-            "200ms",
-            "--passive-health-failures",
-            "0",
-            "--webhook-url",
-            &hooks.url(),
-        ],
-    )
-    .await;
+    let flags = [
+        "--health-interval",
+        "200ms",
+        "--passive-health-failures",
+        "0",
+        "--webhook-url",
+        &hooks.url(),
+    ];
+    let mut s = Sluice::start_in(Arc::new(TempDir::new()), &flags).await;
     let ch = s.create_channel(&sink.url("/"), json!({})).await;
     let cid = id(&ch);
     assert_eq!(ch["health_status"], "unknown");
@@ -207,7 +204,7 @@ async fn the_monitor_flips_a_channel_when_its_sink_stops_and_when_it_returns() {
     assert_eq!(hook["details"]["hint"], down["health_hint"]);
     assert!(hook["timestamp"].as_str().unwrap().ends_with('Z'));
 
-    let _sink = upstream::start_at(addr).await;
+    let sink = upstream::start_at(addr).await;
     let up = wait_status(&s, &cid, "healthy").await;
     assert_eq!(up["health_hint"], Value::Null);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -224,6 +221,28 @@ async fn the_monitor_flips_a_channel_when_its_sink_stops_and_when_it_returns() {
         .get_json(&format!("/audit?resource_type=channel&resource_id={cid}"))
         .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+
+    // A restart remembers the verdict: a sink that is still down is not reported again.
+    drop(sink);
+    wait_status(&s, &cid, "unhealthy").await;
+    hooks.wait_delivered(3).await;
+    s.stop().await;
+    let s = Sluice::start_in(s.data.clone(), &flags).await;
+    let checked = channel(&s, &cid).await["health_checked_at"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channel(&s, &cid).await["health_checked_at"] == checked {
+        assert!(Instant::now() < deadline, "no probe after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(channel(&s, &cid).await["health_status"], "unhealthy");
+    let warns: Vec<Value> = health_events(&s, &cid)
+        .await
+        .into_iter()
+        .filter(|e| e["severity"] == "warn")
+        .collect();
+    assert_eq!(warns.len(), 2, "persisted across the restart, none added");
+    assert_eq!(hooks.delivered().len(), 3);
 }
 
 #[tokio::test]
@@ -380,7 +399,7 @@ impl Stream {
 
 #[tokio::test]
 async fn the_event_stream_replays_what_a_reconnecting_client_missed_and_filters() {
-    let s = Sluice::start_in(
+    let mut s = Sluice::start_in(
         Arc::new(TempDir::new()),
         &["--health-interval", "0", "--passive-health-failures", "1"],
     )
@@ -479,4 +498,10 @@ async fn the_event_stream_replays_what_a_reconnecting_client_missed_and_filters(
             "{path}?{query}: {body}"
         );
     }
+
+    // Open streams end at shutdown instead of holding it up.
+    let started = Instant::now();
+    s.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop((again, for_c, infos, quiet));
 }

@@ -8,6 +8,7 @@ use sluice_store::{EventLog, HealthStatus, HealthUpdate, Severity, Source, Store
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::hints;
 use crate::passive::{Flip, FlipCause};
 use crate::schedule::stopped;
 use crate::webhooks::Notifier;
@@ -27,8 +28,23 @@ impl std::fmt::Debug for FlipReporter {
     }
 }
 
+/// The operator hint for a failure seen by proxied traffic, as the validation would give it.
+fn traffic_hint(last_error: &str, sink_url: &str) -> Option<String> {
+    let port = url::Url::parse(sink_url)
+        .ok()
+        .and_then(|u| u.port_or_known_default());
+    match last_error {
+        "econnrefused" => port.map(hints::connection_refused),
+        "connect_timeout" => Some(hints::tcp_timeout()),
+        other => other
+            .strip_prefix("http ")
+            .and_then(|s| s.parse().ok())
+            .map(hints::http_status),
+    }
+}
+
 /// The failure text and hint a flip carries, if it went unhealthy.
-fn failure_of(cause: &FlipCause) -> (Option<String>, Option<String>) {
+fn failure_of(cause: &FlipCause, sink_url: &str) -> (Option<String>, Option<String>) {
     match cause {
         FlipCause::Traffic {
             consecutive_failures,
@@ -37,15 +53,14 @@ fn failure_of(cause: &FlipCause) -> (Option<String>, Option<String>) {
             Some(format!(
                 "{consecutive_failures} proxied requests in a row failed; last: {last_error}"
             )),
-            None,
+            traffic_hint(last_error, sink_url),
         ),
         FlipCause::Probe(p) if !p.healthy => (Some(p.detail.clone()), p.hint.clone()),
         _ => (None, None),
     }
 }
 
-fn details_of(flip: &Flip) -> Value {
-    let (failure, hint) = failure_of(&flip.cause);
+fn details_of(flip: &Flip, failure: Option<String>, hint: Option<String>) -> Value {
     let mut d = json!({
         "from": flip.from.as_str(),
         "to": flip.to.as_str(),
@@ -88,7 +103,15 @@ impl FlipReporter {
     /// stores its own (keeping the last probe time).
     pub async fn report(&self, flip: &Flip) {
         let id = flip.channel_id;
-        let (failure, hint) = failure_of(&flip.cause);
+        let channel = match self.store.get_channel(id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return, // deleted meanwhile
+            Err(e) => {
+                tracing::error!(channel = %id, error = %e, "could not read a flipped channel");
+                return;
+            }
+        };
+        let (failure, hint) = failure_of(&flip.cause, &channel.sink_url);
         if !matches!(flip.cause, FlipCause::Probe(_)) {
             let update = HealthUpdate {
                 status: flip.to,
@@ -100,15 +123,7 @@ impl FlipReporter {
                 tracing::error!(channel = %id, error = %e, "could not store a health verdict");
             }
         }
-        let channel = match self.store.get_channel(id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return, // deleted meanwhile
-            Err(e) => {
-                tracing::error!(channel = %id, error = %e, "could not read a flipped channel");
-                return;
-            }
-        };
-        let details = details_of(flip);
+        let details = details_of(flip, failure.clone(), hint);
         let (severity, kind, message) = if flip.to == HealthStatus::Unhealthy {
             (
                 Severity::Warn,
@@ -158,5 +173,31 @@ impl FlipReporter {
                 _ = stopped(&mut shutdown) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_failures_get_the_validation_hints() {
+        assert_eq!(
+            traffic_hint("econnrefused", "http://127.0.0.1:8080/x"),
+            Some(hints::connection_refused(8080))
+        );
+        assert_eq!(
+            traffic_hint("econnrefused", "https://example.test/"),
+            Some(hints::connection_refused(443))
+        );
+        assert_eq!(
+            traffic_hint("connect_timeout", "http://h/"),
+            Some(hints::tcp_timeout())
+        );
+        assert_eq!(
+            traffic_hint("http 503", "http://h/"),
+            Some(hints::http_status(503))
+        );
+        assert_eq!(traffic_hint("response_timeout", "http://h/"), None);
     }
 }

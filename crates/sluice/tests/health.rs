@@ -278,6 +278,13 @@ async fn passive_health_flips_within_n_failures_and_recovers_on_success() {
         .as_str()
         .unwrap()
         .contains("econnrefused"));
+    assert_eq!(
+        down["health_hint"],
+        format!(
+            "Port {} is not accepting connections. Check if the service is running and the port is correct.",
+            addr.port()
+        )
+    );
     for _ in 0..5 {
         send(&s, &ch).await;
     }

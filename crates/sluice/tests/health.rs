@@ -512,3 +512,64 @@ async fn the_event_stream_replays_what_a_reconnecting_client_missed_and_filters(
     assert!(started.elapsed() < Duration::from_secs(5));
     drop((again, for_c, infos, quiet));
 }
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_slows_nothing() {
+    // Accepts connections and never answers.
+    let hang = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = hang.accept().await {
+            held.push(tcp);
+        }
+    });
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &[
+            "--health-interval",
+            "0",
+            "--passive-health-failures",
+            "1",
+            "--webhook-url",
+            &format!("http://{hang_addr}/hook"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        let ch = s
+            .create_channel(&format!("http://{}/", closed_port().await), json!({}))
+            .await;
+        for _ in 0..3 {
+            assert_eq!(send(&s, &ch).await, 502);
+        }
+        wait_status(&s, &id(&ch), "unhealthy").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "flips and requests went on while the webhook hung: {:?}",
+        started.elapsed()
+    );
+    holder.abort();
+}
+
+#[tokio::test]
+async fn bad_health_settings_stop_serve_with_a_message() {
+    for (flag, value, says) in [
+        ("--health-interval", "soon", "not a duration"),
+        ("--health-interval", "5 minutes", "unknown unit"),
+        ("--webhook-url", "ftp://hooks.example", "ftp"),
+    ] {
+        let dir = TempDir::new();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains(says), "{err}");
+    }
+}

@@ -8,7 +8,6 @@ use sluice_store::{EventLog, HealthStatus, HealthUpdate, Severity, Source, Store
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::hints;
 use crate::passive::{Flip, FlipCause};
 use crate::schedule::stopped;
 use crate::webhooks::Notifier;
@@ -28,19 +27,11 @@ impl std::fmt::Debug for FlipReporter {
     }
 }
 
-/// The operator hint for a failure seen by proxied traffic, as the validation would give it.
-fn traffic_hint(last_error: &str, sink_url: &str) -> Option<String> {
-    let port = url::Url::parse(sink_url)
+/// The port a sink URL points at.
+fn sink_port(sink_url: &str) -> Option<u16> {
+    url::Url::parse(sink_url)
         .ok()
-        .and_then(|u| u.port_or_known_default());
-    match last_error {
-        "econnrefused" => port.map(hints::connection_refused),
-        "connect_timeout" => Some(hints::tcp_timeout()),
-        other => other
-            .strip_prefix("http ")
-            .and_then(|s| s.parse().ok())
-            .map(hints::http_status),
-    }
+        .and_then(|u| u.port_or_known_default())
 }
 
 /// The failure text and hint a flip carries, if it went unhealthy.
@@ -53,7 +44,7 @@ fn failure_of(cause: &FlipCause, sink_url: &str) -> (Option<String>, Option<Stri
             Some(format!(
                 "{consecutive_failures} proxied requests in a row failed; last: {last_error}"
             )),
-            traffic_hint(last_error, sink_url),
+            last_error.hint(sink_port(sink_url)),
         ),
         FlipCause::Probe(p) if !p.healthy => (Some(p.detail.clone()), p.hint.clone()),
         _ => (None, None),
@@ -74,7 +65,7 @@ fn details_of(flip: &Flip, failure: Option<String>, hint: Option<String>) -> Val
         } => {
             d["cause"] = "traffic".into();
             d["consecutive_failures"] = (*consecutive_failures).into();
-            d["last_error"] = last_error.clone().into();
+            d["last_error"] = last_error.to_string().into();
         }
         FlipCause::TrafficRecovered { status } => {
             d["cause"] = "traffic".into();
@@ -179,25 +170,28 @@ impl FlipReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hints;
+    use crate::passive::SinkFailure;
 
     #[test]
     fn traffic_failures_get_the_validation_hints() {
+        let hint = |f: SinkFailure, url: &str| f.hint(sink_port(url));
         assert_eq!(
-            traffic_hint("econnrefused", "http://127.0.0.1:8080/x"),
+            hint(SinkFailure::Refused, "http://127.0.0.1:8080/x"),
             Some(hints::connection_refused(8080))
         );
         assert_eq!(
-            traffic_hint("econnrefused", "https://example.test/"),
+            hint(SinkFailure::Refused, "https://example.test/"),
             Some(hints::connection_refused(443))
         );
         assert_eq!(
-            traffic_hint("connect_timeout", "http://h/"),
+            hint(SinkFailure::ConnectTimeout, "http://h/"),
             Some(hints::tcp_timeout())
         );
         assert_eq!(
-            traffic_hint("http 503", "http://h/"),
+            hint(SinkFailure::Status(503), "http://h/"),
             Some(hints::http_status(503))
         );
-        assert_eq!(traffic_hint("response_timeout", "http://h/"), None);
+        assert_eq!(hint(SinkFailure::ResponseTimeout, "http://h/"), None);
     }
 }

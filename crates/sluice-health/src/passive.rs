@@ -17,6 +17,7 @@ use sluice_store::HealthStatus;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::hints;
 use crate::report::ProbeOutcome;
 
 const UNKNOWN: u8 = 0;
@@ -39,6 +40,42 @@ fn encode(s: HealthStatus) -> u8 {
     }
 }
 
+/// A proxied request's failure that implicates the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFailure {
+    /// The connection was refused.
+    Refused,
+    /// Connecting took too long.
+    ConnectTimeout,
+    /// The response head took too long.
+    ResponseTimeout,
+    /// The sink answered with this 5xx status.
+    Status(u16),
+}
+
+impl std::fmt::Display for SinkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkFailure::Refused => f.write_str("econnrefused"),
+            SinkFailure::ConnectTimeout => f.write_str("connect_timeout"),
+            SinkFailure::ResponseTimeout => f.write_str("response_timeout"),
+            SinkFailure::Status(s) => write!(f, "http {s}"),
+        }
+    }
+}
+
+impl SinkFailure {
+    /// The validation's hint for this failure on a sink listening on `port`, where one fits.
+    pub fn hint(self, port: Option<u16>) -> Option<String> {
+        match self {
+            SinkFailure::Refused => port.map(hints::connection_refused),
+            SinkFailure::ConnectTimeout => Some(hints::tcp_timeout()),
+            SinkFailure::ResponseTimeout => None,
+            SinkFailure::Status(s) => Some(hints::http_status(s)),
+        }
+    }
+}
+
 /// Why a channel's verdict changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlipCause {
@@ -46,8 +83,8 @@ pub enum FlipCause {
     Traffic {
         /// Failures in a row when the flip happened.
         consecutive_failures: u32,
-        /// The last failure (`econnrefused`, `response_timeout`, `http 503`, …).
-        last_error: String,
+        /// The last failure.
+        last_error: SinkFailure,
     },
     /// A proxied request got an answer from the sink.
     TrafficRecovered {
@@ -96,7 +133,7 @@ impl std::fmt::Debug for HealthBoard {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// Refused, timed out or answered 5xx.
-    SinkFailed(String),
+    SinkFailed(SinkFailure),
     /// Answered below 500.
     SinkAnswered(u16),
     /// Nothing to learn (the caller left, a credential was missing, …).
@@ -107,11 +144,11 @@ impl Signal {
     /// Classifies a finished request by its state, response status and error string.
     pub fn of(state: RequestState, status: Option<u16>, error: Option<&str>) -> Signal {
         match (state, status, error) {
-            (_, _, Some(e @ ("econnrefused" | "connect_timeout" | "response_timeout"))) => {
-                Signal::SinkFailed(e.to_string())
-            }
+            (_, _, Some("econnrefused")) => Signal::SinkFailed(SinkFailure::Refused),
+            (_, _, Some("connect_timeout")) => Signal::SinkFailed(SinkFailure::ConnectTimeout),
+            (_, _, Some("response_timeout")) => Signal::SinkFailed(SinkFailure::ResponseTimeout),
             (RequestState::Success | RequestState::Failed, Some(s), None) if s >= 500 => {
-                Signal::SinkFailed(format!("http {s}"))
+                Signal::SinkFailed(SinkFailure::Status(s))
             }
             (RequestState::Success | RequestState::Failed, Some(s), None) => {
                 Signal::SinkAnswered(s)
@@ -209,7 +246,8 @@ impl std::fmt::Debug for PassiveHealth {
 }
 
 impl PassiveHealth {
-    /// Counts a finished request (see [`Signal::of`]). Lock-free; sends a message only on a flip.
+    /// Counts a finished request (see [`Signal::of`]). Lock-free and allocation-free; sends a
+    /// message only on a flip.
     pub fn observe(&self, state: RequestState, status: Option<u16>, error: Option<&str>) {
         match Signal::of(state, status, error) {
             Signal::Neutral => {}
@@ -278,15 +316,15 @@ mod tests {
         use RequestState::*;
         assert_eq!(
             Signal::of(Error, None, Some("econnrefused")),
-            Signal::SinkFailed("econnrefused".into())
+            Signal::SinkFailed(SinkFailure::Refused)
         );
         assert_eq!(
             Signal::of(Timeout, None, Some("response_timeout")),
-            Signal::SinkFailed("response_timeout".into())
+            Signal::SinkFailed(SinkFailure::ResponseTimeout)
         );
         assert_eq!(
             Signal::of(Failed, Some(503), None),
-            Signal::SinkFailed("http 503".into())
+            Signal::SinkFailed(SinkFailure::Status(503))
         );
         assert_eq!(
             Signal::of(Failed, Some(404), None),

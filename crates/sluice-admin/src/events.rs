@@ -1,7 +1,7 @@
 //! The event log: `GET /events` (newest first, cursor-paginated) and `GET /events/stream`
 //! (Server-Sent Events; `Last-Event-ID` replays what was missed and is still retained).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use http::HeaderMap;
 use serde_json::{json, Value};
-use sluice_store::{LogEntry, LogFilter, LogPage, Severity, Source};
+use sluice_store::{EventLog, LogEntry, LogFilter, LogPage, Severity, Source, StoreError};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -105,6 +105,26 @@ pub async fn list_events(
     })))
 }
 
+/// Retained entries passing `filter` after id `after`, oldest first, at most [`REPLAY_MAX`].
+async fn replay(
+    events: &EventLog,
+    filter: &LogFilter,
+    mut after: i64,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let page = events
+            .query(filter, LogPage::After(after), REPLAY_PAGE)
+            .await?;
+        let full = page.len() as i64 == REPLAY_PAGE;
+        after = page.last().map_or(after, |e| e.id);
+        out.extend(page);
+        if !full || out.len() >= REPLAY_MAX {
+            return Ok(out);
+        }
+    }
+}
+
 fn sse_event(e: &LogEntry) -> Event {
     Event::default()
         .id(e.id.to_string())
@@ -150,44 +170,49 @@ pub async fn stream_events(
     let rx = state.events.subscribe();
     // The stream ends at shutdown (the hub is closed) so it never holds the server up.
     let closed = state.events.closed();
-    let mut replay = Vec::new();
-    if let Some(mut after) = last {
-        loop {
-            let page = state
-                .events
-                .query(&filter, LogPage::After(after), REPLAY_PAGE)
-                .await?;
-            let full = page.len() as i64 == REPLAY_PAGE;
-            after = page.last().map_or(after, |e| e.id);
-            replay.extend(page);
-            if !full || replay.len() >= REPLAY_MAX {
-                break;
-            }
-        }
-    }
-    let seen = replay.last().map(|e| e.id).or(last).unwrap_or(0);
-    let head = stream::iter(replay.iter().map(sse_event).map(Ok).collect::<Vec<_>>());
-    let live = stream::unfold((rx, seen), move |(mut rx, mut seen)| {
-        let filter = filter.clone();
-        let mut closed = closed.clone();
-        async move {
-            loop {
-                tokio::select! {
-                    r = rx.recv() => match r {
-                        Ok(e) if e.id > seen && filter.matches(&e) => {
-                            seen = e.id;
-                            return Some((Ok(sse_event(&e)), (rx, seen)));
-                        }
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(n)) => {
-                            tracing::warn!(missed = n, "event stream subscriber fell behind");
-                        }
-                        Err(RecvError::Closed) => return None,
-                    },
-                    _ = sluice_health::schedule::stopped(&mut closed) => return None,
+    let missed = match last {
+        Some(after) => replay(&state.events, &filter, after).await?,
+        None => Vec::new(),
+    };
+    let seen = missed.last().map(|e| e.id).or(last).unwrap_or(0);
+    let head = stream::iter(missed.iter().map(sse_event).map(Ok).collect::<Vec<_>>());
+    let events = state.events.clone();
+    let live = stream::unfold(
+        (rx, seen, VecDeque::new()),
+        move |(mut rx, mut seen, mut backlog): (_, i64, VecDeque<LogEntry>)| {
+            let filter = filter.clone();
+            let events = events.clone();
+            let mut closed = closed.clone();
+            async move {
+                loop {
+                    if let Some(e) = backlog.pop_front() {
+                        seen = e.id;
+                        return Some((Ok(sse_event(&e)), (rx, seen, backlog)));
+                    }
+                    tokio::select! {
+                        r = rx.recv() => match r {
+                            Ok(e) if e.id > seen && filter.matches(&e) => {
+                                seen = e.id;
+                                return Some((Ok(sse_event(&e)), (rx, seen, backlog)));
+                            }
+                            Ok(_) => {}
+                            // Fell behind the live feed: read what was skipped from the log.
+                            Err(RecvError::Lagged(n)) => {
+                                tracing::debug!(missed = n, "event stream caught up from the log");
+                                match replay(&events, &filter, seen).await {
+                                    Ok(missed) => backlog.extend(missed),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "event stream could not catch up");
+                                    }
+                                }
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
+                        _ = sluice_health::schedule::stopped(&mut closed) => return None,
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(heartbeat)))
 }

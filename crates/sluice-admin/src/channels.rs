@@ -17,6 +17,7 @@ use sluice_store::channels::DeleteOutcome;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::channel_health;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{self, double_option};
 use crate::AdminState;
@@ -165,6 +166,12 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     let mut body = channel_json(&state, &ch);
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&ch),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
     body["validation"] =
         serde_json::to_value(state.validator.validate(&ch.sink_url).await).unwrap_or(Value::Null);
     Ok((StatusCode::CREATED, Json(body)))
@@ -191,12 +198,16 @@ pub async fn list(
         })
         .transpose()?;
     let rows = state.store.list_channels(project, after, limit).await?;
-    Ok(Json(wire::page(
+    let mut body = wire::page(
         &rows,
         limit,
         |c| channel_json(&state, c),
         |c| c.id.to_string(),
-    )))
+    );
+    if let Some(Value::Array(items)) = body.get_mut("items") {
+        channel_health::decorate(&state, &rows, items).await?;
+    }
+    Ok(Json(body))
 }
 
 /// Loads a channel or answers 404.
@@ -216,7 +227,14 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let ch = load(&state, &id).await?;
-    Ok(Json(channel_json(&state, &ch)))
+    let mut body = channel_json(&state, &ch);
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&ch),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
+    Ok(Json(body))
 }
 
 /// `PATCH /api/v1/channels/{id}`
@@ -273,6 +291,12 @@ pub async fn patch(
         Err(e) => return Err(e.into()),
     };
     let mut body = channel_json(&state, &stored);
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&stored),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
     if sink_changed {
         body["validation"] = serde_json::to_value(state.validator.validate(&stored.sink_url).await)
             .unwrap_or(Value::Null);

@@ -2,20 +2,23 @@
 //! the Prometheus endpoint.
 
 pub mod auth;
+pub mod channel_health;
 pub mod channels;
 pub mod config_history;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod ops;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_health::Validator;
-use sluice_store::Store;
+use sluice_store::{EventLog, Store};
 use uuid::Uuid;
 
 /// Shared state of every API handler.
@@ -31,6 +34,10 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// The destination validation pipeline.
     pub validator: Validator,
+    /// The event log (list, live stream).
+    pub events: EventLog,
+    /// A channel without traffic for longer than this is reported `stale`.
+    pub stale_threshold: Duration,
 }
 
 /// The API, health and metrics routes.
@@ -53,6 +60,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/requests/{id}", get(history::get))
         .route("/audit", get(config_history::list_audit))
         .route("/validate", post(ops::validate))
+        .route("/events", get(events::list_events))
+        .route("/events/stream", get(events::stream_events))
         .fallback(|| async { error::ApiError::not_found("route") });
     Router::new()
         .nest("/api/v1", api)

@@ -11,12 +11,27 @@
 //! a lookup. The TCP step connects to the first resolved address. The HTTP step uses its own
 //! client (no proxy, no redirects followed, no pooled connections) and classifies TLS failures,
 //! timeouts and connect errors separately.
+//!
+//! Around the pipeline: the [`monitor::HealthMonitor`] probes every enabled channel on an
+//! interval; the [`passive::HealthBoard`] holds each channel's verdict as an atomic shared with
+//! the proxy (passive health); [`flips::FlipReporter`] turns each verdict change into one
+//! event-log entry and one webhook notification ([`webhooks::Notifier`]); [`stale`] and
+//! [`retention`] are the stale-channel and event-log pruning jobs, driven by a [`clock::Clock`]
+//! that tests can move.
 
 pub mod classify;
+pub mod clock;
+pub mod flips;
 pub mod hints;
+pub mod monitor;
+pub mod passive;
 mod pipeline;
 mod report;
+pub mod retention;
+pub mod schedule;
+pub mod stale;
 pub mod syntax;
+pub mod webhooks;
 
 pub use pipeline::{Validator, ValidatorConfig};
 pub use report::{ProbeOutcome, Step, StepResult, StepStatus, ValidationReport};

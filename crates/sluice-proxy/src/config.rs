@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sluice_core::headers::Redactor;
+use sluice_health::passive::HealthBoard;
+use sluice_store::EventLog;
 
 /// How the proxy behaves where a channel does not say otherwise.
 #[derive(Debug, Clone)]
@@ -17,6 +21,11 @@ pub struct ProxyConfig {
     pub redactor: Redactor,
     /// `x-forwarded-proto` sent to sinks (`http`, or `https` when sluice terminates TLS).
     pub forwarded_proto: &'static str,
+    /// Passive health: where finished requests are counted per channel (none: not counted).
+    pub health: Option<Arc<HealthBoard>>,
+    /// Where operational events go (lookup failures; source-auth failures through
+    /// [`EventLog::source_auth_failure`]).
+    pub events: Option<EventLog>,
 }
 
 impl Default for ProxyConfig {
@@ -27,6 +36,8 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(30),
             redactor: Redactor::default(),
             forwarded_proto: "http",
+            health: None,
+            events: None,
         }
     }
 }

@@ -149,6 +149,10 @@ impl Exchange {
         ev.request_body = request_body;
         ev.response_body = response_body.unwrap_or_default();
         i.metrics.finished(&i.route.counters, &i.record);
+        if let Some(p) = &i.route.passive {
+            let r = &i.record;
+            p.observe(r.state, r.response_status, r.error.as_deref());
+        }
         i.ledger.record_completion(i.record, Some(i.event));
     }
 

@@ -15,6 +15,7 @@ use sluice_core::headers::{
 };
 use sluice_core::url_join::join_path_and_query;
 use sluice_core::{ExchangeError, RequestRecord, RequestState};
+use sluice_store::{Severity, Source};
 use uuid::Uuid;
 
 use crate::exchange::{Exchange, Outcome};
@@ -22,6 +23,9 @@ use crate::reply;
 use crate::tap::{Tap, TapState};
 use crate::upstream::ConnMeta;
 use crate::Proxy;
+
+/// Shortest time between two lookup-failure entries of one channel in the event log.
+const LOOKUP_FAILURE_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -63,6 +67,17 @@ pub async fn proxy(
         Ok(_) => return reply::error(StatusCode::NOT_FOUND),
         Err(e) => {
             tracing::error!(error = %e, "channel lookup failed");
+            if let Some(ev) = &proxy.cfg.events {
+                ev.emit_throttled(
+                    "channel_lookup_failure",
+                    LOOKUP_FAILURE_EVENT_INTERVAL,
+                    Severity::Error,
+                    Source::Proxy,
+                    Some(channel_id),
+                    "channel lookup failed; callers get 503",
+                    serde_json::json!({ "error": e.to_string() }),
+                );
+            }
             return reply::error(StatusCode::SERVICE_UNAVAILABLE);
         }
     };

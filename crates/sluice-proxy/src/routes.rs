@@ -11,6 +11,7 @@ use http::HeaderValue;
 use parking_lot::RwLock;
 use sluice_core::url_join::parse_sink_url;
 use sluice_core::Channel;
+use sluice_health::passive::PassiveHealth;
 use sluice_store::{Change, Store, StoreError};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -45,6 +46,8 @@ pub struct Route {
     pub client: UpstreamClient,
     /// Request counters of this channel.
     pub counters: ChannelCounters,
+    /// This channel's passive-health cell, when passive health is on.
+    pub passive: Option<PassiveHealth>,
 }
 
 /// Routes by channel id.
@@ -132,6 +135,7 @@ impl Routes {
             preview_bytes: channel.preview_bytes as usize,
             client: self.clients.get(connect.as_millis() as u64),
             counters: ChannelCounters::new(channel.id),
+            passive: self.cfg.health.as_ref().map(|b| b.handle(channel.id)),
             authority,
             channel,
         })

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::db::Store;
 use crate::error::StoreError;
+use crate::event_log::EventLog;
+use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
 use crate::sqlite_writer::SqliteWriter;
 
@@ -66,6 +68,16 @@ impl Ledger {
     /// the current runtime. It runs until every handle is dropped and the queue is drained; the
     /// returned task finishes then.
     pub fn start(store: Store, cfg: LedgerConfig) -> Result<(Ledger, JoinHandle<()>), StoreError> {
+        Self::start_with_events(store, cfg, None)
+    }
+
+    /// Like [`Ledger::start`], also reporting write failures to the event log (`error`,
+    /// source `system`, at most one entry per [`FAILURE_EVENT_INTERVAL`]).
+    pub fn start_with_events(
+        store: Store,
+        cfg: LedgerConfig,
+        events: Option<EventLog>,
+    ) -> Result<(Ledger, JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicI64::new(0));
         let handle = Ledger {
@@ -75,7 +87,7 @@ impl Ledger {
         let Some((path, busy)) = store.sqlite_file() else {
             return Ok((
                 handle,
-                tokio::spawn(writer(BatchWriter::Pool(store), cfg, rx, depth)),
+                tokio::spawn(writer(BatchWriter::Pool(store), cfg, rx, depth, events)),
             ));
         };
         let conn = SqliteWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?;
@@ -87,7 +99,7 @@ impl Ledger {
                     .enable_time()
                     .build()
                     .expect("building the ledger writer's runtime");
-                rt.block_on(writer(BatchWriter::Sqlite(conn), cfg, rx, depth));
+                rt.block_on(writer(BatchWriter::Sqlite(conn), cfg, rx, depth, events));
                 let _ = finished.send(());
             })
             .map_err(|e| StoreError::Sqlite(format!("starting the ledger thread: {e}")))?;
@@ -177,6 +189,7 @@ async fn writer(
     cfg: LedgerConfig,
     mut rx: mpsc::UnboundedReceiver<Job>,
     depth: Arc<AtomicI64>,
+    events: Option<EventLog>,
 ) {
     let mut pending: Vec<Job> = Vec::with_capacity(cfg.max_batch);
     let mut completions: Vec<Job> = Vec::with_capacity(cfg.max_batch);
@@ -237,7 +250,7 @@ async fn writer(
         metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
         metrics::histogram!("sluice_ledger_batch_size").record(jobs.len() as f64);
         let started = Instant::now();
-        commit(&mut sink, &cfg.node_id, jobs).await;
+        commit(&mut sink, &cfg.node_id, jobs, events.as_ref()).await;
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("ledger writer drained and stopped");
@@ -260,7 +273,7 @@ fn sort(
 
 /// Commits a batch; on failure retries pending records together and completions one by one,
 /// so one bad row cannot fail its neighbours.
-async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>) {
+async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>, events: Option<&EventLog>) {
     let (ops, dones): (Vec<LedgerOp>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.done)).unzip();
     let err = match sink.write(node_id, &ops).await {
         Ok(()) => {
@@ -280,7 +293,7 @@ async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>) {
                 pending_ops.push(op);
                 pending_dones.extend(done);
             }
-            LedgerOp::Complete(..) => complete_alone(sink, node_id, op).await,
+            LedgerOp::Complete(..) => complete_alone(sink, node_id, op, events).await,
         }
     }
     if pending_ops.is_empty() {
@@ -290,13 +303,23 @@ async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>) {
     if let Err(e) = &res {
         metrics::counter!("sluice_ledger_write_failures_total").increment(pending_ops.len() as u64);
         tracing::error!(error = %e, requests = pending_ops.len(), "could not record pending requests; refusing them");
+        report_failure(
+            events,
+            "could not record pending requests; they were refused",
+            serde_json::json!({ "error": e, "requests": pending_ops.len() }),
+        );
     }
     for d in pending_dones {
         let _ = d.send(res.clone());
     }
 }
 
-async fn complete_alone(sink: &mut BatchWriter, node_id: &str, op: LedgerOp) {
+async fn complete_alone(
+    sink: &mut BatchWriter,
+    node_id: &str,
+    op: LedgerOp,
+    events: Option<&EventLog>,
+) {
     let LedgerOp::Complete(rec, _) = &op else {
         return;
     };
@@ -304,8 +327,30 @@ async fn complete_alone(sink: &mut BatchWriter, node_id: &str, op: LedgerOp) {
     if let Err(e) = sink.write(node_id, std::slice::from_ref(&op)).await {
         metrics::counter!("sluice_ledger_write_failures_total").increment(1);
         tracing::error!(request = %id, error = %e, "could not record completion; marking request error");
+        report_failure(
+            events,
+            "could not record the completion of a request; marked error",
+            serde_json::json!({ "error": e, "request": id }),
+        );
         if let Err(e) = sink.mark_error(id, "persistence_failed").await {
             tracing::error!(request = %id, error = %e, "could not mark request error either");
         }
+    }
+}
+
+/// Shortest time between two ledger-failure entries in the event log.
+pub const FAILURE_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn report_failure(events: Option<&EventLog>, message: &str, details: serde_json::Value) {
+    if let Some(ev) = events {
+        ev.emit_throttled(
+            "ledger_write_failure",
+            FAILURE_EVENT_INTERVAL,
+            Severity::Error,
+            Source::System,
+            None,
+            message,
+            details,
+        );
     }
 }

@@ -15,8 +15,9 @@ use sluice_core::{
 use sluice_store::channels::DeleteOutcome;
 use sluice_store::requests::LedgerOp;
 use sluice_store::{
-    AuditFilter, Backend, Cursor, Ledger, LedgerConfig, LedgerError, RequestFilter, Role,
-    StatusFilter, Store, StoreError, StoreOptions,
+    AuditFilter, Backend, Cursor, EventLog, HealthStatus, HealthUpdate, Ledger, LedgerConfig,
+    LedgerError, LogEntry, LogFilter, LogPage, RequestFilter, Role, Severity, Source, StatusFilter,
+    Store, StoreError, StoreOptions,
 };
 use sqlx::Connection;
 use uuid::Uuid;
@@ -722,6 +723,312 @@ async fn in_flight_and_finished_requests_read_as_one_history() {
             DeleteOutcome::Deleted
         );
         assert!(s.get_request(r.id).await.unwrap().is_none());
+    })
+    .await;
+}
+
+fn log_entry(id: i64, severity: Severity, source: Source, channel: Option<Uuid>) -> LogEntry {
+    LogEntry {
+        id,
+        at: id,
+        severity,
+        source,
+        channel_id: channel,
+        message: format!("entry {id}"),
+        details: serde_json::json!({ "n": id, "nested": { "ok": true } }),
+    }
+}
+
+#[tokio::test]
+async fn event_log_entries_filter_paginate_and_prune() {
+    on_both(|s, _url| async move {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        assert_eq!(s.max_log_id().await.unwrap(), None);
+        let entries = vec![
+            log_entry(100, Severity::Warn, Source::Health, Some(a)),
+            log_entry(200, Severity::Error, Source::System, None),
+            log_entry(300, Severity::Warn, Source::Auth, Some(b)),
+            log_entry(400, Severity::Error, Source::Health, Some(b)),
+            log_entry(500, Severity::Warn, Source::Proxy, Some(a)),
+        ];
+        s.insert_log_entries(&entries).await.unwrap();
+        // Writing an entry again changes nothing.
+        s.insert_log_entries(&entries[..1]).await.unwrap();
+        assert_eq!(s.max_log_id().await.unwrap(), Some(500));
+
+        let ids = |v: Vec<LogEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let all = LogFilter::default();
+        let newest = s
+            .list_log_entries(&all, LogPage::Before(None), 10)
+            .await
+            .unwrap();
+        assert_eq!(newest[0], entries[4], "round trip keeps every field");
+        assert_eq!(ids(newest), [500, 400, 300, 200, 100]);
+        assert_eq!(
+            ids(s
+                .list_log_entries(&all, LogPage::Before(Some(400)), 2)
+                .await
+                .unwrap()),
+            [300, 200]
+        );
+        assert_eq!(
+            ids(s
+                .list_log_entries(&all, LogPage::After(200), 2)
+                .await
+                .unwrap()),
+            [300, 400]
+        );
+        let f = LogFilter {
+            severities: vec![Severity::Error],
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(s
+                .list_log_entries(&f, LogPage::Before(None), 10)
+                .await
+                .unwrap()),
+            [400, 200]
+        );
+        let f = LogFilter {
+            sources: vec![Source::Health, Source::Proxy],
+            channel_id: Some(a),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(s
+                .list_log_entries(&f, LogPage::Before(None), 10)
+                .await
+                .unwrap()),
+            [500, 100]
+        );
+        let f = LogFilter {
+            severities: vec![Severity::Warn, Severity::Error],
+            sources: vec![Source::Health],
+            channel_id: Some(b),
+        };
+        assert_eq!(
+            ids(s
+                .list_log_entries(&f, LogPage::Before(None), 10)
+                .await
+                .unwrap()),
+            [400]
+        );
+
+        // Pruning takes at most a batch per call, oldest first, and only what is old enough.
+        assert_eq!(s.prune_log_entries(450, 2).await.unwrap(), 2);
+        assert_eq!(s.prune_log_entries(450, 2).await.unwrap(), 2);
+        assert_eq!(s.prune_log_entries(450, 2).await.unwrap(), 0);
+        assert_eq!(
+            ids(s
+                .list_log_entries(&all, LogPage::Before(None), 10)
+                .await
+                .unwrap()),
+            [500]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_columns_leave_the_configuration_alone() {
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ch = channel(p.id, "health");
+        s.create_channel(&ch, "alice").await.unwrap();
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let h = s.channel_health(&[ch.id]).await.unwrap()[&ch.id].clone();
+        assert_eq!(h.status, HealthStatus::Unknown);
+        assert_eq!((h.checked_at, h.last_request_at), (None, None));
+        assert!(!h.stale_logged);
+        assert_eq!(h.last_activity(), ch.created_at);
+
+        let mut changes = s.subscribe();
+        let bad = HealthUpdate {
+            status: HealthStatus::Unhealthy,
+            checked_at: Some(1_000),
+            failure: Some("tcp: refused".into()),
+            hint: Some("Port 9 is not accepting connections.".into()),
+        };
+        assert!(s.set_channel_health(ch.id, &bad).await.unwrap());
+        // A verdict from traffic keeps the last probe time.
+        let good = HealthUpdate {
+            status: HealthStatus::Healthy,
+            checked_at: None,
+            failure: None,
+            hint: None,
+        };
+        assert!(s.set_channel_health(ch.id, &good).await.unwrap());
+        s.set_stale_logged(ch.id, true).await.unwrap();
+        assert!(!s.set_channel_health(Uuid::now_v7(), &good).await.unwrap());
+
+        let h = s.channel_health(&[ch.id]).await.unwrap()[&ch.id].clone();
+        assert_eq!(h.status, HealthStatus::Healthy);
+        assert_eq!(h.checked_at, Some(1_000));
+        assert_eq!((h.failure, h.hint), (None, None));
+        assert!(h.stale_logged);
+        // No lock_version bump, no audit entry, no change announced, same snapshot.
+        assert_eq!(s.get_channel(ch.id).await.unwrap().unwrap(), ch);
+        let audit = s
+            .list_audit(&AuditFilter {
+                resource_type: Some("channel".into()),
+                resource_id: Some(ch.id.to_string()),
+                after: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert!(changes.try_recv().is_err());
+        assert_eq!(s.snapshot_for(&ch).await.unwrap().id, snap.id);
+
+        // Traffic: last request and counts by state within a window.
+        let now = now_us();
+        let old = pending(&ch, snap.id, now - 3_600_000_000 * 30, "GET", "/old");
+        let (ok, ok_ev) = completed(pending(&ch, snap.id, now - 2_000_000, "GET", "/a"), 200, 5);
+        let (bad5, bad_ev) = completed(pending(&ch, snap.id, now - 1_000_000, "GET", "/b"), 503, 5);
+        let (ok2, ok2_ev) = completed(pending(&ch, snap.id, now, "GET", "/c"), 201, 5);
+        s.write_batch(
+            "n",
+            &[
+                LedgerOp::Pending(old),
+                LedgerOp::Complete(ok, Some(Box::new(ok_ev))),
+                LedgerOp::Complete(bad5, Some(Box::new(bad_ev))),
+                LedgerOp::Complete(ok2, Some(Box::new(ok2_ev))),
+            ],
+        )
+        .await
+        .unwrap();
+        let other = channel(p.id, "quiet");
+        s.create_channel(&other, "alice").await.unwrap();
+        let hs = s.channel_health(&[ch.id, other.id]).await.unwrap();
+        assert_eq!(hs[&ch.id].last_request_at, Some(now));
+        assert_eq!(hs[&other.id].last_request_at, None);
+        let counts = s
+            .counts_by_state_since(&[ch.id, other.id], now - 24 * 3_600_000_000)
+            .await
+            .unwrap();
+        assert_eq!(counts[&ch.id]["success"], 2);
+        assert_eq!(counts[&ch.id]["failed"], 1);
+        assert_eq!(
+            counts[&ch.id]["pending"], 0,
+            "the 30-hour-old request is outside"
+        );
+        assert_eq!(counts[&other.id].values().sum::<i64>(), 0);
+        let listed = s.list_channel_health(None, 10).await.unwrap();
+        assert_eq!(listed.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn event_log_hub_merges_memory_and_ledger_and_keeps_ids_rising() {
+    on_both(|s, _url| async move {
+        let ch = Uuid::now_v7();
+        let (log, _task) = EventLog::start(s.clone(), 4).await.unwrap();
+        let mut live = log.subscribe();
+        let info = log.emit(
+            Severity::Info,
+            Source::System,
+            None,
+            "started",
+            serde_json::json!({}),
+        );
+        let warn = log.emit(
+            Severity::Warn,
+            Source::Health,
+            Some(ch),
+            "down",
+            serde_json::json!({}),
+        );
+        let err = log.emit(
+            Severity::Error,
+            Source::System,
+            None,
+            "disk",
+            serde_json::json!({}),
+        );
+        assert!(info.id < warn.id && warn.id < err.id);
+        assert_eq!(live.recv().await.unwrap(), info);
+        assert_eq!(live.recv().await.unwrap(), warn);
+        log.flush().await;
+        // Info lives in memory only; warn and error are in the ledger too.
+        let stored = s
+            .list_log_entries(&LogFilter::default(), LogPage::Before(None), 10)
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![err.clone(), warn.clone()]);
+        let all = log
+            .query(&LogFilter::default(), LogPage::Before(None), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![err.clone(), warn.clone(), info.clone()],
+            "merged without duplicates"
+        );
+        let missed = log
+            .query(&LogFilter::default(), LogPage::After(info.id), 10)
+            .await
+            .unwrap();
+        assert_eq!(missed, vec![warn.clone(), err.clone()]);
+        let f = LogFilter {
+            channel_id: Some(ch),
+            ..Default::default()
+        };
+        assert_eq!(
+            log.query(&f, LogPage::Before(None), 10).await.unwrap(),
+            vec![warn.clone()]
+        );
+
+        // Throttled entries: one per interval, the rest counted.
+        let first = log.emit_throttled(
+            "t",
+            std::time::Duration::from_secs(60),
+            Severity::Warn,
+            Source::Auth,
+            Some(ch),
+            "x",
+            serde_json::json!({}),
+        );
+        assert_eq!(first.unwrap().details["suppressed"], 0);
+        for _ in 0..3 {
+            log.source_auth_failure(ch, serde_json::json!({ "presented": "x-api-key" }));
+        }
+        let auth = LogFilter {
+            sources: vec![Source::Auth],
+            ..Default::default()
+        };
+        log.flush().await;
+        // "t" and "source_auth_failure" are separate kinds: one entry each.
+        assert_eq!(
+            log.query(&auth, LogPage::Before(None), 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // A new process continues the sequence above what was persisted.
+        let (again, _task) = EventLog::start(s.clone(), 4).await.unwrap();
+        let next = again.emit(
+            Severity::Info,
+            Source::System,
+            None,
+            "restarted",
+            serde_json::json!({}),
+        );
+        assert!(next.id > err.id);
+        let after = again
+            .query(&LogFilter::default(), LogPage::After(info.id), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            after.first(),
+            Some(&warn),
+            "persisted entries survive; info did not"
+        );
+        assert_eq!(after.last(), Some(&next));
     })
     .await;
 }

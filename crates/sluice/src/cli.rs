@@ -91,6 +91,27 @@ pub struct ServeArgs {
     /// Longest wait for in-flight exchanges at shutdown, in seconds.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Time between health probes of every enabled channel's sink: seconds, or a number with
+    /// a unit (`250ms`, `30s`, `5m`, `2h`, `1d`); `0` turns the monitor off.
+    #[arg(long, env = "SLUICE_HEALTH_INTERVAL", default_value = "5m", value_parser = crate::parse::parse)]
+    pub health_interval: std::time::Duration,
+    /// Health probes in flight at once.
+    #[arg(long, env = "SLUICE_HEALTH_CONCURRENCY", default_value_t = 8)]
+    pub health_concurrency: usize,
+    /// Proxied requests in a row failing because of the sink (refused, timeout, 5xx) that mark
+    /// it unhealthy at once; `0` turns passive health off.
+    #[arg(long, env = "SLUICE_PASSIVE_HEALTH_FAILURES", default_value_t = 5)]
+    pub passive_health_failures: u32,
+    /// URL notified (JSON POST) when a channel turns unhealthy or healthy; repeatable, or a
+    /// comma-separated list in the environment variable.
+    #[arg(long = "webhook-url", env = "SLUICE_WEBHOOK_URL", value_delimiter = ',', value_parser = crate::parse::webhook_url)]
+    pub webhook_urls: Vec<String>,
+    /// Days without traffic after which an enabled channel is reported stale.
+    #[arg(long, env = "SLUICE_STALE_THRESHOLD_DAYS", default_value_t = 7)]
+    pub stale_threshold_days: u32,
+    /// Days persisted event-log entries are kept.
+    #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u32,
 }
 
 /// `sluice token …`

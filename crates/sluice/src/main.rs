@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod config;
+mod jobs;
+mod parse;
 mod server;
 
 use clap::Parser;

@@ -8,11 +8,14 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
 use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
+use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
 use sluice_proxy::{Proxy, ProxyConfig};
-use sluice_store::{Ledger, LedgerConfig};
+use sluice_store::event_log::DEFAULT_RING;
+use sluice_store::{EventLog, Ledger, LedgerConfig, Severity, Source};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -114,14 +117,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let (ledger, writer) = Ledger::start(
+    let (events, _events_writer) = EventLog::start(store.clone(), DEFAULT_RING).await?;
+    let (ledger, writer) = Ledger::start_with_events(
         store.clone(),
         LedgerConfig {
             node_id,
             max_batch: args.ledger_max_batch.max(1),
             completion_delay: Duration::from_millis(args.ledger_completion_delay_ms),
         },
+        Some(events.clone()),
     )?;
+    let passive =
+        (args.passive_health_failures > 0).then(|| HealthBoard::new(args.passive_health_failures));
     let tls = sluice_proxy::upstream::tls_config(args.extra_ca_file.as_deref())?;
     let proxy = Proxy::new(
         store.clone(),
@@ -130,6 +137,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             response_timeout: Duration::from_millis(args.response_timeout_ms),
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            health: passive.as_ref().map(|(board, _)| board.clone()),
+            events: Some(events.clone()),
             ..ProxyConfig::default()
         },
         tls,
@@ -148,6 +157,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_project: project.id,
         metrics,
         validator: Validator::new(ValidatorConfig::default()),
+        events: events.clone(),
+        stale_threshold: Duration::from_secs(86_400) * args.stale_threshold_days,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -169,11 +180,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("listening: http://{local}");
         }
     }
-    tracing::info!(%local, "sluice is serving");
+    let jobs = crate::jobs::spawn(
+        &args,
+        &store,
+        &events,
+        Validator::new(ValidatorConfig::default()),
+        passive,
+        &stop_rx,
+    );
+    events.emit(
+        Severity::Info,
+        Source::System,
+        None,
+        "sluice started",
+        json!({ "listen": local.to_string(), "version": env!("CARGO_PKG_VERSION") }),
+    );
     drop(proxy);
 
     stop_signal().await;
-    tracing::info!("stopping: finishing in-flight exchanges");
+    events.emit(
+        Severity::Info,
+        Source::System,
+        None,
+        "sluice stopping: finishing in-flight exchanges",
+        json!({}),
+    );
+    events.close();
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     for s in servers {
@@ -184,10 +216,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("in-flight exchanges outlived the shutdown grace period"),
         }
     }
+    for job in jobs {
+        let _ = job.await;
+    }
     drop(ledger);
     if tokio::time::timeout(grace, writer).await.is_err() {
         tracing::error!("the ledger writer did not drain in time");
     }
+    events.flush().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

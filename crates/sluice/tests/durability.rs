@@ -49,6 +49,21 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
         hits,
         "nothing was forwarded without a durable record"
     );
+    // The operators hear of it once in the event log, not once per refused request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let errors = loop {
+        let page = s.get_json("/events?severity=error&source=system").await;
+        let items = page["items"].as_array().unwrap().clone();
+        if !items.is_empty() || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0]["details"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("disk says no"));
 
     sqlx::query("DROP TRIGGER refuse")
         .execute(&mut raw)

@@ -170,16 +170,34 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
 
 /// Starts a plain HTTP upstream on an ephemeral loopback port.
 pub async fn start() -> Upstream {
-    start_inner(None).await
+    start_inner(None, TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+}
+
+/// Starts a plain HTTP upstream on `addr` (e.g. again on the port of a stopped one), retrying
+/// the bind for a few seconds.
+pub async fn start_at(addr: SocketAddr) -> Upstream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return start_inner(None, l).await,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("binding {addr} again: {e}"),
+        }
+    }
 }
 
 /// Starts an HTTPS upstream presenting `cert_chain` with `key`.
 pub async fn start_tls(config: rustls::ServerConfig) -> Upstream {
-    start_inner(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    start_inner(
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
 }
 
-async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>, listener: TcpListener) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicU64::new(0));
     let counter = hits.clone();

@@ -2,16 +2,19 @@
 //! the Prometheus endpoint.
 
 pub mod auth;
+pub mod auth_methods;
 pub mod channels;
 pub mod config_history;
+pub mod credentials;
 pub mod error;
 pub mod history;
 pub mod ops;
+pub mod schemas;
 pub mod wire;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_health::Validator;
@@ -31,6 +34,8 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// The destination validation pipeline.
     pub validator: Validator,
+    /// Credential schemas by name.
+    pub schemas: Arc<dyn schemas::SchemaSource>,
 }
 
 /// The API, health and metrics routes.
@@ -52,6 +57,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/snapshots/{id}", get(config_history::get_snapshot))
         .route("/requests/{id}", get(history::get))
         .route("/audit", get(config_history::list_audit))
+        .route(
+            "/credentials",
+            get(credentials::list).post(credentials::create),
+        )
+        .route(
+            "/credentials/{id}",
+            get(credentials::get)
+                .patch(credentials::patch)
+                .delete(credentials::delete),
+        )
+        .route(
+            "/auth-methods",
+            get(auth_methods::list).post(auth_methods::create),
+        )
+        .route("/auth-methods/{id}", delete(auth_methods::delete))
         .route("/validate", post(ops::validate))
         .fallback(|| async { error::ApiError::not_found("route") });
     Router::new()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use parking_lot::RwLock;
+use sluice_core::source_auth::AuthMethod;
 use sluice_core::url_join::parse_sink_url;
 use sluice_core::Channel;
 use sluice_store::{Change, Store, StoreError};
@@ -45,6 +46,8 @@ pub struct Route {
     pub client: UpstreamClient,
     /// Request counters of this channel.
     pub counters: ChannelCounters,
+    /// Source auth methods admitting callers (empty: public).
+    pub auth_methods: Vec<AuthMethod>,
 }
 
 /// Routes by channel id.
@@ -83,7 +86,11 @@ impl Routes {
             return Ok(None);
         };
         let snapshot = self.store.snapshot_for(&channel).await?;
-        let Some(route) = self.build(channel, snapshot.id) else {
+        let methods = self
+            .store
+            .auth_methods_by_ids(&channel.source_auth_method_ids)
+            .await?;
+        let Some(route) = self.build(channel, snapshot.id, methods) else {
             return Ok(None);
         };
         let route = Arc::new(route);
@@ -95,7 +102,12 @@ impl Routes {
         Ok(Some(route))
     }
 
-    fn build(&self, channel: Channel, snapshot_id: Uuid) -> Option<Route> {
+    fn build(
+        &self,
+        channel: Channel,
+        snapshot_id: Uuid,
+        auth_methods: Vec<AuthMethod>,
+    ) -> Option<Route> {
         let url = match parse_sink_url(&channel.sink_url) {
             Ok(u) => u,
             Err(why) => {
@@ -132,6 +144,7 @@ impl Routes {
             preview_bytes: channel.preview_bytes as usize,
             client: self.clients.get(connect.as_millis() as u64),
             counters: ChannelCounters::new(channel.id),
+            auth_methods,
             authority,
             channel,
         })
@@ -141,6 +154,14 @@ impl Routes {
     pub fn invalidate(&self, id: Uuid) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.write().remove(&id);
+    }
+
+    /// Forgets every channel that lists auth method `id`.
+    pub fn invalidate_auth_method(&self, id: Uuid) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map
+            .write()
+            .retain(|_, r| !r.channel.source_auth_method_ids.contains(&id));
     }
 
     /// Forgets every channel.
@@ -161,6 +182,8 @@ async fn invalidate_on_change(
         };
         match msg {
             Ok(Change::Channel(id)) => routes.invalidate(id),
+            Ok(Change::AuthMethod(id)) => routes.invalidate_auth_method(id),
+            Ok(Change::Credential(_)) => {}
             Err(RecvError::Lagged(_)) => routes.clear(),
             Err(RecvError::Closed) => return,
         }

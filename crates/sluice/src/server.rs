@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sluice_admin::schemas::BundledSchemas;
 use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
 use sluice_health::{Validator, ValidatorConfig};
@@ -103,7 +104,7 @@ fn spawn_server(
 /// Runs the gateway until a stop signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
-    let store = args.ledger.open().await?;
+    let store = args.ledger.open_with_secrets(&args.secrets).await?;
     let node_id = args.ledger.node_id()?;
     let project = store.ensure_default_project().await?;
     let closed = store.close_interrupted(&node_id, now_us()).await?;
@@ -148,6 +149,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_project: project.id,
         metrics,
         validator: Validator::new(ValidatorConfig::default()),
+        schemas: std::sync::Arc::new(BundledSchemas::new()),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

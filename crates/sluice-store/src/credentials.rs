@@ -77,7 +77,7 @@ impl Store {
             .seal(rows::to_json(body).as_bytes(), id.as_bytes())
     }
 
-    fn from_row(&self, r: &AnyRow) -> Result<Credential> {
+    fn open_row(&self, r: &AnyRow) -> Result<Credential> {
         let id = rows::uuid(r, "id")?;
         let sealed = Sealed {
             key_id: r.try_get("key_id")?,
@@ -150,7 +150,7 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| self.from_row(&r))
+            .map(|r| self.open_row(&r))
             .transpose()
     }
 
@@ -181,7 +181,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| self.from_row(r))
+        .map(|r| self.open_row(r))
         .collect()
     }
 

@@ -671,13 +671,13 @@ mod auth {
             ));
             assert_eq!(
                 s.list_auth_methods(Some(project), None, 10).await.unwrap(),
-                [m.clone()]
+                std::slice::from_ref(&m)
             );
             assert_eq!(
                 s.auth_methods_by_ids(&[Uuid::new_v4(), m.id])
                     .await
                     .unwrap(),
-                [m.clone()]
+                std::slice::from_ref(&m)
             );
             let mut ch = channel(project, "guarded");
             ch.source_auth_method_ids = vec![m.id];

@@ -20,6 +20,9 @@ use uuid::Uuid;
 const EXPIRY_MARGIN_S: i64 = 30;
 /// Lifetime assumed when a token endpoint does not say (`expires_in` absent).
 const DEFAULT_EXPIRES_IN_S: i64 = 3600;
+/// How long a failed refresh is remembered before the token endpoint is asked again (a change
+/// to the credential retries at once: it is a new version).
+const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest wait for a token endpoint.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,23 +84,29 @@ struct Token {
 
 struct ByValidity;
 
-impl moka::Expiry<(Uuid, i64), Token> for ByValidity {
+impl moka::Expiry<(Uuid, i64), Refreshed> for ByValidity {
     fn expire_after_create(
         &self,
         _key: &(Uuid, i64),
-        value: &Token,
+        value: &Refreshed,
         now: Instant,
     ) -> Option<Duration> {
-        Some(value.valid_until.saturating_duration_since(now))
+        Some(match value {
+            Ok(t) => t.valid_until.saturating_duration_since(now),
+            Err(_) => FAILURE_BACKOFF,
+        })
     }
 }
+
+/// The outcome of one refresh, shared by every request that waited for it.
+type Refreshed = Result<Token, ExchangeError>;
 
 /// Opened credentials by id, and refreshed OAuth tokens by credential id and version.
 pub struct SinkCredentials {
     store: Store,
     opened: RwLock<HashMap<Uuid, Arc<Credential>>>,
     generation: AtomicU64,
-    tokens: moka::future::Cache<(Uuid, i64), Token>,
+    tokens: moka::future::Cache<(Uuid, i64), Refreshed>,
     http: reqwest::Client,
 }
 
@@ -153,12 +162,12 @@ impl SinkCredentials {
                 if let Some(t) = usable_access_token(&c.body, unix_now(), EXPIRY_MARGIN_S) {
                     return bearer(t);
                 }
-                // One refresh per credential version: concurrent callers wait for the same one.
+                // One refresh per credential version: concurrent callers wait for the same one,
+                // and a failure is shared for a few seconds instead of hammering the endpoint.
                 self.tokens
-                    .try_get_with((c.id, c.version), self.refresh(c.clone()))
+                    .get_with((c.id, c.version), self.refresh(c.clone()))
                     .await
                     .map(|t| t.header)
-                    .map_err(|e| (*e).clone())
             }
         }
     }

@@ -478,6 +478,10 @@ async fn oauth_client_credentials_and_refusals() {
     assert_eq!(rec["state"], "error");
     assert_eq!(rec["error"], "oauth_reauthorization_required");
     assert_eq!(up.hits(), hits, "nothing forwarded without a credential");
+    // the refusal is remembered briefly: the endpoint is not asked again at once
+    let (st, _, _) = call(&s, &ch, &[]).await;
+    assert_eq!(st, 502);
+    assert_eq!(refused.calls(), 1);
 }
 
 #[tokio::test]

@@ -101,17 +101,23 @@ impl Gate {
         let Some((user, password)) = parse_basic(basic.as_bytes()) else {
             return Verdict::Hidden;
         };
-        for m in basics() {
-            let name = m.username.as_deref().unwrap_or_default();
-            if !ct_eq(&user, name.as_bytes()) {
-                continue;
-            }
+        // The password is checked against every method whose username matches; with none it
+        // is checked against another method anyway, so the answer takes as long and does not
+        // tell which usernames exist.
+        let named =
+            |m: &&AuthMethod| ct_eq(&user, m.username.as_deref().unwrap_or_default().as_bytes());
+        let mut candidates: Vec<&AuthMethod> = basics().filter(named).collect();
+        let decoy = candidates.is_empty();
+        if decoy {
+            candidates.extend(basics().next());
+        }
+        for m in candidates {
             let hash = m.secret_hash.clone();
             let pw = password.clone();
             let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
                 .await
                 .unwrap_or(false);
-            if ok {
+            if ok && !decoy {
                 self.verified
                     .insert(verified_key(m.id, basic.as_bytes()), ());
                 return Verdict::Admitted(m.id, m.kind);

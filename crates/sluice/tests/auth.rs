@@ -249,6 +249,20 @@ async fn either_of_two_methods_admits_with_mixed_types() {
     }
     let (st, _, _) = call(&s, &two_basic, &[("x-api-key", &key)]).await;
     assert_eq!(st, 404, "a key of a method the channel does not list");
+
+    // two methods may share a username: each password admits through its own method
+    let b3 = basic_method(&s, "b3", "ann", "password-three").await;
+    let shared = s
+        .create_channel(&up.url("/"), json!({"source_auth_method_ids": [b1, b3]}))
+        .await;
+    for (pw, method) in [("password-one", &b1), ("password-three", &b3)] {
+        let (st, id, _) = call(&s, &shared, &[("authorization", &basic("ann", pw))]).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            s.finished(&shared, &id).await["source_auth_method_id"],
+            json!(method)
+        );
+    }
 }
 
 #[tokio::test]
@@ -509,6 +523,38 @@ async fn unusable_credentials_give_502_and_a_recorded_error() {
 #[tokio::test]
 async fn credential_api_validates_hides_secrets_and_audits_names_only() {
     let s = Sluice::start().await;
+    // only admins manage credentials and auth methods
+    let dir = s.data.path().to_str().unwrap().to_string();
+    for role in ["viewer", "editor"] {
+        let out = common::run(&[
+            "token",
+            "create",
+            "--name",
+            role,
+            "--role",
+            role,
+            "--data-dir",
+            &dir,
+        ]);
+        let token = out.lines().last().unwrap().trim().to_string();
+        for (path, body) in [
+            (
+                "/credentials",
+                json!({"name": "x", "schema": "http", "body": {}}),
+            ),
+            ("/auth-methods", json!({"name": "x", "type": "api_key"})),
+        ] {
+            let res = s
+                .http()
+                .post(s.url(&format!("/api/v1{path}")))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "{role} POST {path}");
+        }
+    }
     // 422 naming the field
     let (st, e) = post(
         &s,

@@ -222,6 +222,9 @@ async fn postgres_rows_hold_no_secret_in_clear() {
     }
     assert!(dump.contains("dhis2"), "the dump sees the credential rows");
     assert_absent(dump.as_bytes(), &secrets, "PostgreSQL rows");
+    // BYTEA columns print as hex: look for the secrets in that form too
+    let as_hex: Vec<String> = secrets.iter().map(hex::encode).collect();
+    assert_absent(dump.as_bytes(), &as_hex, "PostgreSQL BYTEA columns");
     db.close().await.unwrap();
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut conn)

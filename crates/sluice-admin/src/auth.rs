@@ -24,6 +24,18 @@ impl Caller {
         }
     }
 
+    /// Fails with 403 unless the caller may manage credentials and auth methods.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if matches!(self.0.role, Role::Admin | Role::Superuser) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "role may not manage credentials or auth methods",
+            ))
+        }
+    }
+
     /// The name recorded as the actor of audit entries.
     pub fn actor(&self) -> String {
         format!("token:{}", self.0.name)

@@ -75,8 +75,77 @@ pub fn channel_json(state: &AdminState, ch: &Channel) -> Value {
 }
 
 /// Checks every rule a stored channel must satisfy, collecting all field errors at once.
-fn validate(ch: &Channel) -> Result<(), ApiError> {
+async fn validate(state: &AdminState, ch: &Channel) -> Result<(), ApiError> {
+    let mut fields = check_references(state, ch).await?;
+    check_fields(ch, &mut fields);
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::fields(fields))
+    }
+}
+
+/// Auth methods and the sink credential must exist in the channel's project, and the
+/// credential's schema must have an injection rule.
+async fn check_references(
+    state: &AdminState,
+    ch: &Channel,
+) -> Result<Map<String, Value>, ApiError> {
     let mut fields = Map::new();
+    let found = state
+        .store
+        .auth_methods_by_ids(&ch.source_auth_method_ids)
+        .await?;
+    let unknown: Vec<String> = ch
+        .source_auth_method_ids
+        .iter()
+        .filter(|id| {
+            !found
+                .iter()
+                .any(|m| m.id == **id && m.project_id == ch.project_id)
+        })
+        .map(Uuid::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        fields.insert(
+            "source_auth_method_ids".into(),
+            format!(
+                "unknown auth method in this project: {}",
+                unknown.join(", ")
+            )
+            .into(),
+        );
+    }
+    if let Some(id) = ch.sink_credential_id {
+        match state.store.credential_schema(id).await? {
+            Some((project, _)) if project != ch.project_id => {
+                fields.insert(
+                    "sink_credential_id".into(),
+                    "unknown credential in this project".into(),
+                );
+            }
+            None => {
+                fields.insert("sink_credential_id".into(), "unknown credential".into());
+            }
+            Some((_, schema)) => {
+                let supported = state
+                    .schemas
+                    .schema(&schema)
+                    .is_some_and(|s| s.has_injection_rule());
+                if !supported {
+                    fields.insert(
+                        "sink_credential_id".into(),
+                        format!("unsupported_credential_schema: sluice has no rule to inject {schema} credentials").into(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// The rules a channel's own fields must satisfy.
+fn check_fields(ch: &Channel, fields: &mut Map<String, Value>) {
     let name = ch.name.trim();
     if name.is_empty() || name.len() > 200 || name != ch.name {
         fields.insert(
@@ -105,22 +174,6 @@ fn validate(ch: &Channel) -> Result<(), ApiError> {
             "preview_bytes".into(),
             format!("must be at most {MAX_PREVIEW_BYTES}").into(),
         );
-    }
-    // Source auth methods and sink credentials arrive with their own issue: until then no id
-    // can refer to an existing one.
-    if !ch.source_auth_method_ids.is_empty() {
-        fields.insert(
-            "source_auth_method_ids".into(),
-            "unknown auth method".into(),
-        );
-    }
-    if ch.sink_credential_id.is_some() {
-        fields.insert("sink_credential_id".into(), "unknown credential".into());
-    }
-    if fields.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::fields(fields))
     }
 }
 
@@ -159,7 +212,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    validate(&ch)?;
+    validate(&state, &ch).await?;
     match state.store.create_channel(&ch, &caller.actor()).await {
         Ok(()) => {}
         Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
@@ -276,7 +329,7 @@ pub async fn patch(
     if let Some(v) = input.preview_bytes {
         next.preview_bytes = v;
     }
-    validate(&next)?;
+    validate(&state, &next).await?;
     let stored = match state
         .store
         .update_channel(&next, input.lock_version, &caller.actor())

@@ -2,19 +2,22 @@
 //! the Prometheus endpoint.
 
 pub mod auth;
+pub mod auth_methods;
 pub mod channel_health;
 pub mod channels;
 pub mod config_history;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod history;
 pub mod ops;
+pub mod schemas;
 pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_health::Validator;
@@ -38,6 +41,8 @@ pub struct AdminState {
     pub events: EventLog,
     /// A channel without traffic for longer than this is reported `stale`.
     pub stale_threshold: Duration,
+    /// Credential schemas by name.
+    pub schemas: Arc<dyn schemas::SchemaSource>,
 }
 
 /// The API, health and metrics routes.
@@ -59,6 +64,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/snapshots/{id}", get(config_history::get_snapshot))
         .route("/requests/{id}", get(history::get))
         .route("/audit", get(config_history::list_audit))
+        .route(
+            "/credentials",
+            get(credentials::list).post(credentials::create),
+        )
+        .route(
+            "/credentials/{id}",
+            get(credentials::get)
+                .patch(credentials::patch)
+                .delete(credentials::delete),
+        )
+        .route(
+            "/auth-methods",
+            get(auth_methods::list).post(auth_methods::create),
+        )
+        .route("/auth-methods/{id}", delete(auth_methods::delete))
         .route("/validate", post(ops::validate))
         .route("/events", get(events::list_events))
         .route("/events/stream", get(events::stream_events))

@@ -115,3 +115,25 @@ pub fn page<T>(
 pub fn ts(us: Micros) -> String {
     to_rfc3339(us)
 }
+
+/// An optional UUID query parameter.
+pub fn uuid_query(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    q.get(name)
+        .map(|p| uuid::Uuid::parse_str(p).map_err(|_| ApiError::bad_query(name, "must be a UUID")))
+        .transpose()
+}
+
+/// The id a `?cursor=` made by [`page`] over id-ordered rows continues after.
+pub fn id_cursor(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    q.get("cursor")
+        .map(|c| {
+            uuid::Uuid::parse_str(&decode_cursor(c)?)
+                .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))
+        })
+        .transpose()
+}

@@ -6,7 +6,10 @@ pub mod channel;
 pub mod clock;
 pub mod exchange;
 pub mod headers;
+pub mod keyring;
 pub mod outcome;
+pub mod sink_auth;
+pub mod source_auth;
 pub mod url_join;
 
 pub use channel::{Channel, ChannelConfig, Snapshot, Timeouts};

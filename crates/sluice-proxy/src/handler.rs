@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::exchange::{Exchange, Outcome};
 use crate::reply;
+use crate::source_auth::{self, Verdict};
 use crate::tap::{Tap, TapState};
 use crate::upstream::ConnMeta;
 use crate::Proxy;
@@ -83,8 +84,23 @@ pub async fn proxy(
     };
     proxy.metrics.lookup.record(started.elapsed().as_secs_f64());
 
-    // Source authentication and sink credentials slot in here (issue: source auth and
-    // credentials); a channel without them is public and adds no Authorization header.
+    let admitted = match proxy.gate.check(&route.auth_methods, &parts.headers).await {
+        Verdict::Public => None,
+        Verdict::Admitted(id, kind) => Some((id, kind)),
+        Verdict::Unauthorized => return reply::unauthorized(),
+        Verdict::Hidden => {
+            if let Some(ev) = &proxy.cfg.events {
+                ev.source_auth_failure(
+                    channel_id,
+                    serde_json::json!({
+                        "client": peer.ip().to_string(),
+                        "presented": source_auth::presented_kinds(&parts.headers),
+                    }),
+                );
+            }
+            return reply::error(StatusCode::NOT_FOUND);
+        }
+    };
 
     let request_id = match parts
         .headers
@@ -117,8 +133,8 @@ pub async fn proxy(
         completed_at: None,
         client_identity: first_forwarded_for(parts.headers.get(&X_FORWARDED_FOR))
             .unwrap_or_else(|| peer_ip.clone()),
-        source_auth_method_id: None,
-        source_auth_type: None,
+        source_auth_method_id: admitted.map(|(id, _)| id),
+        source_auth_type: admitted.map(|(_, kind)| kind.as_str().to_string()),
         method: parts.method.as_str().to_string(),
         path: fwd_path,
         query: fwd_query,
@@ -155,9 +171,25 @@ pub async fn proxy(
         .ledger
         .record(ledger_wait.elapsed().as_secs_f64());
 
+    let sink_authorization = match route.channel.sink_credential_id {
+        Some(id) => match proxy.sink_credentials.authorization(id).await {
+            Ok(v) => Some(v),
+            Err(err) => {
+                tracing::debug!(channel = %channel_id, code = %err, "sink credential unusable");
+                exchange.finish(Outcome::Failed(err));
+                return with_request_id(reply::error(StatusCode::BAD_GATEWAY), &request_id_header);
+            }
+        },
+        None => None,
+    };
+
     // Outbound head.
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    source_auth::scrub(headers, &route.auth_methods);
+    if let Some(v) = sink_authorization {
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
     let original_host = headers.remove(HOST);
     headers.insert(HOST, route.host.clone());
     headers.insert(X_REQUEST_ID.clone(), request_id_header.clone());

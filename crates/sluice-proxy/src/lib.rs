@@ -7,6 +7,8 @@ pub mod handler;
 pub mod metrics;
 pub mod reply;
 pub mod routes;
+pub mod sink_credentials;
+pub mod source_auth;
 pub mod tap;
 pub mod upstream;
 
@@ -27,6 +29,8 @@ pub struct Proxy {
     ledger: Ledger,
     cfg: Arc<ProxyConfig>,
     metrics: Arc<ProxyMetrics>,
+    gate: Arc<source_auth::Gate>,
+    sink_credentials: Arc<sink_credentials::SinkCredentials>,
 }
 
 impl Proxy {
@@ -39,6 +43,11 @@ impl Proxy {
     ) -> Arc<Self> {
         let cfg = Arc::new(cfg);
         Arc::new(Self {
+            gate: source_auth::Gate::new(&store),
+            sink_credentials: sink_credentials::SinkCredentials::new(
+                store.clone(),
+                cfg.events.clone(),
+            ),
             routes: Routes::new(store, Clients::new(tls), cfg.clone()),
             ledger,
             cfg,

@@ -17,3 +17,13 @@ pub fn error(status: StatusCode) -> Response<Body> {
     );
     res
 }
+
+/// `401 {"error":"Unauthorized"}` with `WWW-Authenticate: Basic realm="sluice"`.
+pub fn unauthorized() -> Response<Body> {
+    let mut res = error(StatusCode::UNAUTHORIZED);
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sluice\""),
+    );
+    res
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use parking_lot::RwLock;
+use sluice_core::source_auth::AuthMethod;
 use sluice_core::url_join::parse_sink_url;
 use sluice_core::Channel;
 use sluice_health::passive::PassiveHealth;
@@ -48,6 +49,8 @@ pub struct Route {
     pub counters: ChannelCounters,
     /// This channel's passive-health cell, when passive health is on.
     pub passive: Option<PassiveHealth>,
+    /// Source auth methods admitting callers (empty: public).
+    pub auth_methods: Vec<AuthMethod>,
 }
 
 /// Routes by channel id.
@@ -86,7 +89,11 @@ impl Routes {
             return Ok(None);
         };
         let snapshot = self.store.snapshot_for(&channel).await?;
-        let Some(route) = self.build(channel, snapshot.id) else {
+        let methods = self
+            .store
+            .auth_methods_by_ids(&channel.source_auth_method_ids)
+            .await?;
+        let Some(route) = self.build(channel, snapshot.id, methods) else {
             return Ok(None);
         };
         let route = Arc::new(route);
@@ -98,7 +105,12 @@ impl Routes {
         Ok(Some(route))
     }
 
-    fn build(&self, channel: Channel, snapshot_id: Uuid) -> Option<Route> {
+    fn build(
+        &self,
+        channel: Channel,
+        snapshot_id: Uuid,
+        auth_methods: Vec<AuthMethod>,
+    ) -> Option<Route> {
         let url = match parse_sink_url(&channel.sink_url) {
             Ok(u) => u,
             Err(why) => {
@@ -136,6 +148,7 @@ impl Routes {
             client: self.clients.get(connect.as_millis() as u64),
             counters: ChannelCounters::new(channel.id),
             passive: self.cfg.health.as_ref().map(|b| b.handle(channel.id)),
+            auth_methods,
             authority,
             channel,
         })
@@ -145,6 +158,14 @@ impl Routes {
     pub fn invalidate(&self, id: Uuid) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.write().remove(&id);
+    }
+
+    /// Forgets every channel that lists auth method `id`.
+    pub fn invalidate_auth_method(&self, id: Uuid) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map
+            .write()
+            .retain(|_, r| !r.channel.source_auth_method_ids.contains(&id));
     }
 
     /// Forgets every channel.
@@ -165,6 +186,8 @@ async fn invalidate_on_change(
         };
         match msg {
             Ok(Change::Channel(id)) => routes.invalidate(id),
+            Ok(Change::AuthMethod(id)) => routes.invalidate_auth_method(id),
+            Ok(Change::Credential(_)) => {}
             Err(RecvError::Lagged(_)) => routes.clear(),
             Err(RecvError::Closed) => return,
         }

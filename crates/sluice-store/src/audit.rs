@@ -121,3 +121,24 @@ impl Store {
             .collect()
     }
 }
+
+/// An entry for a change made now by `actor`.
+pub(crate) fn entry(
+    actor: &str,
+    action: &str,
+    resource_type: &str,
+    id: Uuid,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> AuditEntry {
+    AuditEntry {
+        id: Uuid::now_v7(),
+        at: sluice_core::clock::now_us(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        resource_type: resource_type.to_string(),
+        resource_id: id.to_string(),
+        before,
+        after,
+    }
+}

@@ -7,4 +7,8 @@ use uuid::Uuid;
 pub enum Change {
     /// A channel was created, changed or deleted.
     Channel(Uuid),
+    /// A source auth method was created or deleted.
+    AuthMethod(Uuid),
+    /// A sink credential was created, changed (also by a token refresh) or deleted.
+    Credential(Uuid),
 }

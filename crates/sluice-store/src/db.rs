@@ -48,6 +48,7 @@ pub struct Store {
     sqlite_path: Option<std::path::PathBuf>,
     busy_timeout: Duration,
     changes: broadcast::Sender<Change>,
+    pub(crate) secrets: Option<std::sync::Arc<crate::secrets::Secrets>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -112,6 +113,7 @@ impl Store {
             sqlite_path,
             busy_timeout: opts.sqlite_busy_timeout,
             changes,
+            secrets: None,
         })
     }
 

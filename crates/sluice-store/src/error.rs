@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The dedicated SQLite write connection failed to open.
     #[error("sqlite: {0}")]
     Sqlite(String),
+    /// Secrets could not be sealed or opened (no key, unknown key, tampered record).
+    #[error("secrets: {0}")]
+    Secrets(String),
     /// Running migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

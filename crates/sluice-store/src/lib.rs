@@ -6,8 +6,10 @@
 //! lives in [`db`].
 
 pub mod audit;
+pub mod auth_methods;
 pub mod changes;
 pub mod channels;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod event_log;
@@ -17,11 +19,14 @@ pub mod log_entries;
 pub mod projects;
 pub mod requests;
 mod rows;
+pub mod secrets;
 mod sqlite_writer;
 pub mod tokens;
 
 pub use audit::{AuditEntry, AuditFilter};
+pub use auth_methods::RemoveOutcome;
 pub use changes::Change;
+pub use credentials::Credential;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use event_log::EventLog;
@@ -30,4 +35,5 @@ pub use ledger::{Ledger, LedgerConfig, LedgerError};
 pub use log_entries::{LogEntry, LogFilter, LogPage, Severity, Source};
 pub use projects::Project;
 pub use requests::{ChannelStats, Cursor, RequestFilter, StatusFilter};
+pub use secrets::Secrets;
 pub use tokens::{ApiToken, Role};

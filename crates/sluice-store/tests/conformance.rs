@@ -1032,3 +1032,200 @@ async fn event_log_hub_merges_memory_and_ledger_and_keeps_ids_rising() {
     })
     .await;
 }
+
+mod auth {
+    //! Auth methods and credentials on both backends.
+
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sluice_core::clock::now_us;
+    use sluice_core::keyring::generate_key;
+    use sluice_core::source_auth::{api_key_digest, AuthKind, AuthMethod};
+    use sluice_store::{
+        AuditFilter, Change, Credential, RemoveOutcome, Secrets, Store, StoreError, StoreOptions,
+    };
+    use sqlx::Row;
+    use uuid::Uuid;
+
+    use super::{channel, on_both};
+
+    fn method(project: Uuid, name: &str) -> AuthMethod {
+        AuthMethod {
+            id: Uuid::now_v7(),
+            project_id: project,
+            name: name.into(),
+            kind: AuthKind::ApiKey,
+            username: None,
+            secret_hash: api_key_digest(b"sk_conformance"),
+            hint: Some("sk_conf".into()),
+            created_at: now_us(),
+        }
+    }
+
+    #[tokio::test]
+    async fn auth_methods_round_trip_and_are_not_deleted_while_attached() {
+        on_both(|s, _| async move {
+            let project = s.ensure_default_project().await.unwrap().id;
+            let mut feed = s.subscribe();
+            let m = method(project, "shop");
+            s.create_auth_method(&m, "t").await.unwrap();
+            assert_eq!(feed.recv().await.unwrap(), Change::AuthMethod(m.id));
+            assert_eq!(s.get_auth_method(m.id).await.unwrap(), Some(m.clone()));
+            assert!(matches!(
+                s.create_auth_method(&method(project, "shop"), "t").await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert_eq!(
+                s.list_auth_methods(Some(project), None, 10).await.unwrap(),
+                std::slice::from_ref(&m)
+            );
+            assert_eq!(
+                s.auth_methods_by_ids(&[Uuid::new_v4(), m.id])
+                    .await
+                    .unwrap(),
+                std::slice::from_ref(&m)
+            );
+            let mut ch = channel(project, "guarded");
+            ch.source_auth_method_ids = vec![m.id];
+            s.create_channel(&ch, "t").await.unwrap();
+            assert_eq!(
+                s.delete_auth_method(m.id, "t").await.unwrap(),
+                RemoveOutcome::InUse(vec![ch.id])
+            );
+            ch.source_auth_method_ids.clear();
+            s.update_channel(&ch, 1, "t").await.unwrap();
+            assert_eq!(
+                s.delete_auth_method(m.id, "t").await.unwrap(),
+                RemoveOutcome::Deleted
+            );
+            assert_eq!(
+                s.delete_auth_method(m.id, "t").await.unwrap(),
+                RemoveOutcome::NotFound
+            );
+            let audit = s
+                .list_audit(&AuditFilter {
+                    resource_type: Some("auth_method".into()),
+                    limit: 10,
+                    ..AuditFilter::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(audit.len(), 2);
+            let text = serde_json::to_string(&audit).unwrap();
+            assert!(!text.contains(&m.secret_hash), "no hash in the audit trail");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sealed_versioned_and_resealed_under_a_new_key() {
+        on_both(|s, url| async move {
+            let old_key = generate_key();
+            let s = s.with_secrets(Arc::new(Secrets::given(&old_key).unwrap()));
+            let project = s.ensure_default_project().await.unwrap().id;
+            let now = now_us();
+            let c = Credential {
+                id: Uuid::now_v7(),
+                project_id: project,
+                name: "dhis".into(),
+                schema: "dhis2".into(),
+                body: json!({"hostUrl": "https://x.org", "pat": "conformance-pat-secret"}),
+                key_id: String::new(),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            let stored = s.create_credential(&c, "t").await.unwrap();
+            assert_eq!(stored.version, 1);
+            let got = s.get_credential(c.id).await.unwrap().unwrap();
+            assert_eq!(got.body, c.body);
+            assert_eq!(got.key_id, stored.key_id);
+            assert_eq!(
+                s.credential_schema(c.id).await.unwrap(),
+                Some((project, "dhis2".to_string()))
+            );
+            let raw = sqlx::query("SELECT sealed_body FROM credentials WHERE id = $1")
+                .bind(c.id.to_string())
+                .fetch_one(&raw_pool(&url).await)
+                .await
+                .unwrap()
+                .get::<String, _>("sealed_body");
+            assert!(!raw.contains("conformance-pat-secret") && !raw.contains("hostUrl"));
+
+            // versions: a stale write is refused, a refresh bumps the version without audit
+            let mut next = got.clone();
+            next.body["pat"] = json!("second-pat");
+            let v2 = s
+                .update_credential(&next, &["body.pat".into()], "t")
+                .await
+                .unwrap();
+            assert_eq!(v2.version, 2);
+            assert!(matches!(
+                s.update_credential(&next, &[], "t").await,
+                Err(StoreError::Stale)
+            ));
+            assert!(s.store_refreshed_credential(&v2).await.unwrap());
+            assert!(!s.store_refreshed_credential(&v2).await.unwrap());
+            let v3 = s.get_credential(c.id).await.unwrap().unwrap();
+            assert_eq!(
+                (v3.version, v3.body["pat"].clone()),
+                (3, json!("second-pat"))
+            );
+            let audit = s
+                .list_audit(&AuditFilter {
+                    resource_type: Some("credential".into()),
+                    limit: 10,
+                    ..AuditFilter::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                audit.len(),
+                2,
+                "create and update; refreshes are not audited"
+            );
+            assert_eq!(
+                audit[0].after.as_ref().unwrap()["changed_fields"],
+                json!(["body.pat"])
+            );
+            assert!(!serde_json::to_string(&audit)
+                .unwrap()
+                .contains("pat-secret"));
+
+            // in use → refused
+            let mut ch = channel(project, "sink");
+            ch.sink_credential_id = Some(c.id);
+            s.create_channel(&ch, "t").await.unwrap();
+            assert_eq!(
+                s.delete_credential(c.id, "t").await.unwrap(),
+                RemoveOutcome::InUse(vec![ch.id])
+            );
+
+            // re-sealing under a new key: the old key alone no longer opens it
+            let new_key = generate_key();
+            let rotated = Store::connect(&url, &StoreOptions::default())
+                .await
+                .unwrap()
+                .with_secrets(Arc::new(
+                    Secrets::given(&format!("{new_key},{old_key}")).unwrap(),
+                ));
+            assert_eq!(rotated.reseal_credentials().await.unwrap(), 1);
+            assert_eq!(rotated.reseal_credentials().await.unwrap(), 0);
+            let after = rotated.get_credential(c.id).await.unwrap().unwrap();
+            assert_ne!(after.key_id, v3.key_id);
+            assert_eq!(after.body, v3.body);
+            assert!(matches!(
+                s.get_credential(c.id).await,
+                Err(StoreError::Secrets(_))
+            ));
+            rotated.close().await;
+        })
+        .await;
+    }
+
+    async fn raw_pool(url: &str) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(url).await.unwrap()
+    }
+}

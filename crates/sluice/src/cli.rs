@@ -27,6 +27,9 @@ pub enum Command {
     /// Inspect channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Manage the keys that seal secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Benchmark toolkit: mock sink and load generator.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -41,6 +44,15 @@ pub struct LedgerArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…` (default: SQLite in the data directory).
     #[arg(long, env = "SLUICE_DATABASE_URL")]
     pub database_url: Option<String>,
+}
+
+/// Where the keys sealing credentials come from.
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// Secret keys (32 bytes, base64 or hex; several comma-separated, the first seals). Default:
+    /// `<data-dir>/secret.key`, generated on first start with mode 0600.
+    #[arg(long, env = "SLUICE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 }
 
 /// Log line format.
@@ -58,6 +70,9 @@ pub struct ServeArgs {
     /// Ledger location.
     #[command(flatten)]
     pub ledger: LedgerArgs,
+    /// Secret keys.
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     /// Address of the proxy (and of the API and UI unless --admin-listen is set).
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4000")]
     pub listen: SocketAddr,
@@ -139,6 +154,21 @@ pub enum ChannelCommand {
         /// Ledger location.
         #[command(flatten)]
         ledger: LedgerArgs,
+    },
+}
+
+/// `sluice secrets …`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every credential under a new key (key file: a fresh key is added first; given
+    /// keys: the first given key). Older keys stay readable; serving processes need no restart.
+    Rotate {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// Secret keys.
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
 }
 

@@ -1,8 +1,8 @@
 //! The one-shot subcommands: migrate, token create, channel list.
 
-use sluice_store::Role;
+use sluice_store::{Role, Secrets};
 
-use crate::cli::{ChannelCommand, LedgerArgs, TokenCommand};
+use crate::cli::{ChannelCommand, LedgerArgs, SecretsCommand, TokenCommand};
 
 /// `sluice migrate`
 pub async fn migrate(ledger: LedgerArgs) -> anyhow::Result<()> {
@@ -52,6 +52,23 @@ pub async fn channel(cmd: ChannelCommand) -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// `sluice secrets …`
+pub async fn secrets(cmd: SecretsCommand) -> anyhow::Result<()> {
+    match cmd {
+        SecretsCommand::Rotate { ledger, secrets } => {
+            std::fs::create_dir_all(&ledger.data_dir)?;
+            let keys = Secrets::load(secrets.secret_key.as_deref(), &ledger.data_dir)?;
+            let key_id = keys.rotate()?;
+            // Opened after the rotation, so its keyring already seals with the new key.
+            let store = ledger.open_with_secrets(&secrets).await?;
+            let n = store.reseal_credentials().await?;
+            store.close().await;
+            println!("re-sealed {n} credentials under key {key_id}");
             Ok(())
         }
     }

@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sluice_store::{Store, StoreOptions};
+use std::sync::Arc;
 
-use crate::cli::LedgerArgs;
+use sluice_store::{Secrets, Store, StoreOptions};
+
+use crate::cli::{LedgerArgs, SecretArgs};
 
 impl LedgerArgs {
     /// The database URL: the flag, or SQLite inside the data directory.
@@ -25,6 +27,14 @@ impl LedgerArgs {
             .with_context(|| format!("opening the ledger at {}", redact_url(&url)))?;
         store.migrate().await.context("migrating the ledger")?;
         Ok(store)
+    }
+
+    /// Opens the ledger with the secret keys of `secrets` (creating the key file if needed).
+    pub async fn open_with_secrets(&self, secrets: &SecretArgs) -> anyhow::Result<Store> {
+        let store = self.open().await?;
+        let keys = Secrets::load(secrets.secret_key.as_deref(), &self.data_dir)
+            .context("loading the secret keys")?;
+        Ok(store.with_secrets(Arc::new(keys)))
     }
 
     /// This node's stable id, kept in `<data-dir>/node.id`.

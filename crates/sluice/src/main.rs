@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(ledger) => commands::migrate(ledger).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::Channel(cmd) => commands::channel(cmd).await,
+        Command::Secrets(cmd) => commands::secrets(cmd).await,
         Command::Bench(BenchCommand::Sink(args)) => sluice_bench::sink::run_sink(args).await,
         Command::Bench(BenchCommand::Load(args)) => {
             sluice_bench::load::run_load(*args).await.map(|_| ())

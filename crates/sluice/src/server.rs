@@ -9,6 +9,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use sluice_admin::schemas::BundledSchemas;
 use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
 use sluice_health::passive::HealthBoard;
@@ -106,7 +107,7 @@ fn spawn_server(
 /// Runs the gateway until a stop signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
-    let store = args.ledger.open().await?;
+    let store = args.ledger.open_with_secrets(&args.secrets).await?;
     let node_id = args.ledger.node_id()?;
     let project = store.ensure_default_project().await?;
     let closed = store.close_interrupted(&node_id, now_us()).await?;
@@ -159,6 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         validator: Validator::new(ValidatorConfig::default()),
         events: events.clone(),
         stale_threshold: Duration::from_secs(86_400) * args.stale_threshold_days,
+        schemas: std::sync::Arc::new(BundledSchemas::new()),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

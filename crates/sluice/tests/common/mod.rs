@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod token_server;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
@@ -72,11 +73,26 @@ impl Sluice {
 
     /// Starts sluice on `data` with extra `serve` flags (creating a token first).
     pub async fn start_in(data: std::sync::Arc<TempDir>, extra: &[&str]) -> Self {
+        Self::start_on(data, None, extra).await
+    }
+
+    /// Starts sluice on `data` and, if given, the ledger at `database_url`.
+    pub async fn start_on(
+        data: std::sync::Arc<TempDir>,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let dir = data.path().to_str().unwrap().to_string();
-        let out = run(&["token", "create", "--name", "tests", "--data-dir", &dir]);
+        let mut ledger = vec!["--data-dir".to_string(), dir];
+        if let Some(url) = database_url {
+            ledger.extend(["--database-url".to_string(), url.to_string()]);
+        }
+        let ledger: Vec<&str> = ledger.iter().map(String::as_str).collect();
+        let out = run(&[&["token", "create", "--name", "tests"], &ledger[..]].concat());
         let token = out.lines().last().unwrap().trim().to_string();
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&ledger)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -1,0 +1,185 @@
+//! `/api/v1/auth-methods`: how callers of channels prove who they are. An api key is generated
+//! here and shown once, in the create answer; only hashes are stored.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sluice_core::clock::now_us;
+use sluice_core::source_auth::{
+    api_key_digest, generate_api_key, hash_password, AuthKind, AuthMethod,
+};
+use sluice_store::{RemoveOutcome, StoreError};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::wire;
+use crate::AdminState;
+
+/// Body of `POST /auth-methods`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAuthMethod {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    project_id: Option<Uuid>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// The method as the API shows it (never a secret or a hash).
+pub fn auth_method_json(m: &AuthMethod) -> Value {
+    json!({
+        "id": m.id,
+        "project_id": m.project_id,
+        "name": m.name,
+        "type": m.kind.as_str(),
+        "username": m.username,
+        "api_key_hint": m.hint,
+        "created_at": wire::ts(m.created_at),
+    })
+}
+
+/// `POST /api/v1/auth-methods`
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let input: CreateAuthMethod = wire::parse_body(&body)?;
+    let project_id = match input.project_id {
+        Some(p) if state.store.project_exists(p).await? => p,
+        Some(_) => return Err(ApiError::field("project_id", "unknown project")),
+        None => state.default_project,
+    };
+    let mut fields = Map::new();
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > 200 || name != input.name {
+        fields.insert(
+            "name".into(),
+            "must be 1 to 200 characters without leading or trailing spaces".into(),
+        );
+    }
+    let kind = AuthKind::parse(&input.kind);
+    let mut api_key = None;
+    let (username, secret_hash, hint) = match kind {
+        None => {
+            fields.insert("type".into(), "must be api_key or basic".into());
+            (None, String::new(), None)
+        }
+        Some(AuthKind::ApiKey) => {
+            for f in ["username", "password"] {
+                let given = if f == "username" {
+                    input.username.is_some()
+                } else {
+                    input.password.is_some()
+                };
+                if given {
+                    fields.insert(
+                        f.into(),
+                        "not used by api_key (sluice generates the key)".into(),
+                    );
+                }
+            }
+            let key = generate_api_key();
+            let digest = api_key_digest(key.as_bytes());
+            let hint = key[..7].to_string();
+            api_key = Some(key);
+            (None, digest, Some(hint))
+        }
+        Some(AuthKind::Basic) => {
+            let user = input.username.clone().unwrap_or_default();
+            if user.is_empty() || user.contains(':') || user.len() > 200 {
+                fields.insert(
+                    "username".into(),
+                    "required: 1 to 200 characters without ':'".into(),
+                );
+            }
+            let pw = input.password.as_deref().unwrap_or_default();
+            if pw.len() < 8 || pw.len() > 1024 {
+                fields.insert("password".into(), "required: 8 to 1024 characters".into());
+            }
+            let hash = if fields.is_empty() {
+                let pw = pw.to_string();
+                tokio::task::spawn_blocking(move || hash_password(&pw))
+                    .await
+                    .map_err(|_| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hashing failed")
+                    })?
+            } else {
+                String::new()
+            };
+            (Some(user), hash, None)
+        }
+    };
+    if !fields.is_empty() {
+        return Err(ApiError::fields(fields));
+    }
+    let m = AuthMethod {
+        id: Uuid::now_v7(),
+        project_id,
+        name: input.name,
+        kind: kind.expect("checked above"),
+        username,
+        secret_hash,
+        hint,
+        created_at: now_us(),
+    };
+    match state.store.create_auth_method(&m, &caller.actor()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::field(
+                "name",
+                "an auth method with this name already exists in the project",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut out = auth_method_json(&m);
+    if let Some(k) = api_key {
+        // The only time the key is ever shown.
+        out["api_key"] = Value::String(k);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /api/v1/auth-methods`
+pub async fn list(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let project = wire::uuid_query(&q, "project_id")?;
+    let after = wire::id_cursor(&q)?;
+    let rows = state.store.list_auth_methods(project, after, limit).await?;
+    Ok(Json(wire::page(&rows, limit, auth_method_json, |m| {
+        m.id.to_string()
+    })))
+}
+
+/// `DELETE /api/v1/auth-methods/{id}`: 409 while a channel lists it.
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("auth method"))?;
+    match state.store.delete_auth_method(id, &caller.actor()).await? {
+        RemoveOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        RemoveOutcome::NotFound => Err(ApiError::not_found("auth method")),
+        RemoveOutcome::InUse(channels) => Err(ApiError::conflict(
+            "auth method is attached to channels; detach it first",
+            json!({ "channels": channels }),
+        )),
+    }
+}

@@ -1,0 +1,270 @@
+//! `/api/v1/credentials`: sink credentials. Bodies are validated against their schema; secret
+//! fields are accepted but never returned (the answer lists which ones are set).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sluice_core::clock::now_us;
+use sluice_store::{Credential, RemoveOutcome, StoreError};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::schemas::CredentialSchema;
+use crate::wire;
+use crate::AdminState;
+
+/// Body of `POST /credentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    name: String,
+    schema: String,
+    project_id: Option<Uuid>,
+    body: Map<String, Value>,
+}
+
+/// Body of `PATCH /credentials/{id}`: `body` is a merge patch (a `null` removes a field,
+/// absent fields, secrets included, are kept).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCredential {
+    name: Option<String>,
+    body: Option<Map<String, Value>>,
+}
+
+/// The credential as the API shows it: non-secret fields with values, secret ones by name.
+pub fn credential_json(schema: Option<&CredentialSchema>, c: &Credential) -> Value {
+    let is_secret = |f: &str| match schema {
+        Some(s) => s.is_secret(f),
+        None => crate::schemas::secret_by_name(f),
+    };
+    let mut shown = Map::new();
+    let mut secret = Vec::new();
+    if let Some(m) = c.body.as_object() {
+        for (k, v) in m {
+            if is_secret(k) {
+                secret.push(k.clone());
+            } else {
+                shown.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!({
+        "id": c.id,
+        "project_id": c.project_id,
+        "name": c.name,
+        "schema": c.schema,
+        "body": shown,
+        "secret_fields": secret,
+        "version": c.version,
+        "created_at": wire::ts(c.created_at),
+        "updated_at": wire::ts(c.updated_at),
+    })
+}
+
+fn check_name(name: &str, fields: &mut Map<String, Value>) {
+    let t = name.trim();
+    if t.is_empty() || t.len() > 200 || t != name {
+        fields.insert(
+            "name".into(),
+            "must be 1 to 200 characters without leading or trailing spaces".into(),
+        );
+    }
+}
+
+fn duplicate_name() -> ApiError {
+    ApiError::field(
+        "name",
+        "a credential with this name already exists in the project",
+    )
+}
+
+fn schema_of(state: &AdminState, name: &str) -> Option<std::sync::Arc<CredentialSchema>> {
+    state.schemas.schema(name)
+}
+
+/// `POST /api/v1/credentials`
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let input: CreateCredential = wire::parse_body(&body)?;
+    let project_id = match input.project_id {
+        Some(p) if state.store.project_exists(p).await? => p,
+        Some(_) => return Err(ApiError::field("project_id", "unknown project")),
+        None => state.default_project,
+    };
+    let mut fields = Map::new();
+    check_name(&input.name, &mut fields);
+    let body = Value::Object(input.body);
+    let schema = schema_of(&state, &input.schema);
+    match &schema {
+        Some(s) => fields.extend(s.errors(&body)),
+        None => {
+            fields.insert(
+                "schema".into(),
+                format!(
+                    "unknown credential schema; known: {}",
+                    state.schemas.names().join(", ")
+                )
+                .into(),
+            );
+        }
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::fields(fields));
+    }
+    let now = now_us();
+    let c = Credential {
+        id: Uuid::now_v7(),
+        project_id,
+        name: input.name,
+        schema: input.schema,
+        body,
+        key_id: String::new(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored = match state.store.create_credential(&c, &caller.actor()).await {
+        Ok(s) => s,
+        Err(StoreError::Conflict(_)) => return Err(duplicate_name()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(credential_json(schema.as_deref(), &stored)),
+    ))
+}
+
+/// `GET /api/v1/credentials`
+pub async fn list(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let project = wire::uuid_query(&q, "project_id")?;
+    let after = wire::id_cursor(&q)?;
+    let rows = state.store.list_credentials(project, after, limit).await?;
+    Ok(Json(wire::page(
+        &rows,
+        limit,
+        |c| credential_json(schema_of(&state, &c.schema).as_deref(), c),
+        |c| c.id.to_string(),
+    )))
+}
+
+async fn load(state: &AdminState, id: &str) -> ApiResult<Credential> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("credential"))?;
+    state
+        .store
+        .get_credential(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("credential"))
+}
+
+/// `GET /api/v1/credentials/{id}`
+pub async fn get(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = load(&state, &id).await?;
+    Ok(Json(credential_json(
+        schema_of(&state, &c.schema).as_deref(),
+        &c,
+    )))
+}
+
+/// `PATCH /api/v1/credentials/{id}`
+pub async fn patch(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let input: PatchCredential = wire::parse_body(&body)?;
+    let current = load(&state, &id).await?;
+    let mut next = current.clone();
+    let mut changed = Vec::new();
+    let mut fields = Map::new();
+    if let Some(name) = input.name {
+        check_name(&name, &mut fields);
+        if name != current.name {
+            changed.push("name".to_string());
+        }
+        next.name = name;
+    }
+    if let Some(patch) = input.body {
+        let obj = next
+            .body
+            .as_object_mut()
+            .expect("stored bodies are objects");
+        for (k, v) in patch {
+            let before = obj.get(&k).cloned();
+            if v.is_null() {
+                obj.remove(&k);
+            } else {
+                obj.insert(k.clone(), v);
+            }
+            if obj.get(&k) != before.as_ref() {
+                changed.push(format!("body.{k}"));
+            }
+        }
+    }
+    let schema = schema_of(&state, &next.schema);
+    if let Some(s) = &schema {
+        fields.extend(s.errors(&next.body));
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::fields(fields));
+    }
+    if changed.is_empty() {
+        return Ok(Json(credential_json(schema.as_deref(), &current)));
+    }
+    let stored = match state
+        .store
+        .update_credential(&next, &changed, &caller.actor())
+        .await
+    {
+        Ok(s) => s,
+        Err(StoreError::Conflict(_)) => return Err(duplicate_name()),
+        Err(StoreError::Stale) => {
+            return Err(ApiError::conflict(
+                "credential changed meanwhile; read it again",
+                json!({}),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(credential_json(schema.as_deref(), &stored)))
+}
+
+/// `DELETE /api/v1/credentials/{id}`: 409 while a channel uses it.
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("credential"))?;
+    match state.store.delete_credential(id, &caller.actor()).await? {
+        RemoveOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        RemoveOutcome::NotFound => Err(ApiError::not_found("credential")),
+        RemoveOutcome::InUse(channels) => Err(ApiError::conflict(
+            "credential is used by channels; detach it first",
+            json!({ "channels": channels }),
+        )),
+    }
+}

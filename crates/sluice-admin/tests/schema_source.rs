@@ -1,0 +1,138 @@
+//! Credential types come through one interface (`SchemaSource`): a source that knows a schema
+//! without an injection rule lets such credentials be stored, but no channel may use one
+//! (422 `unsupported_credential_schema`). Runs the real API router over a real SQLite ledger.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde_json::{json, Value};
+use sluice_admin::schemas::{BundledSchemas, CredentialSchema, SchemaSource};
+use sluice_admin::AdminState;
+use sluice_core::keyring::generate_key;
+use sluice_health::{Validator, ValidatorConfig};
+use sluice_store::{Role, Secrets, Store, StoreOptions};
+use tower::ServiceExt;
+
+/// The bundled schemas plus `mailchimp`, whose credential is an `apiKey` sluice cannot inject.
+struct WithMailchimp {
+    bundled: BundledSchemas,
+    mailchimp: Arc<CredentialSchema>,
+}
+
+impl SchemaSource for WithMailchimp {
+    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
+        match name {
+            "mailchimp" => Some(self.mailchimp.clone()),
+            other => self.bundled.schema(other),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v = self.bundled.names();
+        v.push("mailchimp".into());
+        v
+    }
+}
+
+async fn send(
+    app: &axum::Router,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("/api/v1{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel() {
+    let dir = std::env::temp_dir().join(format!("sluice-admin-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::connect(
+        &format!("sqlite://{}/ledger.db", dir.display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let store = store.with_secrets(Arc::new(Secrets::given(&generate_key()).unwrap()));
+    let project = store.ensure_default_project().await.unwrap();
+    let (_, token) = store.create_api_token("t", Role::Admin).await.unwrap();
+    let mailchimp = CredentialSchema::compile(
+        "mailchimp",
+        json!({
+            "properties": {
+                "apiKey": {"type": "string", "writeOnly": true},
+                "username": {"type": "string"}
+            },
+            "type": "object",
+            "required": ["apiKey"]
+        }),
+    )
+    .unwrap();
+    assert!(!mailchimp.has_injection_rule());
+    let (events, _writer) = sluice_store::EventLog::start(store.clone(), 16)
+        .await
+        .unwrap();
+    let app = sluice_admin::router(AdminState {
+        store: store.clone(),
+        events,
+        stale_threshold: std::time::Duration::from_secs(7 * 86_400),
+        public_url: "http://sluice.test".into(),
+        default_project: project.id,
+        metrics: PrometheusBuilder::new().build_recorder().handle(),
+        validator: Validator::new(ValidatorConfig::default()),
+        schemas: Arc::new(WithMailchimp {
+            bundled: BundledSchemas::new(),
+            mailchimp: Arc::new(mailchimp),
+        }),
+    });
+
+    let (st, e) = send(
+        &app,
+        &token,
+        "POST",
+        "/credentials",
+        json!({"name": "m", "schema": "mailchimp", "body": {"username": "u"}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["details"]["fields"]["body.apiKey"].is_string(), "{e}");
+    let (st, c) = send(&app, &token, "POST", "/credentials", json!({"name": "m", "schema": "mailchimp", "body": {"apiKey": "mc-secret", "username": "u"}})).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(c["secret_fields"], json!(["apiKey"]));
+    assert!(!c.to_string().contains("mc-secret"));
+
+    let (st, e) = send(
+        &app,
+        &token,
+        "POST",
+        "/channels",
+        json!({"name": "ch", "sink_url": "http://127.0.0.1:9/", "sink_credential_id": c["id"]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let why = e["details"]["fields"]["sink_credential_id"]
+        .as_str()
+        .unwrap();
+    assert!(why.starts_with("unsupported_credential_schema"), "{why}");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

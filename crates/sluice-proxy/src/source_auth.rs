@@ -1,0 +1,172 @@
+//! Source authentication on the hot path (PRODUCT.md §2 step 2) and the outbound scrub of the
+//! caller's source credentials (§2 step 6).
+//!
+//! Api keys cost one SHA-256 and constant-time compares. Basic costs one argon2 verification
+//! (on the blocking pool) the first time; after that a digest of what was presented and the
+//! method admits in microseconds. The cache is emptied whenever an auth method changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, AUTHORIZATION};
+use http::{HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256};
+use sluice_core::source_auth::{
+    api_key_digest, ct_eq, parse_basic, verify_password, AuthKind, AuthMethod,
+};
+use sluice_store::{Change, Store};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// How long a verified Basic credential is trusted without a new argon2 run.
+const VERIFIED_TTL: Duration = Duration::from_secs(15 * 60);
+/// Most verified credentials remembered.
+const VERIFIED_CAPACITY: u64 = 100_000;
+
+/// The decision for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The channel has no auth methods.
+    Public,
+    /// This method admitted the caller.
+    Admitted(Uuid, AuthKind),
+    /// Nothing was presented: 401.
+    Unauthorized,
+    /// Something was presented and matched nothing: 404 (the channel stays hidden).
+    Hidden,
+}
+
+/// Checks callers against a channel's auth methods.
+pub struct Gate {
+    verified: moka::sync::Cache<[u8; 32], ()>,
+}
+
+/// The kinds of source credential a caller presented (`api_key`, `basic`), never their values:
+/// what the event log says about failed attempts.
+pub fn presented_kinds(headers: &HeaderMap) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    if headers.contains_key(&X_API_KEY) {
+        kinds.push("api_key");
+    }
+    if headers.get(AUTHORIZATION).is_some_and(is_basic) {
+        kinds.push("basic");
+    }
+    kinds
+}
+
+fn is_basic(v: &HeaderValue) -> bool {
+    v.as_bytes().len() > 6 && v.as_bytes()[..6].eq_ignore_ascii_case(b"basic ")
+}
+
+/// The cache key of a Basic credential presented to one method.
+fn verified_key(method: Uuid, presented: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update(presented);
+    h.finalize().into()
+}
+
+impl Gate {
+    /// A gate whose cache follows the store's change feed.
+    pub fn new(store: &Store) -> Arc<Self> {
+        let gate = Arc::new(Self {
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+        });
+        tokio::spawn(forget_on_change(Arc::downgrade(&gate), store.subscribe()));
+        gate
+    }
+
+    /// Decides whether the caller presenting `headers` may use a channel with `methods`.
+    pub async fn check(&self, methods: &[AuthMethod], headers: &HeaderMap) -> Verdict {
+        if methods.is_empty() {
+            return Verdict::Public;
+        }
+        let api_key = headers.get(&X_API_KEY);
+        let basic = headers.get(AUTHORIZATION).filter(|v| is_basic(v));
+        if api_key.is_none() && basic.is_none() {
+            return Verdict::Unauthorized;
+        }
+        if let Some(key) = api_key {
+            let digest = api_key_digest(key.as_bytes());
+            if let Some(m) = methods.iter().find(|m| {
+                m.kind == AuthKind::ApiKey && ct_eq(digest.as_bytes(), m.secret_hash.as_bytes())
+            }) {
+                return Verdict::Admitted(m.id, m.kind);
+            }
+        }
+        let Some(basic) = basic else {
+            return Verdict::Hidden;
+        };
+        let basics = || methods.iter().filter(|m| m.kind == AuthKind::Basic);
+        for m in basics() {
+            if self
+                .verified
+                .contains_key(&verified_key(m.id, basic.as_bytes()))
+            {
+                return Verdict::Admitted(m.id, m.kind);
+            }
+        }
+        let Some((user, password)) = parse_basic(basic.as_bytes()) else {
+            return Verdict::Hidden;
+        };
+        // The password is checked against every method whose username matches; with none it
+        // is checked against another method anyway, so the answer takes as long and does not
+        // tell which usernames exist.
+        let named =
+            |m: &&AuthMethod| ct_eq(&user, m.username.as_deref().unwrap_or_default().as_bytes());
+        let mut candidates: Vec<&AuthMethod> = basics().filter(named).collect();
+        let decoy = candidates.is_empty();
+        if decoy {
+            candidates.extend(basics().next());
+        }
+        for m in candidates {
+            let hash = m.secret_hash.clone();
+            let pw = password.clone();
+            let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+                .await
+                .unwrap_or(false);
+            if ok && !decoy {
+                self.verified
+                    .insert(verified_key(m.id, basic.as_bytes()), ());
+                return Verdict::Admitted(m.id, m.kind);
+            }
+        }
+        Verdict::Hidden
+    }
+}
+
+/// Removes the caller's source credentials before the request goes to the sink: `x-api-key`
+/// whenever the channel has auth methods, and a Basic `authorization` when it has Basic ones.
+pub fn scrub(headers: &mut HeaderMap, methods: &[AuthMethod]) {
+    if methods.is_empty() {
+        return;
+    }
+    headers.remove(&X_API_KEY);
+    if methods.iter().any(|m| m.kind == AuthKind::Basic)
+        && headers.get(AUTHORIZATION).is_some_and(is_basic)
+    {
+        headers.remove(AUTHORIZATION);
+    }
+}
+
+async fn forget_on_change(
+    gate: std::sync::Weak<Gate>,
+    mut rx: tokio::sync::broadcast::Receiver<Change>,
+) {
+    loop {
+        let msg = rx.recv().await;
+        let Some(gate) = gate.upgrade() else {
+            return;
+        };
+        match msg {
+            Ok(Change::AuthMethod(_)) | Err(RecvError::Lagged(_)) => gate.verified.invalidate_all(),
+            Ok(_) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

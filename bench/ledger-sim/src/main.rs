@@ -9,7 +9,8 @@
 //! - `lag0`: completions ride with the next commit;
 //! - `inflight`: pending rows in a small `requests_inflight` table, moved on completion;
 //! - `worowid`: `requests` as a WITHOUT ROWID table;
-//! - `merged`: the event's columns on the request row instead of an `events` table.
+//! - `merged`: the event's columns on the request row instead of an `events` table;
+//! - `ps<N>`: database page size N bytes (default 4096).
 //!
 //! The database goes to /tmp/ledger-sim-<design>.db.
 
@@ -44,6 +45,9 @@ fn main() {
     let path = format!("/tmp/ledger-sim-{design}.db");
     for s in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{path}{s}")); }
     let c = Connection::open(&path).unwrap();
+    if let Some(ps) = design.split('_').find_map(|w| w.strip_prefix("ps")) {
+        c.pragma_update(None, "page_size", ps.parse::<i64>().unwrap()).unwrap();
+    }
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
     c.pragma_update(None, "cache_size", -8192).unwrap();

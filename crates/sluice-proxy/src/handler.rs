@@ -27,6 +27,8 @@ use crate::Proxy;
 
 /// Shortest time between two lookup-failure entries of one channel in the event log.
 const LOOKUP_FAILURE_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// At most one event-log entry per channel this often for an unusable sink credential.
+const CREDENTIAL_FAILURE_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -176,6 +178,17 @@ pub async fn proxy(
             Ok(v) => Some(v),
             Err(err) => {
                 tracing::debug!(channel = %channel_id, code = %err, "sink credential unusable");
+                if let Some(ev) = &proxy.cfg.events {
+                    ev.emit_throttled(
+                        "sink_credential_failure",
+                        CREDENTIAL_FAILURE_EVENT_INTERVAL,
+                        Severity::Error,
+                        Source::Auth,
+                        Some(channel_id),
+                        "the sink credential is unusable; callers get 502",
+                        serde_json::json!({ "credential_id": id, "error": err.to_string() }),
+                    );
+                }
                 exchange.finish(Outcome::Failed(err));
                 return with_request_id(reply::error(StatusCode::BAD_GATEWAY), &request_id_header);
             }

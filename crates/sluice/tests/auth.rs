@@ -538,6 +538,18 @@ async fn unusable_credentials_give_502_and_a_recorded_error() {
     assert_eq!(rec["state"], "error");
     assert_eq!(rec["error"], "credential_missing_auth_fields");
     assert_eq!(up.hits(), hits, "nothing forwarded");
+    // Operators learn it from the event log once, not once per refused request.
+    let (st, _, _) = call(&s, &ch, &[]).await;
+    assert_eq!(st, 502);
+    let events = s.get_json("/events?source=auth&severity=error").await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{events}");
+    assert_eq!(items[0]["channel_id"], ch["id"]);
+    assert_eq!(items[0]["details"]["credential_id"], json!(cred));
+    assert_eq!(
+        items[0]["details"]["error"],
+        "credential_missing_auth_fields"
+    );
 }
 
 #[tokio::test]

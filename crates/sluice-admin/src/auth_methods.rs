@@ -55,11 +55,7 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     let input: CreateAuthMethod = wire::parse_body(&body)?;
-    let project_id = match input.project_id {
-        Some(p) if state.store.project_exists(p).await? => p,
-        Some(_) => return Err(ApiError::field("project_id", "unknown project")),
-        None => state.default_project,
-    };
+    let project_id = state.project_for(input.project_id).await?;
     let mut fields = Map::new();
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 || name != input.name {

@@ -192,11 +192,7 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_editor()?;
     let input: CreateChannel = wire::parse_body(&body)?;
-    let project_id = match input.project_id {
-        Some(p) if state.store.project_exists(p).await? => p,
-        Some(_) => return Err(ApiError::field("project_id", "unknown project")),
-        None => state.default_project,
-    };
+    let project_id = state.project_for(input.project_id).await?;
     let now = now_us();
     let ch = Channel {
         id: Uuid::now_v7(),

@@ -45,6 +45,18 @@ pub struct AdminState {
     pub schemas: Arc<dyn schemas::SchemaSource>,
 }
 
+impl AdminState {
+    /// The project a new resource goes to: the one named (422 naming `project_id` if unknown)
+    /// or the default project.
+    pub async fn project_for(&self, requested: Option<Uuid>) -> error::ApiResult<Uuid> {
+        match requested {
+            Some(p) if self.store.project_exists(p).await? => Ok(p),
+            Some(_) => Err(error::ApiError::field("project_id", "unknown project")),
+            None => Ok(self.default_project),
+        }
+    }
+}
+
 /// The API, health and metrics routes.
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()

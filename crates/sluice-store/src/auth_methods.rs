@@ -118,14 +118,14 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<AuthMethod>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM auth_methods \
-             WHERE ($1 = '' OR project_id = $1) AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(project_id.map(|p| p.to_string()).unwrap_or_default())
-        .bind(after.map(|a| a.to_string()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.pool)
+        rows::page_by_id(
+            &self.pool,
+            "auth_methods",
+            COLUMNS,
+            project_id,
+            after,
+            limit,
+        )
         .await?
         .iter()
         .map(from_row)

@@ -237,19 +237,18 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Channel>> {
-        let sql = format!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels \
-             WHERE ($1 = '' OR project_id = $1) AND id > $2 ORDER BY id LIMIT $3"
-        );
-        sqlx::query(&sql)
-            .bind(project_id.map(|p| p.to_string()).unwrap_or_default())
-            .bind(after.map(|a| a.to_string()).unwrap_or_default())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(channel_from_row)
-            .collect()
+        rows::page_by_id(
+            &self.pool,
+            "channels",
+            CHANNEL_COLUMNS,
+            project_id,
+            after,
+            limit,
+        )
+        .await?
+        .iter()
+        .map(channel_from_row)
+        .collect()
     }
 
     /// The snapshot of `ch` at its current `lock_version`, created on first use. Concurrent

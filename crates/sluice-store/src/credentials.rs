@@ -171,18 +171,11 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Credential>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM credentials \
-             WHERE ($1 = '' OR project_id = $1) AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(project_id.map(|p| p.to_string()).unwrap_or_default())
-        .bind(after.map(|a| a.to_string()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| self.open_row(r))
-        .collect()
+        rows::page_by_id(&self.pool, "credentials", COLUMNS, project_id, after, limit)
+            .await?
+            .iter()
+            .map(|r| self.open_row(r))
+            .collect()
     }
 
     /// Replaces name and body of credential `c.id` if it is still at `c.version`; the audit

@@ -45,3 +45,24 @@ pub(crate) fn opt_flag(row: &AnyRow, col: &str) -> Result<Option<bool>> {
         Err(_) => Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v != 0)),
     }
 }
+
+/// One page of `table`'s rows (`columns`), ordered by id, optionally of one project, after the
+/// id `after`: the listing shape shared by channels, auth methods and credentials.
+pub(crate) async fn page_by_id(
+    pool: &sqlx::AnyPool,
+    table: &str,
+    columns: &str,
+    project_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<AnyRow>> {
+    Ok(sqlx::query(&format!(
+        "SELECT {columns} FROM {table} \
+         WHERE ($1 = '' OR project_id = $1) AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(project_id.map(|p| p.to_string()).unwrap_or_default())
+    .bind(after.map(|a| a.to_string()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

@@ -3,7 +3,11 @@
 //!
 //! Api keys cost one SHA-256 and constant-time compares. Basic costs one argon2 verification
 //! (on the blocking pool) the first time; after that a digest of what was presented and the
-//! method admits in microseconds. The cache is emptied whenever an auth method changes.
+//! method admits in microseconds. A refused Basic credential is remembered too, so a caller
+//! retrying with a wrong password (a misconfigured client in a retry loop, or an attacker
+//! replaying one guess) costs a lookup, not an argon2 run each time; and at most one argon2 run
+//! per core is in flight, so distinct guesses queue instead of taking every core. Both caches are
+//! emptied whenever an auth method changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,10 @@ static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const VERIFIED_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most verified credentials remembered.
 const VERIFIED_CAPACITY: u64 = 100_000;
+/// How long a refused Basic credential is answered from memory.
+const REFUSED_TTL: Duration = Duration::from_secs(5 * 60);
+/// Most refused credentials remembered.
+const REFUSED_CAPACITY: u64 = 100_000;
 
 /// The decision for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +49,8 @@ pub enum Verdict {
 /// Checks callers against a channel's auth methods.
 pub struct Gate {
     verified: moka::sync::Cache<[u8; 32], ()>,
+    refused: moka::sync::Cache<[u8; 32], ()>,
+    password_checks: tokio::sync::Semaphore,
 }
 
 /// The kinds of source credential a caller presented (`api_key`, `basic`), never their values:
@@ -60,6 +70,17 @@ fn is_basic(v: &HeaderValue) -> bool {
     v.as_bytes().len() > 6 && v.as_bytes()[..6].eq_ignore_ascii_case(b"basic ")
 }
 
+/// The cache key of a Basic credential refused by a set of methods.
+fn refused_key<'a>(methods: impl Iterator<Item = &'a AuthMethod>, presented: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for m in methods {
+        h.update(m.id.as_bytes());
+    }
+    h.update(b"|");
+    h.update(presented);
+    h.finalize().into()
+}
+
 /// The cache key of a Basic credential presented to one method.
 fn verified_key(method: Uuid, presented: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -76,6 +97,13 @@ impl Gate {
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
+            refused: moka::sync::Cache::builder()
+                .max_capacity(REFUSED_CAPACITY)
+                .time_to_live(REFUSED_TTL)
+                .build(),
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         });
         tokio::spawn(forget_on_change(Arc::downgrade(&gate), store.subscribe()));
         gate
@@ -111,6 +139,10 @@ impl Gate {
                 return Verdict::Admitted(m.id, m.kind);
             }
         }
+        let refused = refused_key(basics(), basic.as_bytes());
+        if self.refused.contains_key(&refused) {
+            return Verdict::Hidden;
+        }
         let Some((user, password)) = parse_basic(basic.as_bytes()) else {
             return Verdict::Hidden;
         };
@@ -127,6 +159,10 @@ impl Gate {
         for m in candidates {
             let hash = m.secret_hash.clone();
             let pw = password.clone();
+            let Ok(_permit) = self.password_checks.acquire().await else {
+                return Verdict::Hidden;
+            };
+            metrics::counter!("sluice_source_auth_password_checks_total").increment(1);
             let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
                 .await
                 .unwrap_or(false);
@@ -136,6 +172,7 @@ impl Gate {
                 return Verdict::Admitted(m.id, m.kind);
             }
         }
+        self.refused.insert(refused, ());
         Verdict::Hidden
     }
 }
@@ -164,7 +201,10 @@ async fn forget_on_change(
             return;
         };
         match msg {
-            Ok(Change::AuthMethod(_)) | Err(RecvError::Lagged(_)) => gate.verified.invalidate_all(),
+            Ok(Change::AuthMethod(_)) | Err(RecvError::Lagged(_)) => {
+                gate.verified.invalidate_all();
+                gate.refused.invalidate_all();
+            }
             Ok(_) => {}
             Err(RecvError::Closed) => return,
         }

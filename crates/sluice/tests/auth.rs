@@ -141,6 +141,24 @@ async fn api_key_correct_wrong_missing() {
     assert_eq!(list["items"][0]["api_key_hint"], json!(&key[..7]));
 }
 
+/// argon2 verifications sluice ran so far (`sluice_source_auth_password_checks_total`).
+async fn password_checks(s: &Sluice) -> u64 {
+    let metrics = s
+        .http()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_source_auth_password_checks_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[tokio::test]
 async fn basic_correct_wrong_missing_and_cached() {
     let up = upstream::start().await;
@@ -161,10 +179,26 @@ async fn basic_correct_wrong_missing_and_cached() {
         assert_eq!(rec["source_auth_type"], "basic");
         assert_eq!(rec["source_auth_method_id"], json!(method));
     }
+    assert_eq!(
+        password_checks(&s).await,
+        1,
+        "one argon2 run for three admissions"
+    );
     for wrong in [basic("ann", "wrong"), basic("bob", "correct horse")] {
         let (st, _, body) = call(&s, &ch, &[("authorization", &wrong)]).await;
         assert_eq!((st, body), (404, json!({"error": "Not Found"})));
     }
+    assert_eq!(password_checks(&s).await, 3);
+    // A caller retrying the same wrong credential is answered from memory, not by argon2.
+    for _ in 0..3 {
+        for wrong in [basic("ann", "wrong"), basic("bob", "correct horse")] {
+            let (st, _, _) = call(&s, &ch, &[("authorization", &wrong)]).await;
+            assert_eq!(st, 404);
+        }
+    }
+    assert_eq!(password_checks(&s).await, 3, "refusals are remembered");
+    let (st, _, _) = call(&s, &ch, &[("authorization", &good)]).await;
+    assert_eq!(st, 200, "the right password still admits");
     let (st, _, _) = call(
         &s,
         &ch,

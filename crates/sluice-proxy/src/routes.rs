@@ -188,7 +188,7 @@ async fn invalidate_on_change(
             Ok(Change::Channel(id)) => routes.invalidate(id),
             Ok(Change::AuthMethod(id)) => routes.invalidate_auth_method(id),
             Ok(Change::Credential(_)) => {}
-            Err(RecvError::Lagged(_)) => routes.clear(),
+            Ok(Change::Unknown) | Err(RecvError::Lagged(_)) => routes.clear(),
             Err(RecvError::Closed) => return,
         }
     }

@@ -264,8 +264,8 @@ async fn forget_on_change(
         };
         match msg {
             Ok(Change::Credential(id)) => me.forget(Some(id)),
+            Ok(Change::Unknown) | Err(RecvError::Lagged(_)) => me.forget(None),
             Ok(_) => {}
-            Err(RecvError::Lagged(_)) => me.forget(None),
             Err(RecvError::Closed) => return,
         }
     }

@@ -201,7 +201,7 @@ async fn forget_on_change(
             return;
         };
         match msg {
-            Ok(Change::AuthMethod(_)) | Err(RecvError::Lagged(_)) => {
+            Ok(Change::AuthMethod(_) | Change::Unknown) | Err(RecvError::Lagged(_)) => {
                 gate.verified.invalidate_all();
                 gate.refused.invalidate_all();
             }

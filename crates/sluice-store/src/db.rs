@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::changes::Change;
 use crate::error::Result;
+use uuid::Uuid;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -48,6 +49,10 @@ pub struct Store {
     sqlite_path: Option<std::path::PathBuf>,
     busy_timeout: Duration,
     changes: broadcast::Sender<Change>,
+    /// This process's id in change notifications (its own come back and are skipped).
+    origin: Uuid,
+    /// The PostgreSQL URL, for the notification listener.
+    pg_url: Option<std::sync::Arc<str>>,
     pub(crate) secrets: Option<std::sync::Arc<crate::secrets::Secrets>>,
 }
 
@@ -113,6 +118,8 @@ impl Store {
             sqlite_path,
             busy_timeout: opts.sqlite_busy_timeout,
             changes,
+            origin: Uuid::new_v4(),
+            pg_url: (backend == Backend::Postgres).then(|| url.as_str().into()),
             secrets: None,
         })
     }
@@ -147,10 +154,37 @@ impl Store {
         self.changes.subscribe()
     }
 
-    /// Announces a configuration change to every subscriber.
+    /// Announces a configuration change to every subscriber, and on PostgreSQL to every other
+    /// node (a `NOTIFY` after the change committed).
     pub fn publish(&self, change: Change) {
         // No subscriber is fine: nothing is cached yet.
         let _ = self.changes.send(change);
+        if self.backend == Backend::Postgres {
+            let pool = self.pool.clone();
+            let payload = change.payload(self.origin);
+            tokio::spawn(async move {
+                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(crate::changes::NOTIFY_CHANNEL)
+                    .bind(&payload)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "could not tell other nodes of a change");
+                }
+            });
+        }
+    }
+
+    /// On PostgreSQL, starts relaying other nodes' configuration changes into this store's
+    /// feed (until every clone of the store is dropped); on SQLite there are no other nodes.
+    pub fn follow_other_nodes(&self) {
+        if let Some(url) = &self.pg_url {
+            tokio::spawn(crate::changes::relay_remote(
+                url.to_string(),
+                self.origin,
+                self.changes.downgrade(),
+            ));
+        }
     }
 
     /// Closes every pooled connection.

@@ -108,6 +108,8 @@ fn spawn_server(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
     let store = args.ledger.open_with_secrets(&args.secrets).await?;
+    // Other nodes' configuration changes reach this node's caches (PostgreSQL only).
+    store.follow_other_nodes();
     let node_id = args.ledger.node_id()?;
     let project = store.ensure_default_project().await?;
     let closed = store.close_interrupted(&node_id, now_us()).await?;

@@ -1,0 +1,135 @@
+//! Two sluice nodes over one PostgreSQL database (PRODUCT.md §10): a configuration change made
+//! through one node takes effect on the other within a second.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{upstream, Sluice, TempDir};
+use reqwest::Method;
+use serde_json::json;
+use sqlx::Connection;
+
+/// A fresh PostgreSQL database for the test, or `None` (with a note) where there is none; under
+/// `CI=true` a missing server fails the test.
+async fn fresh_database() -> Option<(String, String)> {
+    let admin = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI=true but PostgreSQL at {admin} is unreachable: {e}"
+            );
+            eprintln!("SKIPPED: cannot reach PostgreSQL at {admin}: {e}");
+            return None;
+        }
+    };
+    let name = format!("sluice_cluster_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    Some((
+        format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
+        name,
+    ))
+}
+
+async fn drop_database(name: &str) {
+    let admin = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Polls `node` (itself, whatever the channel's `proxy_url` names) for the channel's answer
+/// until it is `want` or `within` has passed.
+async fn status_within(node: &Sluice, ch: &serde_json::Value, want: u16, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    let url = node.url(&format!("/channels/{}/probe", ch["id"].as_str().unwrap()));
+    loop {
+        let st = node
+            .http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if st == want || Instant::now() >= deadline {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_made_on_one_node_takes_effect_on_the_other_within_a_second() {
+    let Some((url, name)) = fresh_database().await else {
+        return;
+    };
+    let up = upstream::start().await;
+    let mut a = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
+    let mut b = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
+
+    // Created on A, served by B (which now caches the route).
+    let ch = a.create_channel(&up.url("/"), json!({})).await;
+    assert_eq!(status_within(&b, &ch, 200, Duration::ZERO).await, 200);
+
+    // Disabled on A: B stops serving it within a second.
+    let res = a
+        .api(
+            Method::PATCH,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .json(&json!({"lock_version": ch["lock_version"], "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let changed = Instant::now();
+    assert_eq!(
+        status_within(&b, &ch, 404, Duration::from_secs(1)).await,
+        404,
+        "the other node still serves a disabled channel"
+    );
+    assert!(changed.elapsed() < Duration::from_secs(1));
+
+    // Enabled again on B: A serves it again within a second.
+    let current = b
+        .api(
+            Method::GET,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let res = b
+        .api(
+            Method::PATCH,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .json(&json!({"lock_version": current["lock_version"], "enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        status_within(&a, &ch, 200, Duration::from_secs(1)).await,
+        200
+    );
+
+    a.stop().await;
+    b.stop().await;
+    drop_database(&name).await;
+}

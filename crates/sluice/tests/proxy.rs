@@ -464,3 +464,55 @@ async fn raw_http_client_sees_one_response_per_request_on_a_kept_alive_connectio
     let text = String::from_utf8_lossy(&all);
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
 }
+
+#[tokio::test]
+async fn several_http_threads_share_one_port_and_record_everything() {
+    let up = upstream::start().await;
+    let mut s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--proxy-threads", "3"],
+    )
+    .await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    // Separate connections, so the kernel spreads them over the threads' sockets.
+    let calls = (0..60).map(|i| {
+        let url = s.proxy_url(&ch, &format!("/n/{i}"));
+        async move {
+            let client = reqwest::Client::new();
+            client
+                .post(url)
+                .body(format!("body {i}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for st in futures_util::future::join_all(calls).await {
+        assert_eq!(st, 200);
+    }
+    let done = s.finished_n(&ch, 60).await;
+    assert_eq!(done.len(), 60);
+    assert!(done.iter().all(|r| r["state"] == "success"));
+    // Configuration changes reach every thread's route table.
+    let res = s
+        .api(
+            Method::PATCH,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .json(&json!({"lock_version": ch["lock_version"], "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for _ in 0..12 {
+        let st = reqwest::Client::new()
+            .get(s.proxy_url(&ch, "/after"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(st, 404, "a thread still serves the disabled channel");
+    }
+    s.stop().await;
+}

@@ -55,21 +55,6 @@ impl Proxy {
         })
     }
 
-    /// A proxy for another thread with a runtime of its own: it shares the ledger, the settings
-    /// and the credential caches (so an OAuth refresh stays single-flight across threads), and
-    /// keeps its own route table and upstream connection pools, so none of a request's tasks
-    /// leave that thread. Call it on that thread's runtime.
-    pub fn worker(&self) -> Arc<Self> {
-        Arc::new(Self {
-            routes: self.routes.fresh(),
-            ledger: self.ledger.clone(),
-            cfg: self.cfg.clone(),
-            metrics: self.metrics.clone(),
-            gate: self.gate.clone(),
-            sink_credentials: self.sink_credentials.clone(),
-        })
-    }
-
     /// The `/channels/...` routes.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()

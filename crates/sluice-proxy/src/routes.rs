@@ -79,12 +79,6 @@ impl Routes {
         routes
     }
 
-    /// An empty table over the same store and settings, with its own upstream clients; call it
-    /// on the runtime that will use it (it follows the change feed there).
-    pub fn fresh(&self) -> Arc<Self> {
-        Self::new(self.store.clone(), self.clients.fresh(), self.cfg.clone())
-    }
-
     /// The route of channel `id`, or `None` when it does not exist.
     pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Route>>, StoreError> {
         if let Some(r) = self.map.read().get(&id) {

@@ -178,15 +178,6 @@ impl Clients {
         }
     }
 
-    /// An empty set of clients with the same trust: for a proxy thread of its own, whose
-    /// upstream connections then live on that thread.
-    pub fn fresh(&self) -> Self {
-        Self {
-            tls: self.tls.clone(),
-            by_timeout: RwLock::new(HashMap::new()),
-        }
-    }
-
     /// The client whose connections time out after `connect_ms`.
     pub fn get(&self, connect_ms: u64) -> UpstreamClient {
         if let Some(c) = self.by_timeout.read().get(&connect_ms) {

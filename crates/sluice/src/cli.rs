@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy, the API and the background jobs.
-    Serve(Box<ServeArgs>),
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(LedgerArgs),
     /// Manage API tokens.
@@ -79,11 +79,6 @@ pub struct ServeArgs {
     /// Separate address for the API and UI.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// Threads serving HTTP, each with a single-threaded runtime of its own so that a request's
-    /// tasks never change thread; 0 means one fewer than the cores (at least one), leaving a
-    /// core to the ledger writer.
-    #[arg(long, env = "SLUICE_PROXY_THREADS", default_value_t = 0)]
-    pub proxy_threads: usize,
     /// Base URL callers use to reach the proxy (used in `proxy_url`).
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     };
     init_tracing(format);
     match cli.command {
-        Command::Serve(args) => server::serve(*args).await,
+        Command::Serve(args) => server::serve(args).await,
         Command::Migrate(ledger) => commands::migrate(ledger).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::Channel(cmd) => commands::channel(cmd).await,

@@ -2,7 +2,6 @@
 //! gracefully (stop accepting, finish in-flight exchanges, flush the ledger).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -82,97 +81,27 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     Ok((l, local))
 }
 
-/// Serves `app` on `listener` until `stop`, then waits for open connections to finish.
-async fn serve_on(
+fn spawn_server(
     listener: TcpListener,
     app: Router,
     mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     // No Nagle: a streamed response's head and first chunk must not wait for an ACK.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .await
-}
-
-/// How many HTTP threads `requested` means (0: one fewer than the cores, at least one).
-fn http_threads(requested: usize) -> usize {
-    match requested {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
-        n => n,
-    }
-}
-
-/// `n` listening sockets on `addr`, all on the port the first one got; with more than one, the
-/// kernel spreads connections across them (`SO_REUSEPORT`).
-fn bind_shared(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let mut at = addr;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = socket2::Socket::new(
-            socket2::Domain::for_address(at),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        s.set_reuse_address(true)?;
-        if n > 1 {
-            s.set_reuse_port(true)?;
-        }
-        s.bind(&at.into())
-            .with_context(|| format!("binding {at}"))?;
-        s.listen(1024)?;
-        s.set_nonblocking(true)?;
-        let l: std::net::TcpListener = s.into();
-        at = l.local_addr()?;
-        out.push(l);
-    }
-    Ok(out)
-}
-
-/// Serves the proxy (and `admin`, when given) on `listener` from a thread with a
-/// single-threaded runtime of its own: a request's tasks (the caller's connection, the handler,
-/// the upstream connection) never change thread, so no wakeup crosses cores. The returned task
-/// finishes when that server has shut down.
-fn spawn_http_thread(
-    listener: std::net::TcpListener,
-    proxy: Arc<Proxy>,
-    admin: Option<Router>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("sluice-http".into())
-        .spawn(move || {
-            let served = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|rt| {
-                    rt.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        let worker = proxy.worker();
-                        drop(proxy);
-                        let app = match admin {
-                            Some(admin) => worker.router().merge(admin),
-                            None => worker.router(),
-                        };
-                        serve_on(listener, app, stop).await
-                    })
-                });
-            let _ = done.send(served);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
         })
-        .context("starting an HTTP thread")?;
-    Ok(tokio::spawn(
-        async move { finished.await.unwrap_or(Ok(())) },
-    ))
+        .await
+    })
 }
 
 /// Runs the gateway until a stop signal.
@@ -218,8 +147,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     );
 
-    let listeners = bind_shared(args.listen, http_threads(args.proxy_threads))?;
-    let local = listeners[0].local_addr()?;
+    let (listener, local) = bind(args.listen).await?;
     let public_url = args
         .public_url
         .clone()
@@ -239,29 +167,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    let (admin_beside_proxy, admin_local) = match args.admin_listen {
+    match args.admin_listen {
         Some(addr) => {
             let (admin_listener, admin_local) = bind(addr).await?;
-            servers.push(tokio::spawn(serve_on(
-                admin_listener,
-                admin,
-                stop_rx.clone(),
-            )));
-            (None, Some(admin_local))
+            servers.push(spawn_server(listener, proxy.router(), stop_rx.clone()));
+            servers.push(spawn_server(admin_listener, admin, stop_rx.clone()));
+            println!("listening: http://{local}");
+            println!("admin listening: http://{admin_local}");
         }
-        None => (Some(admin), None),
-    };
-    for listener in listeners {
-        servers.push(spawn_http_thread(
-            listener,
-            proxy.clone(),
-            admin_beside_proxy.clone(),
-            stop_rx.clone(),
-        )?);
-    }
-    println!("listening: http://{local}");
-    if let Some(admin_local) = admin_local {
-        println!("admin listening: http://{admin_local}");
+        None => {
+            servers.push(spawn_server(
+                listener,
+                proxy.router().merge(admin),
+                stop_rx.clone(),
+            ));
+            println!("listening: http://{local}");
+        }
     }
     let jobs = crate::jobs::spawn(
         &args,

@@ -14,7 +14,7 @@ use sluice_core::clock::now_us;
 use sluice_core::source_auth::{
     api_key_digest, generate_api_key, hash_password, AuthKind, AuthMethod,
 };
-use sluice_store::{RemoveOutcome, StoreError};
+use sluice_store::StoreError;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -170,12 +170,9 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("auth method"))?;
-    match state.store.delete_auth_method(id, &caller.actor()).await? {
-        RemoveOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
-        RemoveOutcome::NotFound => Err(ApiError::not_found("auth method")),
-        RemoveOutcome::InUse(channels) => Err(ApiError::conflict(
-            "auth method is attached to channels; detach it first",
-            json!({ "channels": channels }),
-        )),
-    }
+    wire::removal(
+        state.store.delete_auth_method(id, &caller.actor()).await?,
+        "auth method",
+        "auth method is attached to channels; detach it first",
+    )
 }

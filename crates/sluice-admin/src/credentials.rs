@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sluice_core::clock::now_us;
-use sluice_store::{Credential, RemoveOutcome, StoreError};
+use sluice_store::{Credential, StoreError};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -255,12 +255,9 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("credential"))?;
-    match state.store.delete_credential(id, &caller.actor()).await? {
-        RemoveOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
-        RemoveOutcome::NotFound => Err(ApiError::not_found("credential")),
-        RemoveOutcome::InUse(channels) => Err(ApiError::conflict(
-            "credential is used by channels; detach it first",
-            json!({ "channels": channels }),
-        )),
-    }
+    wire::removal(
+        state.store.delete_credential(id, &caller.actor()).await?,
+        "credential",
+        "credential is used by channels; detach it first",
+    )
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use sluice_core::clock::{parse_rfc3339, to_rfc3339, Micros};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -136,4 +136,20 @@ pub fn id_cursor(
                 .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))
         })
         .transpose()
+}
+
+/// The answer to deleting a resource that channels may still use: 204, 404 naming `what`, or
+/// 409 with `in_use` and the channels that use it.
+pub fn removal(
+    outcome: sluice_store::RemoveOutcome,
+    what: &'static str,
+    in_use: &'static str,
+) -> ApiResult<http::StatusCode> {
+    match outcome {
+        sluice_store::RemoveOutcome::Deleted => Ok(http::StatusCode::NO_CONTENT),
+        sluice_store::RemoveOutcome::NotFound => Err(ApiError::not_found(what)),
+        sluice_store::RemoveOutcome::InUse(channels) => {
+            Err(ApiError::conflict(in_use, json!({ "channels": channels })))
+        }
+    }
 }

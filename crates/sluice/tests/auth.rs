@@ -143,20 +143,8 @@ async fn api_key_correct_wrong_missing() {
 
 /// argon2 verifications sluice ran so far (`sluice_source_auth_password_checks_total`).
 async fn password_checks(s: &Sluice) -> u64 {
-    let metrics = s
-        .http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("sluice_source_auth_password_checks_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    s.metric_sum("sluice_source_auth_password_checks_total")
+        .await as u64
 }
 
 #[tokio::test]

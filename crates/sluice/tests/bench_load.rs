@@ -425,18 +425,5 @@ async fn direct_sink_adds_up_and_leaves_the_ledger_alone() {
 
 /// Requests sluice's `/metrics` says it proxied (`sluice_proxy_latency_seconds_count`).
 async fn proxied_count(s: &Sluice) -> f64 {
-    let metrics = s
-        .http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("sluice_proxy_latency_seconds_count"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    s.metric_sum("sluice_proxy_latency_seconds_count").await
 }

@@ -231,15 +231,7 @@ async fn metrics_expose_requests_latency_and_ledger_series() {
         .await
         .unwrap();
     s.finished(&ch, &id).await;
-    let text = s
-        .http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     let cid = ch["id"].as_str().unwrap();
     assert!(
         text.contains(&format!(

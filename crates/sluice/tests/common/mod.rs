@@ -174,6 +174,28 @@ impl Sluice {
         body
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The sum of every sample of metric `name` in `/metrics` (0 when absent).
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The proxy URL of a channel plus `rest`.
     pub fn proxy_url(&self, channel: &Value, rest: &str) -> String {
         format!("{}{}", channel["proxy_url"].as_str().unwrap(), rest)

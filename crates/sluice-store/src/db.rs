@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::changes::Change;
 use crate::error::Result;
@@ -172,6 +172,19 @@ impl Store {
                     tracing::warn!(error = %e, "could not tell other nodes of a change");
                 }
             });
+        }
+    }
+
+    /// Whether this node runs the background jobs, followed until `shutdown`: on PostgreSQL the
+    /// one node holding the jobs' advisory lock (see `leader.rs`), on SQLite always this one.
+    pub fn follow_leadership(&self, shutdown: watch::Receiver<bool>) -> watch::Receiver<bool> {
+        match &self.pg_url {
+            None => watch::channel(true).1,
+            Some(url) => {
+                let (lead, led) = watch::channel(false);
+                tokio::spawn(crate::leader::hold(url.to_string(), lead, shutdown));
+                led
+            }
         }
     }
 

@@ -1,5 +1,9 @@
 //! The background jobs of `serve`: the health monitor, the reporter of flips caused by traffic,
 //! the stale-channel check and event-log retention. Each stops when `shutdown` turns `true`.
+//!
+//! The reporter runs on every node (it reports what this node's traffic saw); the monitor, the
+//! stale check and retention run only while this node leads (one node of a cluster, see
+//! `sluice_store::leader`), and move to another node when it stops leading.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,33 +48,84 @@ pub fn spawn(
     // Without passive health the board still decides the monitor's flips; nothing feeds it.
     let (board, flips) = board.unwrap_or_else(|| HealthBoard::new(u32::MAX));
     let mut tasks = vec![tokio::spawn(reporter.clone().run(flips, shutdown.clone()))];
-    let monitor = HealthMonitor::new(
-        store.clone(),
-        validator,
-        board,
-        reporter,
-        clock.clone(),
-        MonitorConfig {
-            interval: args.health_interval,
-            concurrency: args.health_concurrency.max(1),
-        },
-    );
-    tasks.push(tokio::spawn(monitor.run(shutdown.clone())));
-    let stale = StaleDetector::new(
-        store.clone(),
-        events.clone(),
-        clock.clone(),
+    let leading = store.follow_leadership(shutdown.clone());
+    let (store, events) = (store.clone(), events.clone());
+    let monitor_cfg = MonitorConfig {
+        interval: args.health_interval,
+        concurrency: args.health_concurrency.max(1),
+    };
+    let (stale_after, retain) = (
         DAY * args.stale_threshold_days,
-    );
-    tasks.push(tokio::spawn(stale.run(STALE_CHECK_EVERY, shutdown.clone())));
-    let retention = Retention::new(
-        store.clone(),
-        clock,
         DAY * args.event_retention_days,
-        RETENTION_BATCH,
     );
-    tasks.push(tokio::spawn(
-        retention.run(RETENTION_EVERY, shutdown.clone()),
-    ));
+    let start_term = move |term: watch::Receiver<bool>| {
+        let monitor = HealthMonitor::new(
+            store.clone(),
+            validator.clone(),
+            board.clone(),
+            reporter.clone(),
+            clock.clone(),
+            monitor_cfg.clone(),
+        );
+        let stale = StaleDetector::new(store.clone(), events.clone(), clock.clone(), stale_after);
+        let retention = Retention::new(store.clone(), clock.clone(), retain, RETENTION_BATCH);
+        vec![
+            tokio::spawn(monitor.run(term.clone())),
+            tokio::spawn(stale.run(STALE_CHECK_EVERY, term.clone())),
+            tokio::spawn(retention.run(RETENTION_EVERY, term)),
+        ]
+    };
+    tasks.push(tokio::spawn(while_leading(
+        leading,
+        shutdown.clone(),
+        start_term,
+    )));
     tasks
+}
+
+/// Runs the jobs `start` spawns for as long as this node leads, each term until leadership is
+/// lost or `shutdown`; then waits for them to stop.
+async fn while_leading<F>(
+    mut leading: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    start: F,
+) where
+    F: Fn(watch::Receiver<bool>) -> Vec<JoinHandle<()>>,
+{
+    loop {
+        metrics::gauge!("sluice_background_jobs_leader").set(0.0);
+        // Wait to lead (a closed feed that says "leading" leads for good).
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if *leading.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() && !*leading.borrow() { return },
+                _ = shutdown.changed() => {}
+            }
+        }
+        metrics::gauge!("sluice_background_jobs_leader").set(1.0);
+        let (end_term, term) = watch::channel(false);
+        let jobs = start(term);
+        loop {
+            if *shutdown.borrow() || !*leading.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() {
+                    // The feed closed while leading: lead until shutdown.
+                    let _ = shutdown.wait_for(|s| *s).await;
+                    break;
+                },
+                _ = shutdown.changed() => {}
+            }
+        }
+        let _ = end_term.send(true);
+        for job in jobs {
+            let _ = job.await;
+        }
+    }
 }

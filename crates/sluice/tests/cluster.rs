@@ -133,3 +133,46 @@ async fn a_change_made_on_one_node_takes_effect_on_the_other_within_a_second() {
     b.stop().await;
     drop_database(&name).await;
 }
+
+/// Whether `node` says it runs the background jobs (`sluice_background_jobs_leader`).
+async fn leads(node: &Sluice) -> bool {
+    node.metric_sum("sluice_background_jobs_leader").await == 1.0
+}
+
+#[tokio::test]
+async fn background_jobs_run_on_exactly_one_node_and_move_when_it_dies() {
+    let Some((url, name)) = fresh_database().await else {
+        return;
+    };
+    let a = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
+    let b = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
+
+    // One of them, and only one, takes the lead.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (la, lb) = loop {
+        let (la, lb) = (leads(&a).await, leads(&b).await);
+        if la || lb || Instant::now() >= deadline {
+            break (la, lb);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(la ^ lb, "exactly one leader: a={la} b={lb}");
+    // It stays that way.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!((leads(&a).await, leads(&b).await), (la, lb));
+
+    // The leader dies: the other takes over within seconds.
+    let (mut leader, mut follower) = if la { (a, b) } else { (b, a) };
+    leader.kill();
+    let died = Instant::now();
+    while !leads(&follower).await {
+        assert!(
+            died.elapsed() < Duration::from_secs(5),
+            "no node took over the background jobs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    follower.stop().await;
+    drop_database(&name).await;
+}

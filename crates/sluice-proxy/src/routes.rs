@@ -14,7 +14,6 @@ use sluice_core::url_join::parse_sink_url;
 use sluice_core::Channel;
 use sluice_health::passive::PassiveHealth;
 use sluice_store::{Change, Store, StoreError};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::config::ProxyConfig;
@@ -72,10 +71,7 @@ impl Routes {
             map: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         });
-        tokio::spawn(invalidate_on_change(
-            Arc::downgrade(&routes),
-            routes.store.subscribe(),
-        ));
+        routes.store.on_change(&routes, invalidate_on_change);
         routes
     }
 
@@ -175,21 +171,12 @@ impl Routes {
     }
 }
 
-async fn invalidate_on_change(
-    routes: std::sync::Weak<Routes>,
-    mut rx: tokio::sync::broadcast::Receiver<Change>,
-) {
-    loop {
-        let msg = rx.recv().await;
-        let Some(routes) = routes.upgrade() else {
-            return;
-        };
-        match msg {
-            Ok(Change::Channel(id)) => routes.invalidate(id),
-            Ok(Change::AuthMethod(id)) => routes.invalidate_auth_method(id),
-            Ok(Change::Credential(_)) => {}
-            Ok(Change::Unknown) | Err(RecvError::Lagged(_)) => routes.clear(),
-            Err(RecvError::Closed) => return,
-        }
+/// Drops the routes a configuration change makes stale.
+fn invalidate_on_change(routes: &Routes, change: Change) {
+    match change {
+        Change::Channel(id) => routes.invalidate(id),
+        Change::AuthMethod(id) => routes.invalidate_auth_method(id),
+        Change::Credential(_) => {}
+        Change::Unknown => routes.clear(),
     }
 }

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use sluice_core::sink_auth::{field, injection, usable_access_token, Injection};
 use sluice_core::ExchangeError;
 use sluice_store::{Change, Credential, EventLog, Severity, Source, Store};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 /// A token is refreshed this long before it expires.
@@ -137,7 +136,7 @@ impl SinkCredentials {
             store: store.clone(),
             events,
         });
-        tokio::spawn(forget_on_change(Arc::downgrade(&me), store.subscribe()));
+        store.on_change(&me, forget_on_change);
         me
     }
 
@@ -253,20 +252,11 @@ impl SinkCredentials {
     }
 }
 
-async fn forget_on_change(
-    me: std::sync::Weak<SinkCredentials>,
-    mut rx: tokio::sync::broadcast::Receiver<Change>,
-) {
-    loop {
-        let msg = rx.recv().await;
-        let Some(me) = me.upgrade() else {
-            return;
-        };
-        match msg {
-            Ok(Change::Credential(id)) => me.forget(Some(id)),
-            Ok(Change::Unknown) | Err(RecvError::Lagged(_)) => me.forget(None),
-            Ok(_) => {}
-            Err(RecvError::Closed) => return,
-        }
+/// Forgets the credentials a configuration change makes stale.
+fn forget_on_change(me: &SinkCredentials, change: Change) {
+    match change {
+        Change::Credential(id) => me.forget(Some(id)),
+        Change::Unknown => me.forget(None),
+        Change::Channel(_) | Change::AuthMethod(_) => {}
     }
 }

@@ -19,7 +19,6 @@ use sluice_core::source_auth::{
     api_key_digest, ct_eq, parse_basic, verify_password, AuthKind, AuthMethod,
 };
 use sluice_store::{Change, Store};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -105,7 +104,7 @@ impl Gate {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
         });
-        tokio::spawn(forget_on_change(Arc::downgrade(&gate), store.subscribe()));
+        store.on_change(&gate, forget_on_change);
         gate
     }
 
@@ -191,22 +190,10 @@ pub fn scrub(headers: &mut HeaderMap, methods: &[AuthMethod]) {
     }
 }
 
-async fn forget_on_change(
-    gate: std::sync::Weak<Gate>,
-    mut rx: tokio::sync::broadcast::Receiver<Change>,
-) {
-    loop {
-        let msg = rx.recv().await;
-        let Some(gate) = gate.upgrade() else {
-            return;
-        };
-        match msg {
-            Ok(Change::AuthMethod(_) | Change::Unknown) | Err(RecvError::Lagged(_)) => {
-                gate.verified.invalidate_all();
-                gate.refused.invalidate_all();
-            }
-            Ok(_) => {}
-            Err(RecvError::Closed) => return,
-        }
+/// Empties both caches when an auth method changes (or anything may have).
+fn forget_on_change(gate: &Gate, change: Change) {
+    if matches!(change, Change::AuthMethod(_) | Change::Unknown) {
+        gate.verified.invalidate_all();
+        gate.refused.invalidate_all();
     }
 }

@@ -154,6 +154,31 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// Applies every configuration change to `target` (a cache) from a task of its own, until
+    /// `target` is dropped or the store closes. Changes a slow subscriber missed arrive as
+    /// [`Change::Unknown`], so a cache has one rule for "anything may have changed".
+    pub fn on_change<T: Send + Sync + 'static>(
+        &self,
+        target: &std::sync::Arc<T>,
+        apply: fn(&T, Change),
+    ) {
+        let target = std::sync::Arc::downgrade(target);
+        let mut rx = self.changes.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let change = match rx.recv().await {
+                    Ok(c) => c,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Change::Unknown,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(target) = target.upgrade() else {
+                    return;
+                };
+                apply(&target, change);
+            }
+        });
+    }
+
     /// Announces a configuration change to every subscriber, and on PostgreSQL to every other
     /// node (a `NOTIFY` after the change committed).
     pub fn publish(&self, change: Change) {

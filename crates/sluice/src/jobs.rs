@@ -94,34 +94,22 @@ async fn while_leading<F>(
 {
     loop {
         metrics::gauge!("sluice_background_jobs_leader").set(0.0);
-        // Wait to lead (a closed feed that says "leading" leads for good).
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if *leading.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leading.changed() => if changed.is_err() && !*leading.borrow() { return },
-                _ = shutdown.changed() => {}
-            }
+        tokio::select! {
+            // A feed that closed without this node leading never will.
+            led = leading.wait_for(|l| *l) => if led.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
         }
         metrics::gauge!("sluice_background_jobs_leader").set(1.0);
         let (end_term, term) = watch::channel(false);
         let jobs = start(term);
-        loop {
-            if *shutdown.borrow() || !*leading.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leading.changed() => if changed.is_err() {
-                    // The feed closed while leading: lead until shutdown.
-                    let _ = shutdown.wait_for(|s| *s).await;
-                    break;
-                },
-                _ = shutdown.changed() => {}
-            }
+        let mut stop = shutdown.clone();
+        let lost = tokio::select! {
+            lost = leading.wait_for(|l| !*l) => lost.is_ok(),
+            _ = shutdown.wait_for(|s| *s) => true,
+        };
+        if !lost {
+            // A feed that closed while this node leads (SQLite) leads until shutdown.
+            let _ = stop.wait_for(|s| *s).await;
         }
         let _ = end_term.send(true);
         for job in jobs {

@@ -6,48 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::postgres::TestDatabase;
 use common::{upstream, Sluice, TempDir};
 use reqwest::Method;
 use serde_json::json;
-use sqlx::Connection;
-
-/// A fresh PostgreSQL database for the test, or `None` (with a note) where there is none; under
-/// `CI=true` a missing server fails the test.
-async fn fresh_database() -> Option<(String, String)> {
-    let admin = std::env::var("SLUICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI=true but PostgreSQL at {admin} is unreachable: {e}"
-            );
-            eprintln!("SKIPPED: cannot reach PostgreSQL at {admin}: {e}");
-            return None;
-        }
-    };
-    let name = format!("sluice_cluster_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    Some((
-        format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
-        name,
-    ))
-}
-
-async fn drop_database(name: &str) {
-    let admin = std::env::var("SLUICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
 
 /// Polls `node` (itself, whatever the channel's `proxy_url` names) for the channel's answer
 /// until it is `want` or `within` has passed.
@@ -72,9 +34,10 @@ async fn status_within(node: &Sluice, ch: &serde_json::Value, want: u16, within:
 
 #[tokio::test]
 async fn a_change_made_on_one_node_takes_effect_on_the_other_within_a_second() {
-    let Some((url, name)) = fresh_database().await else {
+    let Some(db) = TestDatabase::create("sluice_cluster").await else {
         return;
     };
+    let url = db.url.clone();
     let up = upstream::start().await;
     let mut a = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
     let mut b = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
@@ -131,7 +94,7 @@ async fn a_change_made_on_one_node_takes_effect_on_the_other_within_a_second() {
 
     a.stop().await;
     b.stop().await;
-    drop_database(&name).await;
+    db.drop().await;
 }
 
 /// Whether `node` says it runs the background jobs (`sluice_background_jobs_leader`).
@@ -141,9 +104,10 @@ async fn leads(node: &Sluice) -> bool {
 
 #[tokio::test]
 async fn background_jobs_run_on_exactly_one_node_and_move_when_it_dies() {
-    let Some((url, name)) = fresh_database().await else {
+    let Some(db) = TestDatabase::create("sluice_cluster").await else {
         return;
     };
+    let url = db.url.clone();
     let a = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
     let b = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
 
@@ -174,5 +138,5 @@ async fn background_jobs_run_on_exactly_one_node_and_move_when_it_dies() {
     }
 
     follower.stop().await;
-    drop_database(&name).await;
+    db.drop().await;
 }

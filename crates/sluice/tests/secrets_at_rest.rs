@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::postgres::TestDatabase;
 use common::{token_server, upstream, Sluice, TempDir};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -174,26 +175,10 @@ async fn sqlite_file_and_wal_hold_no_secret_in_clear() {
 
 #[tokio::test]
 async fn postgres_rows_hold_no_secret_in_clear() {
-    let admin = std::env::var("SLUICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI=true but PostgreSQL at {admin} is unreachable: {e}"
-            );
-            eprintln!("SKIPPED: cannot reach PostgreSQL at {admin}: {e}");
-            return;
-        }
+    let Some(test_db) = TestDatabase::create("sluice_it").await else {
+        return;
     };
-    let name = format!("sluice_it_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = test_db.url.clone();
     let mut s = Sluice::start_on(Arc::new(TempDir::new()), Some(&url), &[]).await;
     let secrets = store_every_kind_of_secret(&s).await;
     s.stop().await;
@@ -226,9 +211,7 @@ async fn postgres_rows_hold_no_secret_in_clear() {
     let as_hex: Vec<String> = secrets.iter().map(hex::encode).collect();
     assert_absent(dump.as_bytes(), &as_hex, "PostgreSQL BYTEA columns");
     db.close().await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+    test_db.drop().await;
 }
 
 async fn key_ids(s: &Sluice) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! Electing the one node that runs the background jobs (PRODUCT.md §10). On PostgreSQL the
 //! leader holds a session-level advisory lock on a connection of its own: when the node dies its
 //! connection closes, the server releases the lock, and another node takes it at its next try
-//! (within [`TRY_EVERY`]). On SQLite there is one node, and it always leads.
+//! (within `TRY_EVERY`). On SQLite there is one node, and it always leads.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::sync::watch;
 /// The advisory lock's key ("sluice" in ASCII).
 const LOCK_KEY: i64 = 0x736c_7569_6365;
 /// How often a follower tries for the lock and the leader checks its connection.
-pub const TRY_EVERY: Duration = Duration::from_secs(1);
+const TRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Tries for (and then holds) leadership until `shutdown`, reporting it on `lead`. Dropping the
 /// connection at the end releases the lock.

@@ -89,16 +89,29 @@ impl Store {
         };
         let connect = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let busy_ms = opts.sqlite_busy_timeout.as_millis();
+        let sqlite_path = (backend == Backend::Sqlite).then(|| {
+            let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
+        });
+        let attach = sqlite_path.as_deref().map(|p| {
+            let live = inflight_file(p).display().to_string().replace('\'', "''");
+            format!("ATTACH DATABASE '{live}' AS live")
+        });
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
+                let attach = attach.clone();
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if let Some(attach) = attach {
+                        // Requests in flight live in a file of their own (see
+                        // `sqlite_writer`); every reader sees it as schema `live`.
+                        conn.execute(attach.as_str()).await?;
                         // WAL lets readers run beside the single writer; NORMAL syncs at
                         // checkpoints, which survives a process crash (see docs/ARCHITECTURE.md).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA live.synchronous = NORMAL").await?;
                         conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
                             .await?;
                     }
@@ -107,11 +120,10 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
+        if backend == Backend::Sqlite {
+            pool.execute(crate::sqlite_writer::INFLIGHT_SCHEMA).await?;
+        }
         let (changes, _) = broadcast::channel(1024);
-        let sqlite_path = (backend == Backend::Sqlite).then(|| {
-            let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-            std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
-        });
         Ok(Self {
             pool,
             backend,
@@ -138,7 +150,8 @@ impl Store {
         self.backend
     }
 
-    /// The SQLite file and busy timeout, when the ledger is SQLite.
+    /// The SQLite file and busy timeout, when the ledger is SQLite (its requests in flight are
+    /// in [`inflight_file`] of it).
     pub(crate) fn sqlite_file(&self) -> Option<(&std::path::Path, Duration)> {
         self.sqlite_path.as_deref().map(|p| (p, self.busy_timeout))
     }
@@ -229,4 +242,14 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The SQLite file holding the requests in flight beside the ledger file `main`
+/// (`sluice.db` → `sluice-inflight.db`).
+pub fn inflight_file(main: &std::path::Path) -> std::path::PathBuf {
+    let stem = main
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ledger".into());
+    main.with_file_name(format!("{stem}-inflight.db"))
 }

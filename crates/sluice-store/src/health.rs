@@ -214,10 +214,11 @@ impl Store {
             return Ok(out);
         }
         // Finished requests and those still in flight.
-        for table in ["requests", "requests_inflight"] {
+        for (table, unsettled) in crate::requests::TABLES {
             let sql = format!(
                 "SELECT channel_id, state, COUNT(*) AS n FROM {table} \
-                 WHERE started_at >= $1 AND channel_id IN ({}) GROUP BY channel_id, state",
+                 WHERE started_at >= $1 AND channel_id IN ({}){unsettled} \
+                 GROUP BY channel_id, state",
                 in_list(2, ids.len())
             );
             let mut q = sqlx::query(&sql).bind(since);

@@ -1,14 +1,18 @@
-//! Group commit: one writer task turns whatever requests are queued into one transaction.
+//! Group commit: a writer turns whatever requests are queued into one transaction.
 //!
 //! A proxied request awaits the commit of its `pending` record before a byte goes to the sink;
 //! while one transaction commits, the next requests queue up and share the following one, so
-//! the cost per request falls as load rises. Completions travel the same queue without anyone
-//! waiting for them: they are held back for up to [`LedgerConfig::completion_delay`] (or until a
-//! batch fills) and then ride along with the next commit, so the urgent pending records are not
-//! slowed by the bulky event rows and each commit rewrites fewer pages per request.
+//! the cost per request falls as load rises. Nobody waits for completions: they are held back
+//! for up to [`LedgerConfig::completion_delay`] (or until a batch fills) and committed together,
+//! so each commit rewrites fewer pages per request.
+//!
+//! On SQLite, two threads write two files (see `sqlite_writer`): pending records into the
+//! in-flight file, completions into the ledger file, so a pending record never waits behind a
+//! batch of completions. On PostgreSQL one task writes both, completions riding with the next
+//! pending commit.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Instant;
 
 use sluice_core::clock::now_us;
@@ -21,7 +25,7 @@ use crate::error::StoreError;
 use crate::event_log::EventLog;
 use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
-use crate::sqlite_writer::SqliteWriter;
+use crate::sqlite_writer::{HistoryWriter, InflightWriter};
 
 /// Most completions committed together with waiting pending records (a 120-completion commit
 /// took 1.1–1.9 ms in the ledger simulation of docs/BENCHMARKS.md, stalling every request that
@@ -55,18 +59,40 @@ struct Job {
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// Work of the SQLite in-flight writer. Nearly every job is a pending record: boxing it would
+/// cost an allocation per request to shrink the rare `Settled`.
+#[allow(clippy::large_enum_variant)]
+enum LiveJob {
+    /// A pending record, and who waits for its commit.
+    Pending(RequestRecord, oneshot::Sender<Result<(), String>>),
+    /// Requests whose completion has committed: their in-flight rows go.
+    Settled(Vec<uuid::Uuid>),
+}
+
+/// Where a handle sends its work.
+#[derive(Clone)]
+enum Queues {
+    /// PostgreSQL: one writer task takes pending records and completions.
+    Task(mpsc::UnboundedSender<Job>),
+    /// SQLite: pending records to the in-flight thread, completions to the history thread.
+    Threads {
+        pending: std_mpsc::Sender<LiveJob>,
+        completions: std_mpsc::Sender<Job>,
+    },
+}
+
 /// Handle to the group-commit writer; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: mpsc::UnboundedSender<Job>,
+    queues: Queues,
     depth: Arc<AtomicI64>,
 }
 
 impl Ledger {
-    /// Starts the writer. On SQLite it runs on its own thread with its own write connection
-    /// (blocking SQLite calls never stall the proxy's runtime); on PostgreSQL it is a task on
-    /// the current runtime. It runs until every handle is dropped and the queue is drained; the
-    /// returned task finishes then.
+    /// Starts the writer. On SQLite it runs on two threads of its own with their own write
+    /// connections (blocking SQLite calls never stall the proxy's runtime); on PostgreSQL it is
+    /// a task on the current runtime. It runs until every handle is dropped and the queues are
+    /// drained; the returned task finishes then.
     pub fn start(store: Store, cfg: LedgerConfig) -> Result<(Ledger, JoinHandle<()>), StoreError> {
         Self::start_with_events(store, cfg, None)
     }
@@ -78,31 +104,59 @@ impl Ledger {
         cfg: LedgerConfig,
         events: Option<EventLog>,
     ) -> Result<(Ledger, JoinHandle<()>), StoreError> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicI64::new(0));
-        let handle = Ledger {
-            tx,
-            depth: depth.clone(),
-        };
         let Some((path, busy)) = store.sqlite_file() else {
-            return Ok((
-                handle,
-                tokio::spawn(writer(BatchWriter::Pool(store), cfg, rx, depth, events)),
-            ));
+            let (tx, rx) = mpsc::unbounded_channel();
+            let handle = Ledger {
+                queues: Queues::Task(tx),
+                depth: depth.clone(),
+            };
+            let task = tokio::spawn(writer(store, cfg, rx, depth, events));
+            return Ok((handle, task));
         };
-        let conn = SqliteWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+        let sqlite = |e: rusqlite::Error| StoreError::Sqlite(e.to_string());
+        let live = InflightWriter::open(path, busy).map_err(sqlite)?;
+        let history = HistoryWriter::open(path, busy).map_err(sqlite)?;
+        let (pending, pending_rx) = std_mpsc::channel();
+        let (completions, completions_rx) = std_mpsc::channel();
+        let settle = pending.clone();
         let (finished, wait) = oneshot::channel::<()>();
+        let spawn_err = |e: std::io::Error| StoreError::Sqlite(format!("starting the ledger: {e}"));
+        let (node, max_batch, live_depth, live_events) = (
+            cfg.node_id.clone(),
+            cfg.max_batch,
+            depth.clone(),
+            events.clone(),
+        );
+        // The in-flight thread stops last: the history thread holds a sender of its queue.
         std::thread::Builder::new()
             .name("sluice-ledger".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .expect("building the ledger writer's runtime");
-                rt.block_on(writer(BatchWriter::Sqlite(conn), cfg, rx, depth, events));
+                inflight_writer(live, &node, max_batch, pending_rx, &live_depth, live_events);
                 let _ = finished.send(());
             })
-            .map_err(|e| StoreError::Sqlite(format!("starting the ledger thread: {e}")))?;
+            .map_err(spawn_err)?;
+        let history_depth = depth.clone();
+        std::thread::Builder::new()
+            .name("sluice-history".into())
+            .spawn(move || {
+                history_writer(
+                    history,
+                    &cfg,
+                    completions_rx,
+                    settle,
+                    &history_depth,
+                    events,
+                )
+            })
+            .map_err(spawn_err)?;
+        let handle = Ledger {
+            queues: Queues::Threads {
+                pending,
+                completions,
+            },
+            depth,
+        };
         Ok((
             handle,
             tokio::spawn(async move {
@@ -111,24 +165,28 @@ impl Ledger {
         ))
     }
 
-    fn enqueue(&self, job: Job) -> bool {
-        let ok = self.tx.send(job).is_ok();
-        if ok {
-            let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
-        }
-        ok
+    /// Counts one more queued operation.
+    fn queued(&self) {
+        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
     }
 
     /// Makes a `pending` record durable; returns once its transaction has committed.
     pub async fn record_pending(&self, rec: RequestRecord) -> Result<(), LedgerError> {
         let (done, wait) = oneshot::channel();
-        if !self.enqueue(Job {
-            op: LedgerOp::Pending(rec),
-            done: Some(done),
-        }) {
+        let sent = match &self.queues {
+            Queues::Task(tx) => tx
+                .send(Job {
+                    op: LedgerOp::Pending(rec),
+                    done: Some(done),
+                })
+                .is_ok(),
+            Queues::Threads { pending, .. } => pending.send(LiveJob::Pending(rec, done)).is_ok(),
+        };
+        if !sent {
             return Err(LedgerError::Closed);
         }
+        self.queued();
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LedgerError::Unavailable(e)),
@@ -138,10 +196,17 @@ impl Ledger {
 
     /// Queues the final state (and event) of a request; nobody waits for it.
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
-        if !self.enqueue(Job {
+        let job = Job {
             op: LedgerOp::Complete(rec, event.map(Box::new)),
             done: None,
-        }) {
+        };
+        let sent = match &self.queues {
+            Queues::Task(tx) => tx.send(job).is_ok(),
+            Queues::Threads { completions, .. } => completions.send(job).is_ok(),
+        };
+        if sent {
+            self.queued();
+        } else {
             tracing::error!("ledger closed: completion of a request was not recorded");
         }
     }
@@ -152,40 +217,9 @@ impl Ledger {
     }
 }
 
-/// Where batches go: the dedicated SQLite connection, or the pool (PostgreSQL).
-enum BatchWriter {
-    Pool(Store),
-    Sqlite(SqliteWriter),
-}
-
-impl BatchWriter {
-    /// Writes `ops` in one transaction.
-    async fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> Result<(), String> {
-        match self {
-            BatchWriter::Pool(store) => store
-                .write_batch(node_id, ops)
-                .await
-                .map_err(|e| e.to_string()),
-            BatchWriter::Sqlite(conn) => conn.write(node_id, ops).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Marks one request `error` with `error`.
-    async fn mark_error(&mut self, id: uuid::Uuid, error: &str) -> Result<(), String> {
-        match self {
-            BatchWriter::Pool(store) => store
-                .mark_request_error(id, error, now_us())
-                .await
-                .map_err(|e| e.to_string()),
-            BatchWriter::Sqlite(conn) => conn
-                .mark_error(id, error, now_us())
-                .map_err(|e| e.to_string()),
-        }
-    }
-}
-
+/// The PostgreSQL writer task: pending records and completions through one queue.
 async fn writer(
-    mut sink: BatchWriter,
+    store: Store,
     cfg: LedgerConfig,
     mut rx: mpsc::UnboundedReceiver<Job>,
     depth: Arc<AtomicI64>,
@@ -246,11 +280,9 @@ async fn writer(
                 oldest_completion = None;
             }
         }
-        let d = depth.fetch_sub(jobs.len() as i64, Ordering::Relaxed) - jobs.len() as i64;
-        metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
-        metrics::histogram!("sluice_ledger_batch_size").record(jobs.len() as f64);
+        note_batch(&depth, jobs.len());
         let started = Instant::now();
-        commit(&mut sink, &cfg.node_id, jobs, events.as_ref()).await;
+        commit(&store, &cfg.node_id, jobs, events.as_ref()).await;
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("ledger writer drained and stopped");
@@ -273,9 +305,9 @@ fn sort(
 
 /// Commits a batch; on failure retries pending records together and completions one by one,
 /// so one bad row cannot fail its neighbours.
-async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>, events: Option<&EventLog>) {
+async fn commit(store: &Store, node_id: &str, jobs: Vec<Job>, events: Option<&EventLog>) {
     let (ops, dones): (Vec<LedgerOp>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.done)).unzip();
-    let err = match sink.write(node_id, &ops).await {
+    let err = match store.write_batch(node_id, &ops).await {
         Ok(()) => {
             for d in dones.into_iter().flatten() {
                 let _ = d.send(Ok(()));
@@ -293,49 +325,195 @@ async fn commit(sink: &mut BatchWriter, node_id: &str, jobs: Vec<Job>, events: O
                 pending_ops.push(op);
                 pending_dones.extend(done);
             }
-            LedgerOp::Complete(..) => complete_alone(sink, node_id, op, events).await,
+            LedgerOp::Complete(..) => complete_alone(store, node_id, op, events).await,
         }
     }
     if pending_ops.is_empty() {
         return;
     }
-    let res = sink.write(node_id, &pending_ops).await;
+    let res = store
+        .write_batch(node_id, &pending_ops)
+        .await
+        .map_err(|e| e.to_string());
     if let Err(e) = &res {
-        metrics::counter!("sluice_ledger_write_failures_total").increment(pending_ops.len() as u64);
-        tracing::error!(error = %e, requests = pending_ops.len(), "could not record pending requests; refusing them");
-        report_failure(
-            events,
-            "could not record pending requests; they were refused",
-            serde_json::json!({ "error": e, "requests": pending_ops.len() }),
-        );
+        refused(events, e, pending_ops.len());
     }
     for d in pending_dones {
         let _ = d.send(res.clone());
     }
 }
 
-async fn complete_alone(
-    sink: &mut BatchWriter,
-    node_id: &str,
-    op: LedgerOp,
-    events: Option<&EventLog>,
-) {
+async fn complete_alone(store: &Store, node_id: &str, op: LedgerOp, events: Option<&EventLog>) {
     let LedgerOp::Complete(rec, _) = &op else {
         return;
     };
     let id = rec.id;
-    if let Err(e) = sink.write(node_id, std::slice::from_ref(&op)).await {
-        metrics::counter!("sluice_ledger_write_failures_total").increment(1);
-        tracing::error!(request = %id, error = %e, "could not record completion; marking request error");
-        report_failure(
+    if let Err(e) = store.write_batch(node_id, std::slice::from_ref(&op)).await {
+        let marked = store
+            .mark_request_error(id, PERSISTENCE_FAILED, now_us())
+            .await;
+        unrecorded(
             events,
-            "could not record the completion of a request; marked error",
-            serde_json::json!({ "error": e, "request": id }),
+            id,
+            &e.to_string(),
+            marked.map_err(|e| e.to_string()),
         );
-        if let Err(e) = sink.mark_error(id, "persistence_failed").await {
-            tracing::error!(request = %id, error = %e, "could not mark request error either");
+    }
+}
+
+/// The error a request gets when its completion could not be written.
+const PERSISTENCE_FAILED: &str = "persistence_failed";
+
+/// Reports pending records that could not be made durable (their callers are refused).
+fn refused(events: Option<&EventLog>, error: &str, requests: usize) {
+    metrics::counter!("sluice_ledger_write_failures_total").increment(requests as u64);
+    tracing::error!(error = %error, requests, "could not record pending requests; refusing them");
+    report_failure(
+        events,
+        "could not record pending requests; they were refused",
+        serde_json::json!({ "error": error, "requests": requests }),
+    );
+}
+
+/// Reports a completion that could not be written, and whether marking the request `error`
+/// worked instead.
+fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Result<(), String>) {
+    metrics::counter!("sluice_ledger_write_failures_total").increment(1);
+    tracing::error!(request = %id, error = %error, "could not record completion; marking request error");
+    report_failure(
+        events,
+        "could not record the completion of a request; marked error",
+        serde_json::json!({ "error": error, "request": id }),
+    );
+    if let Err(e) = marked {
+        tracing::error!(request = %id, error = %e, "could not mark request error either");
+    }
+}
+
+/// The SQLite in-flight thread: commits every queued pending record (and deletes settled
+/// rows) in one transaction, then wakes the waiters.
+fn inflight_writer(
+    mut conn: InflightWriter,
+    node_id: &str,
+    max_batch: usize,
+    rx: std_mpsc::Receiver<LiveJob>,
+    depth: &AtomicI64,
+    events: Option<EventLog>,
+) {
+    let mut records = Vec::with_capacity(max_batch);
+    let mut dones = Vec::with_capacity(max_batch);
+    let mut settled = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                LiveJob::Pending(rec, done) => {
+                    records.push(rec);
+                    dones.push(done);
+                }
+                LiveJob::Settled(ids) => settled.extend(ids),
+            }
+            next = (records.len() < max_batch)
+                .then(|| rx.try_recv().ok())
+                .flatten();
+        }
+        note_batch(depth, records.len());
+        let started = Instant::now();
+        let refs: Vec<&RequestRecord> = records.iter().collect();
+        let mut res = conn.write(node_id, &refs, &settled);
+        if res.is_err() && !settled.is_empty() {
+            // Settled rows must not take the waiting pending records down with them; left
+            // behind, they are hidden by their finished rows and removed at the next start.
+            res = conn.write(node_id, &refs, &[]);
+            if let Err(e) = conn.write(node_id, &[], &settled) {
+                tracing::warn!(error = %e, "could not remove finished requests from the in-flight file");
+            }
+        }
+        let res = res.map_err(|e| e.to_string());
+        if let Err(e) = &res {
+            refused(events.as_ref(), e, records.len());
+        }
+        for d in dones.drain(..) {
+            let _ = d.send(res.clone());
+        }
+        metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        records.clear();
+        settled.clear();
+    }
+    tracing::debug!("ledger in-flight writer drained and stopped");
+}
+
+/// The SQLite history thread: commits completions in batches of up to `max_batch`, gathered
+/// for up to `completion_delay`, then hands their ids to the in-flight thread.
+fn history_writer(
+    mut conn: HistoryWriter,
+    cfg: &LedgerConfig,
+    rx: std_mpsc::Receiver<Job>,
+    settle: std_mpsc::Sender<LiveJob>,
+    depth: &AtomicI64,
+    events: Option<EventLog>,
+) {
+    let mut ops = Vec::with_capacity(cfg.max_batch);
+    while let Ok(first) = rx.recv() {
+        ops.push(first.op);
+        // Sleeping, not waiting on the queue, so the completions arriving meanwhile do not
+        // wake the thread one by one.
+        std::thread::sleep(cfg.completion_delay);
+        while ops.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(job) => ops.push(job.op),
+                Err(_) => break,
+            }
+        }
+        note_batch(depth, ops.len());
+        let settled = commit_history(&mut conn, &cfg.node_id, &mut ops, events.as_ref());
+        if !settled.is_empty() {
+            let _ = settle.send(LiveJob::Settled(settled));
         }
     }
+    tracing::debug!("ledger history writer drained and stopped");
+}
+
+/// Commits completions (emptying `ops`); on failure retries them one by one, so one bad row
+/// cannot fail its neighbours. Returns the ids now finished in the ledger file.
+fn commit_history(
+    conn: &mut HistoryWriter,
+    node_id: &str,
+    ops: &mut Vec<LedgerOp>,
+    events: Option<&EventLog>,
+) -> Vec<uuid::Uuid> {
+    let id = |op: &LedgerOp| match op {
+        LedgerOp::Pending(r) | LedgerOp::Complete(r, _) => r.id,
+    };
+    let started = Instant::now();
+    let res = conn.write(node_id, ops);
+    metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+    if res.is_ok() {
+        return ops.drain(..).map(|op| id(&op)).collect();
+    }
+    if let Err(e) = res {
+        tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts");
+    }
+    let mut settled = Vec::with_capacity(ops.len());
+    for op in ops.drain(..) {
+        match conn.write(node_id, std::slice::from_ref(&op)) {
+            Ok(()) => settled.push(id(&op)),
+            Err(e) => {
+                let marked = conn
+                    .mark_error(id(&op), PERSISTENCE_FAILED, now_us())
+                    .map_err(|e| e.to_string());
+                unrecorded(events, id(&op), &e.to_string(), marked);
+            }
+        }
+    }
+    settled
+}
+
+/// Takes a batch of `n` operations off the queue-depth gauge and records its size.
+fn note_batch(depth: &AtomicI64, n: usize) {
+    let d = depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
+    metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
+    metrics::histogram!("sluice_ledger_batch_size").record(n as f64);
 }
 
 /// Shortest time between two ledger-failure entries in the event log.

@@ -28,6 +28,21 @@ const EVENT_COLUMNS: &str = "request_id, request_headers, response_headers, \
      response_status, latency_us, ttfb_us, connect_us, send_us, queue_us, reused_connection, error";
 const EVENT_COLUMN_COUNT: usize = 19;
 
+/// Condition on `requests_inflight` rows: not finished yet. (On SQLite a request's finished
+/// row commits before its in-flight row is removed, in another file; see `sqlite_writer`.)
+macro_rules! unsettled {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM requests s WHERE s.id = requests_inflight.id)"
+    };
+}
+const UNSETTLED: &str = unsettled!();
+
+/// The request tables, each with the condition that counts a request once.
+pub(crate) const TABLES: [(&str, &str); 2] = [
+    ("requests", ""),
+    ("requests_inflight", concat!(" AND ", unsettled!())),
+];
+
 /// One write handed to the group-commit writer.
 #[derive(Debug, Clone)]
 pub enum LedgerOp {
@@ -391,7 +406,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(&format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) SELECT {} FROM requests_inflight \
-             WHERE node_id = $2",
+             WHERE node_id = $2 AND {UNSETTLED}",
             REQUEST_COLUMNS
                 .replace("state,", "'error',")
                 .replace("completed_at,", "$1,")
@@ -476,9 +491,10 @@ impl Store {
         sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
         // Each table answers its newest `limit` through its own index; the merge keeps the
         // newest `limit` of both.
-        let mut out = Vec::new();
+        let mut out: Vec<RequestRecord> = Vec::new();
         for table in ["requests", "requests_inflight"] {
             let sql = sql.replace("{table}", table);
+            let finished = out.len();
             let mut q = sqlx::query(&sql);
             for a in args.iter().cloned() {
                 q = match a {
@@ -487,7 +503,11 @@ impl Store {
                 };
             }
             for r in q.fetch_all(&self.pool).await? {
-                out.push(request_from_row(&r)?);
+                let rec = request_from_row(&r)?;
+                // A request whose completion has just committed may still be in flight too.
+                if !out[..finished].iter().any(|f| f.id == rec.id) {
+                    out.push(rec);
+                }
             }
         }
         out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
@@ -530,9 +550,9 @@ impl Store {
     /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
         let mut n = 0;
-        for table in ["requests", "requests_inflight"] {
+        for (table, unsettled) in TABLES {
             let r = sqlx::query(&format!(
-                "SELECT COUNT(*) AS n FROM {table} WHERE channel_id = $1"
+                "SELECT COUNT(*) AS n FROM {table} WHERE channel_id = $1{unsettled}"
             ))
             .bind(channel_id.to_string())
             .fetch_one(&self.pool)
@@ -550,10 +570,10 @@ impl Store {
             stats.by_state.insert(st.as_str().to_string(), 0);
         }
         let mut per_minute = BTreeMap::new();
-        for table in ["requests", "requests_inflight"] {
+        for (table, unsettled) in TABLES {
             for r in sqlx::query(&format!(
                 "SELECT state, COUNT(*) AS n FROM {table} \
-                 WHERE channel_id = $1 AND started_at >= $2 GROUP BY state"
+                 WHERE channel_id = $1 AND started_at >= $2{unsettled} GROUP BY state"
             ))
             .bind(&id)
             .bind(since)
@@ -566,7 +586,8 @@ impl Store {
             }
             for r in sqlx::query(&format!(
                 "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM {table} \
-                 WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000"
+                 WHERE channel_id = $1 AND started_at >= $2{unsettled} \
+                 GROUP BY started_at / 60000000"
             ))
             .bind(&id)
             .bind(since)

@@ -1,14 +1,23 @@
-//! The ledger's dedicated SQLite write connection.
+//! The ledger's dedicated SQLite write connections.
 //!
 //! sqlx drives SQLite from a worker thread and hands every statement across threads; on a busy
 //! machine those handoffs, not SQLite, dominated the commit time of the group-commit writer.
-//! This connection (rusqlite, on the same bundled SQLite) runs a whole batch with cached
+//! These connections (rusqlite, on the same bundled SQLite) run a whole batch with cached
 //! prepared statements in one blocking call: one handoff per batch.
 //!
+//! SQLite lets one writer at a time into a database file, so the requests in flight live in a
+//! file of their own ([`crate::db::inflight_file`], attached to every reader as `live`): an
+//! [`InflightWriter`] commits pending records (a few hundred bytes each, one small B-tree) and
+//! never waits for the bulky completions, which a [`HistoryWriter`] commits into the ledger
+//! file in large batches on a thread of its own. A finished request is deleted from the
+//! in-flight file after its completion has committed; until then readers prefer the finished
+//! row, and a start after a crash closes only the rows that never finished.
+//!
 //! Checkpoints (copying the WAL back into the database file, with an fsync) do not run inside
-//! the writer's commits, where they stalled every request waiting for its pending record: a
-//! [`Checkpointer`] thread with its own connection runs passive checkpoints, which never take
-//! the writer's lock, and a blocking one only when the WAL has grown past [`WAL_RESTART_FRAMES`].
+//! the writers' commits, where they stalled every request waiting for its pending record: a
+//! [`Checkpointer`] thread per file with its own connection runs passive checkpoints, which
+//! never take the writer's lock, and a blocking one only when the WAL has grown past
+//! [`WAL_RESTART_FRAMES`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +26,38 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, CachedStatement, Connection};
+use sluice_core::RequestRecord;
+use uuid::Uuid;
 
 use crate::db::Backend;
 use crate::requests::{
     batch_rows, delete_inflight_sql, insert_events_sql, insert_inflight_sql, mark_error_sql,
     upsert_requests_sql, LedgerOp,
 };
+
+/// The in-flight table, created in the `live` file when the ledger is opened.
+pub(crate) const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS live.requests_inflight (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    completed_at BIGINT,
+    client_identity TEXT NOT NULL,
+    source_auth_method_id TEXT,
+    source_auth_type TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT,
+    response_status BIGINT,
+    error TEXT,
+    latency_us BIGINT,
+    ttfb_us BIGINT,
+    request_body_size BIGINT,
+    response_body_size BIGINT
+) WITHOUT ROWID";
 
 /// How often the checkpointer runs. A checkpoint's fsyncs stall the writer's WAL appends for a
 /// time that grows with the checkpoint's size, so small frequent ones keep the tail short
@@ -32,45 +67,89 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// waiting for the writer, so the file cannot grow without bound under constant load.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
-/// An open write connection to the SQLite ledger.
-pub(crate) struct SqliteWriter {
+/// Opens `path` for writing with the ledger's pragmas.
+fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 8 MiB of page cache keeps the hot index pages of the request tables in memory.
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.set_prepared_statement_cache_capacity(16);
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// The write connection to the in-flight file: pending records in, settled requests out.
+pub(crate) struct InflightWriter {
     conn: Connection,
-    insert_inflight: String,
-    upsert: String,
-    insert_event: String,
-    delete_inflight: String,
+    insert: String,
+    delete: String,
     _checkpointer: Checkpointer,
 }
 
-impl SqliteWriter {
-    /// Opens `path` for writing with the ledger's pragmas.
+impl InflightWriter {
+    /// Opens the in-flight file of the ledger file `main`.
+    pub(crate) fn open(main: &Path, busy_timeout: Duration) -> rusqlite::Result<Self> {
+        let path = crate::db::inflight_file(main);
+        Ok(Self {
+            conn: open(&path, busy_timeout)?,
+            insert: insert_inflight_sql(Backend::Sqlite, 1),
+            delete: delete_inflight_sql(Backend::Sqlite, 1),
+            _checkpointer: Checkpointer::start(path, busy_timeout)?,
+        })
+    }
+
+    /// Inserts `pending` and deletes `settled` (requests whose completion has committed) in one
+    /// transaction: all or nothing.
+    pub(crate) fn write(
+        &mut self,
+        node_id: &str,
+        pending: &[&RequestRecord],
+        settled: &[Uuid],
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(&self.insert)?;
+            for r in pending {
+                write_request(&mut insert, node_id, r)?;
+            }
+            let mut delete = tx.prepare_cached(&self.delete)?;
+            for id in settled {
+                delete.execute(params![id.to_string()])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
+/// The write connection to the ledger file, for finished requests and their events.
+pub(crate) struct HistoryWriter {
+    conn: Connection,
+    upsert: String,
+    insert_event: String,
+    _checkpointer: Checkpointer,
+}
+
+impl HistoryWriter {
+    /// Opens the ledger file `path` (with its in-flight file attached, for [`Self::mark_error`]).
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(busy_timeout)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // 8 MiB of page cache keeps the hot index pages of the request tables in memory.
-        conn.pragma_update(None, "cache_size", -8192)?;
-        conn.set_prepared_statement_cache_capacity(16);
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let conn = open(path, busy_timeout)?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS live",
+            params![crate::db::inflight_file(path).display().to_string()],
+        )?;
         Ok(Self {
             conn,
-            insert_inflight: insert_inflight_sql(Backend::Sqlite, 1),
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
             insert_event: insert_events_sql(Backend::Sqlite, 1),
-            delete_inflight: delete_inflight_sql(Backend::Sqlite, 1),
             _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout)?,
         })
     }
 
     /// Marks one request `error` with `error` (its completion could not be written), in flight
     /// or finished.
-    pub(crate) fn mark_error(
-        &mut self,
-        id: uuid::Uuid,
-        error: &str,
-        now: i64,
-    ) -> rusqlite::Result<()> {
+    pub(crate) fn mark_error(&mut self, id: Uuid, error: &str, now: i64) -> rusqlite::Result<()> {
         for table in ["requests_inflight", "requests"] {
             self.conn
                 .execute(&mark_error_sql(table), params![error, now, id.to_string()])?;
@@ -78,15 +157,11 @@ impl SqliteWriter {
         Ok(())
     }
 
-    /// Writes `ops` in one transaction: all or nothing.
+    /// Writes the completions among `ops` in one transaction: all or nothing.
     pub(crate) fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> rusqlite::Result<()> {
         let rows = batch_rows(ops);
         let tx = self.conn.transaction()?;
         {
-            let mut insert_inflight = tx.prepare_cached(&self.insert_inflight)?;
-            for r in &rows.inflight {
-                write_request(&mut insert_inflight, node_id, r)?;
-            }
             let mut upsert = tx.prepare_cached(&self.upsert)?;
             for r in &rows.finished {
                 write_request(&mut upsert, node_id, r)?;
@@ -116,10 +191,6 @@ impl SqliteWriter {
                     e.error,
                 ])?;
             }
-            let mut delete = tx.prepare_cached(&self.delete_inflight)?;
-            for r in &rows.finished {
-                delete.execute(params![r.id.to_string()])?;
-            }
         }
         tx.commit()
     }
@@ -129,7 +200,7 @@ impl SqliteWriter {
 fn write_request(
     stmt: &mut CachedStatement<'_>,
     node_id: &str,
-    r: &sluice_core::RequestRecord,
+    r: &RequestRecord,
 ) -> rusqlite::Result<()> {
     stmt.execute(params![
         r.id.to_string(),

@@ -585,7 +585,15 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
             ],
         };
         sqlx::any::install_default_drivers();
-        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        // On SQLite the in-flight table is in a file of its own beside the ledger file.
+        let target = match url.strip_prefix("sqlite://") {
+            Some(path) => format!(
+                "sqlite://{}",
+                sluice_store::db::inflight_file(std::path::Path::new(path)).display()
+            ),
+            None => url.clone(),
+        };
+        let mut raw = sqlx::AnyConnection::connect(&target).await.unwrap();
         for sql in trigger {
             sqlx::query(&sql).execute(&mut raw).await.unwrap();
         }
@@ -1228,4 +1236,75 @@ mod auth {
         sqlx::any::install_default_drivers();
         sqlx::AnyPool::connect(url).await.unwrap()
     }
+}
+
+/// SQLite keeps requests in flight in a file of their own, removed only after the completion has
+/// committed in the ledger file. A crash between the two leaves both rows: readers count the
+/// request once, as finished, and the next start does not close it as interrupted.
+#[tokio::test]
+async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_finished() {
+    let (s, url, _dir) = sqlite_store().await;
+    let p = s.ensure_default_project().await.unwrap();
+    let ch = channel(p.id, "settle");
+    s.create_channel(&ch, "t").await.unwrap();
+    let snap = s.snapshot_for(&ch).await.unwrap();
+    // The crash, frozen: in-flight rows are never removed.
+    let path = url.strip_prefix("sqlite://").unwrap();
+    let live = sluice_store::db::inflight_file(std::path::Path::new(path));
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", live.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER keep BEFORE DELETE ON requests_inflight BEGIN SELECT RAISE(IGNORE); END",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let (ledger, task) = Ledger::start(
+        s.clone(),
+        LedgerConfig {
+            node_id: "n".into(),
+            max_batch: 64,
+            completion_delay: std::time::Duration::from_millis(1),
+        },
+    )
+    .unwrap();
+    let r = pending(&ch, snap.id, now_us(), "POST", "/x");
+    ledger.record_pending(r.clone()).await.unwrap();
+    let (done, ev) = completed(r.clone(), 200, 10);
+    ledger.record_completion(done, Some(ev));
+    drop(ledger);
+    task.await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests_inflight")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the in-flight row is still there");
+
+    let listed = s
+        .list_requests(ch.id, &Default::default(), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "listed once");
+    assert_eq!(listed[0].state, RequestState::Success);
+    assert_eq!(s.count_requests(ch.id).await.unwrap(), 1);
+    let stats = s.channel_stats(ch.id, 0).await.unwrap();
+    assert_eq!((stats.total, stats.by_state["pending"]), (1, 0));
+
+    sqlx::query("DROP TRIGGER keep")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 0);
+    let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.state,
+        RequestState::Success,
+        "not closed as interrupted"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests_inflight")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the start removed the stale in-flight row");
 }

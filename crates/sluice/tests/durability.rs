@@ -24,7 +24,9 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     assert_eq!(ok.status(), 200);
     let hits = up.hits();
 
-    let mut raw = sqlx::SqliteConnection::connect(&s.db_url()).await.unwrap();
+    // Pending records go to the in-flight file beside the ledger file.
+    let inflight = format!("sqlite://{}/sluice-inflight.db", s.data.path().display());
+    let mut raw = sqlx::SqliteConnection::connect(&inflight).await.unwrap();
     sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
         .execute(&mut raw)
         .await

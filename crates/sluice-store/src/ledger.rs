@@ -456,14 +456,12 @@ fn history_writer(
     let mut ops = Vec::with_capacity(cfg.max_batch);
     while let Ok(first) = rx.recv() {
         ops.push(first.op);
-        // Sleeping, not waiting on the queue, so the completions arriving meanwhile do not
-        // wake the thread one by one.
-        std::thread::sleep(cfg.completion_delay);
-        while ops.len() < cfg.max_batch {
-            match rx.try_recv() {
-                Ok(job) => ops.push(job.op),
-                Err(_) => break,
-            }
+        drain(&rx, &mut ops, cfg.max_batch);
+        if ops.len() < cfg.max_batch {
+            // Keeping up: gather more by sleeping, not by waiting on the queue, so the
+            // completions arriving meanwhile do not wake the thread one by one.
+            std::thread::sleep(cfg.completion_delay);
+            drain(&rx, &mut ops, cfg.max_batch);
         }
         note_batch(depth, ops.len());
         let settled = commit_history(&mut conn, &cfg.node_id, &mut ops, events.as_ref());
@@ -472,6 +470,16 @@ fn history_writer(
         }
     }
     tracing::debug!("ledger history writer drained and stopped");
+}
+
+/// Moves queued completions into `ops` until it holds `max` or the queue is empty.
+fn drain(rx: &std_mpsc::Receiver<Job>, ops: &mut Vec<LedgerOp>, max: usize) {
+    while ops.len() < max {
+        match rx.try_recv() {
+            Ok(job) => ops.push(job.op),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Commits completions (emptying `ops`); on failure retries them one by one, so one bad row

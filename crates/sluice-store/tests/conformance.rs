@@ -1308,3 +1308,49 @@ async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_fin
         .unwrap();
     assert_eq!(left, 0, "the start removed the stale in-flight row");
 }
+
+/// A SQLite ledger from before the in-flight file kept pending rows in its own file; the
+/// upgrade closes them as interrupted (they are from a previous run) and drops that table.
+#[tokio::test]
+async fn upgrading_closes_pending_rows_of_the_single_file_layout() {
+    let (s, url, _dir) = sqlite_store().await;
+    let p = s.ensure_default_project().await.unwrap();
+    let ch = channel(p.id, "upgrade");
+    s.create_channel(&ch, "t").await.unwrap();
+    let snap = s.snapshot_for(&ch).await.unwrap();
+    let r = pending(&ch, snap.id, now_us(), "GET", "/old");
+    // Back to the layout of migration 0004, with one request left pending.
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE requests_inflight AS SELECT * FROM requests WHERE 0; \
+         DELETE FROM _sqlx_migrations WHERE version = 5",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO requests_inflight (id, request_id, channel_id, snapshot_id, node_id, state, \
+         started_at, client_identity, method, path) VALUES ($1, $2, $3, $4, 'old', 'pending', $5, \
+         '127.0.0.1', 'GET', '/old')",
+    )
+    .bind(r.id.to_string())
+    .bind(&r.request_id)
+    .bind(ch.id.to_string())
+    .bind(snap.id.to_string())
+    .bind(r.started_at)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+
+    s.migrate().await.unwrap();
+    let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
+    assert_eq!(got.state, RequestState::Error);
+    assert_eq!(got.error.as_deref(), Some("interrupted"));
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'requests_inflight'",
+    )
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the ledger file no longer holds in-flight rows");
+}

@@ -419,12 +419,11 @@ fn inflight_writer(
         }
         note_batch(depth, records.len());
         let started = Instant::now();
-        let refs: Vec<&RequestRecord> = records.iter().collect();
-        let mut res = conn.write(node_id, &refs, &settled);
+        let mut res = conn.write(node_id, &records, &settled);
         if res.is_err() && !settled.is_empty() {
             // Settled rows must not take the waiting pending records down with them; left
             // behind, they are hidden by their finished rows and removed at the next start.
-            res = conn.write(node_id, &refs, &[]);
+            res = conn.write(node_id, &records, &[]);
             if let Err(e) = conn.write(node_id, &[], &settled) {
                 tracing::warn!(error = %e, "could not remove finished requests from the in-flight file");
             }
@@ -490,27 +489,25 @@ fn commit_history(
     ops: &mut Vec<LedgerOp>,
     events: Option<&EventLog>,
 ) -> Vec<uuid::Uuid> {
-    let id = |op: &LedgerOp| match op {
-        LedgerOp::Pending(r) | LedgerOp::Complete(r, _) => r.id,
-    };
     let started = Instant::now();
     let res = conn.write(node_id, ops);
     metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-    if res.is_ok() {
-        return ops.drain(..).map(|op| id(&op)).collect();
-    }
-    if let Err(e) = res {
-        tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts");
+    match res {
+        Ok(()) => return ops.drain(..).map(|op| op.record().id).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts")
+        }
     }
     let mut settled = Vec::with_capacity(ops.len());
     for op in ops.drain(..) {
+        let id = op.record().id;
         match conn.write(node_id, std::slice::from_ref(&op)) {
-            Ok(()) => settled.push(id(&op)),
+            Ok(()) => settled.push(id),
             Err(e) => {
                 let marked = conn
-                    .mark_error(id(&op), PERSISTENCE_FAILED, now_us())
+                    .mark_error(id, PERSISTENCE_FAILED, now_us())
                     .map_err(|e| e.to_string());
-                unrecorded(events, id(&op), &e.to_string(), marked);
+                unrecorded(events, id, &e.to_string(), marked);
             }
         }
     }

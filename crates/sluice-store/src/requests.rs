@@ -52,6 +52,15 @@ pub enum LedgerOp {
     Complete(RequestRecord, Option<Box<EventRecord>>),
 }
 
+impl LedgerOp {
+    /// The request this operation writes.
+    pub fn record(&self) -> &RequestRecord {
+        match self {
+            LedgerOp::Pending(r) | LedgerOp::Complete(r, _) => r,
+        }
+    }
+}
+
 /// Status filter of the history: an exact code or a class such as `5xx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::db::Backend;
 use crate::requests::{
-    batch_rows, delete_inflight_sql, insert_events_sql, insert_inflight_sql, mark_error_sql,
+    delete_inflight_sql, insert_events_sql, insert_inflight_sql, mark_error_sql,
     upsert_requests_sql, LedgerOp,
 };
 
@@ -105,7 +105,7 @@ impl InflightWriter {
     pub(crate) fn write(
         &mut self,
         node_id: &str,
-        pending: &[&RequestRecord],
+        pending: &[RequestRecord],
         settled: &[Uuid],
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
@@ -159,15 +159,16 @@ impl HistoryWriter {
 
     /// Writes the completions among `ops` in one transaction: all or nothing.
     pub(crate) fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> rusqlite::Result<()> {
-        let rows = batch_rows(ops);
         let tx = self.conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(&self.upsert)?;
-            for r in &rows.finished {
-                write_request(&mut upsert, node_id, r)?;
-            }
             let mut insert = tx.prepare_cached(&self.insert_event)?;
-            for e in &rows.events {
+            for op in ops {
+                let LedgerOp::Complete(r, event) = op else {
+                    continue;
+                };
+                write_request(&mut upsert, node_id, r)?;
+                let Some(e) = event else { continue };
                 let t = &e.timings;
                 insert.execute(params![
                     e.request_id.to_string(),

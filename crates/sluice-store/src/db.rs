@@ -107,6 +107,9 @@ impl Store {
                         // Requests in flight live in a file of their own (see
                         // `sqlite_writer`); every reader sees it as schema `live`.
                         conn.execute(attach.as_str()).await?;
+                        // Before the first table exists (a no-op later): larger pages mean
+                        // fewer WAL frames, each a write call, per batch of completions.
+                        conn.execute(LEDGER_PAGE_SIZE).await?;
                         // WAL lets readers run beside the single writer; NORMAL syncs at
                         // checkpoints, which survives a process crash (see docs/ARCHITECTURE.md).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -243,6 +246,11 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// Page size of a new SQLite ledger file: with 8 KiB pages instead of SQLite's 4 KiB the history
+/// writer and the checkpointer spent ~1.4 µs less CPU per request (docs/BENCHMARKS.md, tuning
+/// step 10). The in-flight file keeps the default: its commits touch one or two pages.
+const LEDGER_PAGE_SIZE: &str = "PRAGMA page_size = 8192";
 
 /// The SQLite file holding the requests in flight beside the ledger file `main`
 /// (`sluice.db` → `sluice-inflight.db`).

@@ -1354,3 +1354,44 @@ async fn upgrading_closes_pending_rows_of_the_single_file_layout() {
     .unwrap();
     assert_eq!(left, 0, "the ledger file no longer holds in-flight rows");
 }
+
+/// A new SQLite ledger file gets 8 KiB pages (fewer WAL writes per batch of completions); a
+/// ledger created with SQLite's default 4 KiB pages keeps them and records as before.
+#[tokio::test]
+async fn new_sqlite_ledgers_use_8_kib_pages_and_older_ones_keep_theirs() {
+    async fn page_size(url: &str) -> i64 {
+        let mut raw = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap()
+    }
+    let (_s, url, _dir) = sqlite_store().await;
+    assert_eq!(page_size(&url).await, 8192);
+
+    let dir = tempdir::Dir::new();
+    let url = format!("sqlite://{}/old.db", dir.path());
+    let mut raw = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA page_size = 4096; CREATE TABLE made_before (x INTEGER)")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    let s = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    assert_eq!(page_size(&url).await, 4096);
+    let p = s.ensure_default_project().await.unwrap();
+    let ch = channel(p.id, "old-pages");
+    s.create_channel(&ch, "t").await.unwrap();
+    let snap = s.snapshot_for(&ch).await.unwrap();
+    let r = pending(&ch, snap.id, now_us(), "GET", "/old-pages");
+    s.write_batch("n", &[LedgerOp::Pending(r.clone())])
+        .await
+        .unwrap();
+    let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
+    assert_eq!(got.state, RequestState::Pending);
+}

@@ -2,17 +2,18 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1), parsed once:
+/// removing by `&str` would parse each name on every call, twice per proxied request.
+pub static HOP_BY_HOP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Header names whose values are stored as `[REDACTED]` by default.
@@ -39,7 +40,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -99,7 +100,10 @@ impl Redactor {
                 let v = if self.is_redacted(name.as_str()) {
                     REDACTED.to_string()
                 } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                    match value.to_str() {
+                        Ok(v) => v.to_owned(),
+                        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    }
                 };
                 (name.as_str().to_string(), v)
             })

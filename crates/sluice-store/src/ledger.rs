@@ -85,7 +85,31 @@ enum Queues {
 #[derive(Clone)]
 pub struct Ledger {
     queues: Queues,
-    depth: Arc<AtomicI64>,
+    depth: Arc<QueueDepth>,
+}
+
+/// Operations queued and not yet committed, mirrored into the `sluice_ledger_queue_depth` gauge
+/// through a handle registered once (a `gauge!` lookup per request cost a registry hash each),
+/// and the batch-size histogram.
+struct QueueDepth {
+    n: AtomicI64,
+    gauge: metrics::Gauge,
+    batch_size: metrics::Histogram,
+}
+
+impl QueueDepth {
+    fn new() -> Self {
+        Self {
+            n: AtomicI64::new(0),
+            gauge: metrics::gauge!("sluice_ledger_queue_depth"),
+            batch_size: metrics::histogram!("sluice_ledger_batch_size"),
+        }
+    }
+
+    fn add(&self, n: i64) {
+        let d = self.n.fetch_add(n, Ordering::Relaxed) + n;
+        self.gauge.set(d as f64);
+    }
 }
 
 impl Ledger {
@@ -104,7 +128,7 @@ impl Ledger {
         cfg: LedgerConfig,
         events: Option<EventLog>,
     ) -> Result<(Ledger, JoinHandle<()>), StoreError> {
-        let depth = Arc::new(AtomicI64::new(0));
+        let depth = Arc::new(QueueDepth::new());
         let Some((path, busy)) = store.sqlite_file() else {
             let (tx, rx) = mpsc::unbounded_channel();
             let handle = Ledger {
@@ -167,8 +191,7 @@ impl Ledger {
 
     /// Counts one more queued operation.
     fn queued(&self) {
-        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
+        self.depth.add(1);
     }
 
     /// Makes a `pending` record durable; returns once its transaction has committed.
@@ -213,7 +236,7 @@ impl Ledger {
 
     /// Operations queued and not yet committed.
     pub fn queue_depth(&self) -> i64 {
-        self.depth.load(Ordering::Relaxed)
+        self.depth.n.load(Ordering::Relaxed)
     }
 }
 
@@ -222,7 +245,7 @@ async fn writer(
     store: Store,
     cfg: LedgerConfig,
     mut rx: mpsc::UnboundedReceiver<Job>,
-    depth: Arc<AtomicI64>,
+    depth: Arc<QueueDepth>,
     events: Option<EventLog>,
 ) {
     let mut pending: Vec<Job> = Vec::with_capacity(cfg.max_batch);
@@ -397,7 +420,7 @@ fn inflight_writer(
     node_id: &str,
     max_batch: usize,
     rx: std_mpsc::Receiver<LiveJob>,
-    depth: &AtomicI64,
+    depth: &QueueDepth,
     events: Option<EventLog>,
 ) {
     let mut records = Vec::with_capacity(max_batch);
@@ -449,7 +472,7 @@ fn history_writer(
     cfg: &LedgerConfig,
     rx: std_mpsc::Receiver<Job>,
     settle: std_mpsc::Sender<LiveJob>,
-    depth: &AtomicI64,
+    depth: &QueueDepth,
     events: Option<EventLog>,
 ) {
     let mut ops = Vec::with_capacity(cfg.max_batch);
@@ -515,10 +538,9 @@ fn commit_history(
 }
 
 /// Takes a batch of `n` operations off the queue-depth gauge and records its size.
-fn note_batch(depth: &AtomicI64, n: usize) {
-    let d = depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
-    metrics::gauge!("sluice_ledger_queue_depth").set(d as f64);
-    metrics::histogram!("sluice_ledger_batch_size").record(n as f64);
+fn note_batch(depth: &QueueDepth, n: usize) {
+    depth.add(-(n as i64));
+    depth.batch_size.record(n as f64);
 }
 
 /// Shortest time between two ledger-failure entries in the event log.

@@ -96,7 +96,7 @@ fn as_value(ch: &Channel) -> Value {
 impl Store {
     /// Inserts a new channel and its audit entry in one transaction.
     pub async fn create_channel(&self, ch: &Channel, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(false).await?;
         sqlx::query(&format!(
             "INSERT INTO channels ({CHANNEL_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -136,7 +136,7 @@ impl Store {
         expected: i64,
         actor: &str,
     ) -> Result<Channel> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(false).await?;
         let before = channel_by_id(&mut *tx, ch.id)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -190,7 +190,7 @@ impl Store {
         purge: bool,
         actor: &str,
     ) -> Result<DeleteOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(purge).await?;
         let Some(before) = channel_by_id(&mut *tx, id).await? else {
             return Ok(DeleteOutcome::NotFound);
         };

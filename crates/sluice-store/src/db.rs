@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 use tokio::sync::{broadcast, watch};
 
 use crate::changes::Change;
@@ -157,6 +157,26 @@ impl Store {
     /// in [`inflight_file`] of it).
     pub(crate) fn sqlite_file(&self) -> Option<(&std::path::Path, Duration)> {
         self.sqlite_path.as_deref().map(|p| (p, self.busy_timeout))
+    }
+
+    /// Begins a transaction that reads configuration and then changes it. On SQLite a deferred
+    /// transaction reads from a snapshot, and its first write fails at once with "database is
+    /// locked" when a ledger writer committed since (under traffic, nearly always); so this one
+    /// takes the ledger file's write lock first (waiting up to the busy timeout) and reads the
+    /// newest data. With `inflight`, also the write lock of the file of requests in flight
+    /// (always after the ledger file's, so two such transactions cannot deadlock).
+    pub(crate) async fn begin_write(&self, inflight: bool) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            // A write that changes nothing still takes the lock.
+            tx.execute("UPDATE main.projects SET id = id WHERE 0")
+                .await?;
+            if inflight {
+                tx.execute("UPDATE live.requests_inflight SET id = id WHERE 0")
+                    .await?;
+            }
+        }
+        Ok(tx)
     }
 
     /// Checks that the database answers.

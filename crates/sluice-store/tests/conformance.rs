@@ -1395,3 +1395,85 @@ async fn new_sqlite_ledgers_use_8_kib_pages_and_older_ones_keep_theirs() {
     let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
     assert_eq!(got.state, RequestState::Pending);
 }
+
+#[tokio::test]
+async fn configuration_writes_succeed_while_traffic_is_being_recorded() {
+    // Under traffic the ledger's writers commit constantly. A configuration change reads before
+    // it writes (lock_version, history checks); on SQLite such a transaction used to fail with
+    // "database is locked" whenever a writer committed between its read and its first write.
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let (busy, edited, purged) = (
+            channel(p.id, "busy"),
+            channel(p.id, "edited"),
+            channel(p.id, "purged"),
+        );
+        for ch in [&busy, &edited, &purged] {
+            s.create_channel(ch, "t").await.unwrap();
+        }
+        let (ledger, task) = Ledger::start(
+            s.clone(),
+            LedgerConfig {
+                node_id: "n".into(),
+                max_batch: 64,
+                completion_delay: std::time::Duration::from_millis(1),
+            },
+        )
+        .unwrap();
+        let snap = s.snapshot_for(&purged).await.unwrap();
+        for i in 0..5 {
+            let r = pending(&purged, snap.id, now_us() + i, "POST", "/old");
+            ledger.record_pending(r.clone()).await.unwrap();
+            let (done, ev) = completed(r, 200, 10);
+            ledger.record_completion(done, Some(ev));
+        }
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let snap = s.snapshot_for(&busy).await.unwrap();
+        let mut traffic = Vec::new();
+        for user in 0..8 {
+            let (ledger, busy, stop) = (ledger.clone(), busy.clone(), stop.clone());
+            traffic.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = pending(&busy, snap.id, now_us() + user, "POST", "/x");
+                    ledger.record_pending(r.clone()).await.unwrap();
+                    let (done, ev) = completed(r, 200, 10);
+                    ledger.record_completion(done, Some(ev));
+                    n += 1;
+                }
+                n
+            }));
+        }
+
+        let mut current = edited.clone();
+        for round in 0..60 {
+            current.sink_url = format!("http://127.0.0.1:10/v{round}");
+            current = s
+                .update_channel(&current, current.lock_version, "bob")
+                .await
+                .unwrap_or_else(|e| panic!("update {round} under traffic failed: {e}"));
+        }
+        assert_eq!(current.lock_version, 61);
+        let outcome = s.delete_channel(purged.id, true, "bob").await;
+        assert!(
+            matches!(outcome, Ok(DeleteOutcome::Deleted)),
+            "purge under traffic: {outcome:?}"
+        );
+
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut recorded = 0;
+        for t in traffic {
+            recorded += t.await.unwrap();
+        }
+        drop(ledger);
+        task.await.unwrap();
+        assert!(recorded > 0, "traffic ran beside the changes");
+        assert!(s.get_channel(purged.id).await.unwrap().is_none());
+        assert_eq!(
+            s.channel_stats(busy.id, 0).await.unwrap().total,
+            recorded as i64
+        );
+    })
+    .await;
+}

@@ -692,13 +692,15 @@ async fn credential_api_validates_hides_secrets_and_audits_names_only() {
         ))
         .await;
     assert_eq!(snaps["items"][0]["config"]["sink_credential_id"], json!(id));
-    s.api(
-        Method::DELETE,
-        &format!("/channels/{}?purge=true", ch["id"].as_str().unwrap()),
-    )
-    .send()
-    .await
-    .unwrap();
+    let purged = s
+        .api(
+            Method::DELETE,
+            &format!("/channels/{}?purge=true", ch["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 204, "purging the channel that used it");
     assert_eq!(del(&s).await.unwrap().status(), 204);
 
     // audit: names of fields, never values

@@ -19,17 +19,7 @@ BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4311}
 SLUICE_PORT=${SLUICE_PORT:-4313}
 
-for tool in wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl python3)" >&2; exit 1; }
-done
-[ -x "$BIN" ] || { echo "no sluice binary at $BIN (cargo build --release)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh" wrk curl python3
 
 "$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
 pids+=($!)

@@ -13,13 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4311}
 SLUICE_PORT=${SLUICE_PORT:-4313}
-[ -x "$BIN" ] || { echo "no sluice binary at $BIN (cargo build --release)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; exit 1; }
+source "$(dirname "$0")/lib.sh" curl python3
 
 "$BIN" bench sink --port "$SINK_PORT" >"$work/sink.log" 2>&1 &
 pids+=($!)

@@ -1,0 +1,16 @@
+# Shared by the bench scripts: `source "$(dirname "$0")/lib.sh" TOOL...` after setting BIN.
+# Checks that TOOL... and the sluice binary exist, makes the scratch directory `$work`, and on
+# exit stops every process whose pid was added to `pids` and removes `$work`.
+
+for tool in "$@"; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (the script's header says what to install)" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "no sluice binary at $BIN (cargo build --release)" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# wait_port PORT: waits up to 10 s for an HTTP answer on 127.0.0.1:PORT.
+wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }

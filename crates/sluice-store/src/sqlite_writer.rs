@@ -63,9 +63,9 @@ pub(crate) const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS live.reques
 /// time that grows with the checkpoint's size, so small frequent ones keep the tail short
 /// (wrk p99 at 20 connections: 15 ms every 50 ms, 27 ms every 200 ms, 35–98 ms every 1–5 s).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// WAL size (in 4 KiB frames, 64 MiB) past which the checkpointer also restarts the WAL, briefly
-/// waiting for the writer, so the file cannot grow without bound under constant load.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// WAL size past which the checkpointer also restarts the WAL, briefly waiting for the writer,
+/// so the file cannot grow without bound under constant load.
+const WAL_RESTART_BYTES: i64 = 64 << 20;
 
 /// Opens `path` for writing with the ledger's pragmas.
 fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
@@ -238,6 +238,9 @@ impl Checkpointer {
     fn start(path: PathBuf, busy_timeout: Duration) -> rusqlite::Result<Self> {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(busy_timeout)?;
+        // A WAL frame holds one page: the ledger file's are 8 KiB, the in-flight file's 4 KiB.
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let restart_frames = WAL_RESTART_BYTES / page_size.max(512);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -246,7 +249,7 @@ impl Checkpointer {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
                     match checkpoint(&conn, "PASSIVE") {
-                        Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                        Ok(frames) if frames > restart_frames => {
                             if let Err(e) = checkpoint(&conn, "RESTART") {
                                 tracing::warn!(error = %e, "WAL restart checkpoint failed");
                             }

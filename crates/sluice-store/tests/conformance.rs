@@ -105,6 +105,19 @@ mod tempdir {
     }
 }
 
+/// Starts a ledger writer on `s` as node `n`, gathering completions for `delay_ms`.
+fn start_ledger(s: &Store, delay_ms: u64) -> (Ledger, tokio::task::JoinHandle<()>) {
+    Ledger::start(
+        s.clone(),
+        LedgerConfig {
+            node_id: "n".into(),
+            max_batch: 64,
+            completion_delay: std::time::Duration::from_millis(delay_ms),
+        },
+    )
+    .unwrap()
+}
+
 fn channel(project: Uuid, name: &str) -> Channel {
     let now = now_us();
     Channel {
@@ -535,15 +548,7 @@ async fn group_commit_makes_every_pending_durable_and_completes_them() {
         let ch = channel(p.id, "gc");
         s.create_channel(&ch, "t").await.unwrap();
         let snap = s.snapshot_for(&ch).await.unwrap();
-        let (ledger, task) = Ledger::start(
-            s.clone(),
-            LedgerConfig {
-                node_id: "n".into(),
-                max_batch: 64,
-                completion_delay: std::time::Duration::from_millis(5),
-            },
-        )
-        .unwrap();
+        let (ledger, task) = start_ledger(&s, 5);
         let mut tasks = Vec::new();
         for i in 0..300 {
             let (ledger, ch) = (ledger.clone(), ch.clone());
@@ -597,11 +602,7 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         for sql in trigger {
             sqlx::query(&sql).execute(&mut raw).await.unwrap();
         }
-        let (ledger, _task) = Ledger::start(
-            s.clone(),
-            LedgerConfig { node_id: "n".into(), max_batch: 64, completion_delay: std::time::Duration::from_millis(5) },
-        )
-        .unwrap();
+        let (ledger, _task) = start_ledger(&s, 5);
         let r = pending(&ch, snap.id, now_us(), "GET", "/");
         assert!(matches!(ledger.record_pending(r.clone()).await, Err(LedgerError::Unavailable(_))));
         assert!(s.get_request(r.id).await.unwrap().is_none(), "nothing half-written");
@@ -1260,15 +1261,7 @@ async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_fin
     .execute(&mut raw)
     .await
     .unwrap();
-    let (ledger, task) = Ledger::start(
-        s.clone(),
-        LedgerConfig {
-            node_id: "n".into(),
-            max_batch: 64,
-            completion_delay: std::time::Duration::from_millis(1),
-        },
-    )
-    .unwrap();
+    let (ledger, task) = start_ledger(&s, 1);
     let r = pending(&ch, snap.id, now_us(), "POST", "/x");
     ledger.record_pending(r.clone()).await.unwrap();
     let (done, ev) = completed(r.clone(), 200, 10);
@@ -1411,15 +1404,7 @@ async fn configuration_writes_succeed_while_traffic_is_being_recorded() {
         for ch in [&busy, &edited, &purged] {
             s.create_channel(ch, "t").await.unwrap();
         }
-        let (ledger, task) = Ledger::start(
-            s.clone(),
-            LedgerConfig {
-                node_id: "n".into(),
-                max_batch: 64,
-                completion_delay: std::time::Duration::from_millis(1),
-            },
-        )
-        .unwrap();
+        let (ledger, task) = start_ledger(&s, 1);
         let snap = s.snapshot_for(&purged).await.unwrap();
         for i in 0..5 {
             let r = pending(&purged, snap.id, now_us() + i, "POST", "/old");

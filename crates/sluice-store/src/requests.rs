@@ -248,6 +248,33 @@ pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
     )
 }
 
+/// Finds a channel that still exists; on PostgreSQL it also holds the channel's row until the
+/// batch commits, so a purge cannot delete it between this check and the commit (on SQLite the
+/// batch already holds the file's write lock).
+pub(crate) fn channel_exists_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SELECT 1 FROM channels WHERE id = $1",
+        Backend::Postgres => "SELECT 1 FROM channels WHERE id = $1 FOR SHARE",
+    }
+}
+
+/// Removes what a batch wrote for a channel purged while those requests were in flight: their
+/// events, then the requests (the purge took everything else).
+pub(crate) const FORGET_PURGED_SQL: [&str; 2] = [
+    "DELETE FROM events WHERE request_id IN (SELECT id FROM requests WHERE channel_id = $1)",
+    "DELETE FROM requests WHERE channel_id = $1",
+];
+
+/// The channels of the finished requests among `records`, each once.
+pub(crate) fn finished_channels<'a>(
+    records: impl IntoIterator<Item = &'a RequestRecord>,
+) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = records.into_iter().map(|r| r.channel_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// `INSERT` of `rows` event rows (a repeated completion is ignored).
 pub(crate) fn insert_events_sql(backend: Backend, rows: usize) -> String {
     format!(
@@ -406,6 +433,21 @@ impl Store {
         write_requests(&mut tx, b, upsert_requests_sql, node_id, &rows.finished).await?;
         insert_events(&mut tx, b, &rows.events).await?;
         delete_inflight(&mut tx, b, &rows.finished).await?;
+        for channel in finished_channels(rows.finished.iter().copied()) {
+            let exists = sqlx::query(channel_exists_sql(b))
+                .bind(channel.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                for sql in FORGET_PURGED_SQL {
+                    sqlx::query(sql)
+                        .bind(channel.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

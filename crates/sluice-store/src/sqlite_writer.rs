@@ -31,8 +31,8 @@ use uuid::Uuid;
 
 use crate::db::Backend;
 use crate::requests::{
-    delete_inflight_sql, insert_events_sql, insert_inflight_sql, mark_error_sql,
-    upsert_requests_sql, LedgerOp,
+    channel_exists_sql, delete_inflight_sql, finished_channels, insert_events_sql,
+    insert_inflight_sql, mark_error_sql, upsert_requests_sql, LedgerOp, FORGET_PURGED_SQL,
 };
 
 /// The in-flight table, created in the `live` file when the ledger is opened.
@@ -191,6 +191,21 @@ impl HistoryWriter {
                     t.reused_connection,
                     e.error,
                 ])?;
+            }
+            // After the writes, which hold the file's write lock: a purge either committed
+            // before them (the channel is gone) or waits until this commit.
+            let finished = ops.iter().filter_map(|op| match op {
+                LedgerOp::Complete(r, _) => Some(r),
+                LedgerOp::Pending(_) => None,
+            });
+            let mut exists = tx.prepare_cached(channel_exists_sql(Backend::Sqlite))?;
+            for channel in finished_channels(finished) {
+                let channel = channel.to_string();
+                if !exists.exists(params![channel])? {
+                    for sql in FORGET_PURGED_SQL {
+                        tx.execute(sql, params![channel])?;
+                    }
+                }
             }
         }
         tx.commit()

@@ -1462,3 +1462,47 @@ async fn configuration_writes_succeed_while_traffic_is_being_recorded() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_request_finishing_after_its_channel_was_purged_leaves_no_history() {
+    on_both(|s, url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let (gone, kept) = (channel(p.id, "gone"), channel(p.id, "kept"));
+        s.create_channel(&gone, "t").await.unwrap();
+        s.create_channel(&kept, "t").await.unwrap();
+        let (gone_snap, kept_snap) = (
+            s.snapshot_for(&gone).await.unwrap(),
+            s.snapshot_for(&kept).await.unwrap(),
+        );
+        let (ledger, task) = start_ledger(&s, 1);
+        let late = pending(&gone, gone_snap.id, now_us(), "POST", "/late");
+        let other = pending(&kept, kept_snap.id, now_us(), "POST", "/other");
+        ledger.record_pending(late.clone()).await.unwrap();
+        ledger.record_pending(other.clone()).await.unwrap();
+        // The channel is purged while `late` is still in flight; it finishes afterwards, in the
+        // same batch as a request of a channel that stays.
+        let outcome = s.delete_channel(gone.id, true, "t").await.unwrap();
+        assert!(matches!(outcome, DeleteOutcome::Deleted));
+        for r in [late.clone(), other.clone()] {
+            let (done, ev) = completed(r, 200, 10);
+            ledger.record_completion(done, Some(ev));
+        }
+        drop(ledger);
+        task.await.unwrap();
+        assert!(
+            s.get_request(late.id).await.unwrap().is_none(),
+            "no history row for a purged channel"
+        );
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE request_id = $1")
+            .bind(late.id.to_string())
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(events, 0, "no event row for a purged channel");
+        let (kept_row, kept_event) = s.get_request(other.id).await.unwrap().unwrap();
+        assert_eq!(kept_row.state, RequestState::Success);
+        assert!(kept_event.is_some());
+    })
+    .await;
+}

@@ -110,6 +110,12 @@ impl QueueDepth {
         let d = self.n.fetch_add(n, Ordering::Relaxed) + n;
         self.gauge.set(d as f64);
     }
+
+    /// Takes a batch of `n` operations off the queue and records its size.
+    fn batch(&self, n: usize) {
+        self.add(-(n as i64));
+        self.batch_size.record(n as f64);
+    }
 }
 
 impl Ledger {
@@ -303,7 +309,7 @@ async fn writer(
                 oldest_completion = None;
             }
         }
-        note_batch(&depth, jobs.len());
+        depth.batch(jobs.len());
         let started = Instant::now();
         commit(&store, &cfg.node_id, jobs, events.as_ref()).await;
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -440,7 +446,7 @@ fn inflight_writer(
                 .then(|| rx.try_recv().ok())
                 .flatten();
         }
-        note_batch(depth, records.len());
+        depth.batch(records.len());
         let started = Instant::now();
         let mut res = conn.write(node_id, &records, &settled);
         if res.is_err() && !settled.is_empty() {
@@ -485,7 +491,7 @@ fn history_writer(
             std::thread::sleep(cfg.completion_delay);
             drain(&rx, &mut ops, cfg.max_batch);
         }
-        note_batch(depth, ops.len());
+        depth.batch(ops.len());
         let settled = commit_history(&mut conn, &cfg.node_id, &mut ops, events.as_ref());
         if !settled.is_empty() {
             let _ = settle.send(LiveJob::Settled(settled));
@@ -535,12 +541,6 @@ fn commit_history(
         }
     }
     settled
-}
-
-/// Takes a batch of `n` operations off the queue-depth gauge and records its size.
-fn note_batch(depth: &QueueDepth, n: usize) {
-    depth.add(-(n as i64));
-    depth.batch_size.record(n as f64);
 }
 
 /// Shortest time between two ledger-failure entries in the event log.

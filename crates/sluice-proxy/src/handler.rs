@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use http::header::{HeaderName, HOST};
 use http::{HeaderValue, Response, StatusCode, Uri};
 use parking_lot::Mutex;
@@ -49,12 +49,8 @@ fn with_request_id(mut res: Response<Body>, id: &HeaderValue) -> Response<Body> 
     res
 }
 
-/// Handles `ANY /channels/{id}` and `ANY /channels/{id}/{*rest}`.
-pub async fn proxy(
-    State(proxy): State<Arc<Proxy>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response<Body> {
+/// Handles any method on `/channels/{id}` and `/channels/{id}/{*rest}` from the caller at `peer`.
+pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Response<Body> {
     let started = Instant::now();
     let started_at = now_us();
     let (mut parts, body) = req.into_parts();

@@ -7,6 +7,7 @@ pub mod handler;
 pub mod metrics;
 pub mod reply;
 pub mod routes;
+pub mod service;
 pub mod sink_credentials;
 pub mod source_auth;
 pub mod tap;
@@ -14,7 +15,6 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-use axum::routing::any;
 use axum::Router;
 use sluice_store::{Ledger, Store};
 
@@ -55,12 +55,9 @@ impl Proxy {
         })
     }
 
-    /// The `/channels/...` routes.
-    pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/channels/{id}", any(handler::proxy))
-            .route("/channels/{id}/", any(handler::proxy))
-            .route("/channels/{id}/{*rest}", any(handler::proxy))
-            .with_state(self.clone())
+    /// The service to pass to `axum::serve`: `/channels/...` proxied, the rest to `fallback`
+    /// (the API and UI, or [`service::not_found_router`]).
+    pub fn service(self: &Arc<Self>, fallback: Router) -> service::MakeConnService {
+        service::MakeConnService::new(self.clone(), fallback)
     }
 }

@@ -80,8 +80,13 @@ impl TapState {
     /// The observation of everything seen so far (hash of the bytes that passed).
     pub fn observation(&mut self) -> BodyObservation {
         let hasher = std::mem::take(&mut self.hasher);
+        // Into a fixed buffer: `hex::encode` pushes the 64 characters one `char` at a time.
+        let mut digest_hex = [0u8; 64];
+        hex::encode_to_slice(hasher.finalize(), &mut digest_hex).expect("64 bytes hold 32 in hex");
         BodyObservation {
-            sha256: hex::encode(hasher.finalize()),
+            sha256: std::str::from_utf8(&digest_hex)
+                .expect("hex is ASCII")
+                .to_string(),
             size: self.size as i64,
             preview: std::mem::take(&mut self.preview),
             truncated: self.truncated,

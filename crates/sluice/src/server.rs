@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use sluice_admin::schemas::BundledSchemas;
@@ -14,6 +13,7 @@ use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
 use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
+use sluice_proxy::service::{not_found_router, MakeConnService};
 use sluice_proxy::{Proxy, ProxyConfig};
 use sluice_store::event_log::DEFAULT_RING;
 use sluice_store::{EventLog, Ledger, LedgerConfig, Severity, Source};
@@ -83,7 +83,7 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
 
 fn spawn_server(
     listener: TcpListener,
-    app: Router,
+    app: MakeConnService,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     // No Nagle: a streamed response's head and first chunk must not wait for an ACK.
@@ -93,14 +93,11 @@ fn spawn_server(
         }
     });
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
     })
 }
 
@@ -170,15 +167,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match args.admin_listen {
         Some(addr) => {
             let (admin_listener, admin_local) = bind(addr).await?;
-            servers.push(spawn_server(listener, proxy.router(), stop_rx.clone()));
-            servers.push(spawn_server(admin_listener, admin, stop_rx.clone()));
+            servers.push(spawn_server(
+                listener,
+                proxy.service(not_found_router()),
+                stop_rx.clone(),
+            ));
+            servers.push(spawn_server(
+                admin_listener,
+                MakeConnService::router_only(admin),
+                stop_rx.clone(),
+            ));
             println!("listening: http://{local}");
             println!("admin listening: http://{admin_local}");
         }
         None => {
             servers.push(spawn_server(
                 listener,
-                proxy.router().merge(admin),
+                proxy.service(admin),
                 stop_rx.clone(),
             ));
             println!("listening: http://{local}");

@@ -114,6 +114,71 @@ async fn unknown_bad_and_disabled_channels_answer_404_json() {
 }
 
 #[tokio::test]
+async fn a_separate_admin_listener_keeps_the_api_and_the_proxy_apart() {
+    let up = upstream::start().await;
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--admin-listen", &admin],
+    )
+    .await;
+    let res = s
+        .http()
+        .post(format!("http://{admin}/api/v1/channels"))
+        .bearer_auth(&s.token)
+        .json(&json!({ "name": "split", "sink_url": up.url("/") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "the API answers on the admin listener");
+    let ch: Value = res.json().await.unwrap();
+
+    let res = s
+        .http()
+        .post(s.proxy_url(&ch, "/x"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the channel is proxied on the main listener"
+    );
+    assert_eq!(res.json::<Value>().await.unwrap()["body_len"], 5);
+
+    let res = s.api(Method::GET, "/channels").send().await.unwrap();
+    assert_eq!(res.status(), 404, "no API on the proxy listener");
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "error": "Not Found" })
+    );
+
+    let hits = up.hits();
+    let res = s
+        .http()
+        .post(format!(
+            "http://{admin}/channels/{}/x",
+            ch["id"].as_str().unwrap()
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "no proxying on the admin listener");
+    assert_eq!(
+        up.hits(),
+        hits,
+        "nothing was forwarded from the admin listener"
+    );
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_are_stripped_both_ways() {
     let up = upstream::start().await;
     let s = Sluice::start().await;

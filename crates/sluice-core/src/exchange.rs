@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::Micros;
+use crate::header_list::HeaderList;
 
 /// Lifecycle state of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,9 +137,9 @@ pub struct EventRecord {
     /// The request row it details.
     pub request_id: Uuid,
     /// Request headers as sent to the sink, redacted.
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: HeaderList,
     /// Response headers as received from the sink, redacted.
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: HeaderList,
     /// Request body observation.
     pub request_body: BodyObservation,
     /// Response body observation.

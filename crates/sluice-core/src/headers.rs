@@ -2,6 +2,8 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::header_list::{self, HeaderList};
+
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1), parsed once:
 /// removing by `&str` would parse each name on every call, twice per proxied request.
 pub static HOP_BY_HOP: [HeaderName; 9] = [
@@ -93,21 +95,19 @@ impl Redactor {
     }
 
     /// Ordered `[name, value]` pairs of `headers`, duplicates kept, redacted values replaced.
-    pub fn record(&self, headers: &HeaderMap) -> Vec<(String, String)> {
-        headers
-            .iter()
-            .map(|(name, value)| {
-                let v = if self.is_redacted(name.as_str()) {
-                    REDACTED.to_string()
-                } else {
-                    match value.to_str() {
-                        Ok(v) => v.to_owned(),
-                        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    }
-                };
-                (name.as_str().to_string(), v)
-            })
-            .collect()
+    pub fn record(&self, headers: &HeaderMap) -> HeaderList {
+        let mut list = header_list::Builder::with_capacity(64 * headers.len() + 2);
+        for (name, value) in headers {
+            if self.is_redacted(name.as_str()) {
+                list.push(name.as_str(), REDACTED);
+            } else {
+                match value.to_str() {
+                    Ok(v) => list.push(name.as_str(), v),
+                    Err(_) => list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
+                }
+            }
+        }
+        list.finish()
     }
 }
 
@@ -157,7 +157,7 @@ mod tests {
         h.append("set-cookie", "b=2".parse().unwrap());
         h.append("x-trace", "t".parse().unwrap());
         h.append("Authorization", "Bearer secret".parse().unwrap());
-        let rec = Redactor::default().record(&h);
+        let rec = Redactor::default().record(&h).pairs();
         assert_eq!(rec.len(), 4);
         assert!(rec.iter().all(|(_, v)| !v.contains("secret") && v != "a=1"));
         assert_eq!(

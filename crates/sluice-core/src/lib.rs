@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod clock;
 pub mod exchange;
+pub mod header_list;
 pub mod headers;
 pub mod keyring;
 pub mod outcome;
@@ -14,4 +15,5 @@ pub mod url_join;
 
 pub use channel::{Channel, ChannelConfig, Snapshot, Timeouts};
 pub use exchange::{BodyObservation, EventRecord, RequestRecord, RequestState, Timings};
+pub use header_list::HeaderList;
 pub use outcome::ExchangeError;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_core::clock::now_us;
-use sluice_core::{EventRecord, ExchangeError, RequestRecord, RequestState};
+use sluice_core::{EventRecord, ExchangeError, HeaderList, RequestRecord, RequestState};
 use sluice_store::Ledger;
 
 use crate::metrics::ProxyMetrics;
@@ -69,7 +69,7 @@ impl Exchange {
     }
 
     /// Notes the request headers as sent (already redacted) and the dispatch time.
-    pub fn dispatched(&mut self, headers: Vec<(String, String)>) {
+    pub fn dispatched(&mut self, headers: HeaderList) {
         let i = self.inner();
         i.event.request_headers = headers;
         i.dispatched = Some(Instant::now());
@@ -79,7 +79,7 @@ impl Exchange {
     pub fn answered(
         &mut self,
         status: u16,
-        headers: Vec<(String, String)>,
+        headers: HeaderList,
         connect_us: Option<i64>,
         reused: Option<bool>,
         response_tap: SharedTap,

@@ -167,8 +167,8 @@ fn event_from_row(r: &AnyRow) -> Result<EventRecord> {
     let status: Option<i64> = r.try_get("response_status")?;
     Ok(EventRecord {
         request_id: rows::uuid(r, "request_id")?,
-        request_headers: rows::json(r, "request_headers")?,
-        response_headers: rows::json(r, "response_headers")?,
+        request_headers: rows::header_list(r, "request_headers")?,
+        response_headers: rows::header_list(r, "response_headers")?,
         request_body: BodyObservation {
             sha256: r.try_get("request_body_sha256")?,
             size: r.try_get("request_body_size")?,
@@ -388,8 +388,8 @@ async fn insert_events(
             let t = &e.timings;
             q = q
                 .bind(e.request_id.to_string())
-                .bind(rows::to_json(&e.request_headers))
-                .bind(rows::to_json(&e.response_headers))
+                .bind(e.request_headers.as_json())
+                .bind(e.response_headers.as_json())
                 .bind(e.request_body.sha256.as_str())
                 .bind(e.request_body.size)
                 .bind(e.request_body.preview.as_slice())

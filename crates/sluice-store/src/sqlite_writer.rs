@@ -172,8 +172,8 @@ impl HistoryWriter {
                 let t = &e.timings;
                 insert.execute(params![
                     e.request_id.to_string(),
-                    serde_json::to_string(&e.request_headers).expect("headers serialise"),
-                    serde_json::to_string(&e.response_headers).expect("headers serialise"),
+                    e.request_headers.as_json(),
+                    e.response_headers.as_json(),
                     e.request_body.sha256,
                     e.request_body.size,
                     e.request_body.preview,

@@ -10,7 +10,8 @@ use std::future::Future;
 
 use sluice_core::clock::now_us;
 use sluice_core::{
-    BodyObservation, Channel, EventRecord, RequestRecord, RequestState, Timeouts, Timings,
+    BodyObservation, Channel, EventRecord, HeaderList, RequestRecord, RequestState, Timeouts,
+    Timings,
 };
 use sluice_store::channels::DeleteOutcome;
 use sluice_store::requests::LedgerOp;
@@ -180,12 +181,8 @@ fn completed(mut r: RequestRecord, status: u16, latency: i64) -> (RequestRecord,
     r.response_body_size = Some(0);
     let ev = EventRecord {
         request_id: r.id,
-        request_headers: vec![
-            ("x-b".into(), "2".into()),
-            ("x-a".into(), "1".into()),
-            ("x-a".into(), "again".into()),
-        ],
-        response_headers: vec![("content-type".into(), "text/plain".into())],
+        request_headers: HeaderList::from_pairs([("x-b", "2"), ("x-a", "1"), ("x-a", "again")]),
+        response_headers: HeaderList::from_pairs([("content-type", "text/plain")]),
         request_body: BodyObservation {
             sha256: "ab".repeat(32),
             size: 3,
@@ -372,12 +369,13 @@ async fn requests_round_trip_filter_and_paginate() {
         let (got, ev) = s.get_request(all[0].id).await.unwrap().unwrap();
         assert_eq!(got, all[0]);
         let ev = ev.unwrap();
+        let request_headers = ev.request_headers.pairs();
         assert_eq!(
-            ev.request_headers[0],
+            request_headers[0],
             ("x-b".to_string(), "2".to_string()),
             "header order kept"
         );
-        assert_eq!(ev.request_headers.len(), 3, "duplicates kept");
+        assert_eq!(request_headers.len(), 3, "duplicates kept");
         assert_eq!(ev.request_body.preview, vec![0, 159, 255]);
         assert!(ev.response_body.truncated && !ev.request_body.truncated);
         assert_eq!(ev.timings.reused_connection, Some(false));

@@ -105,7 +105,11 @@ pub struct Tap<B> {
     inner: B,
     state: SharedTap,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// When the idle timeout fires unless a chunk comes first; moved on by every chunk.
+    deadline: tokio::time::Instant,
+    /// The timer, made when the body first has to wait: most small bodies never do, and
+    /// arming a timer takes a lock in the runtime's timer wheel (and another to drop it).
+    sleep: Option<Pin<Box<Sleep>>>,
     on_end: Option<OnEnd>,
 }
 
@@ -119,7 +123,8 @@ impl<B: Body> Tap<B> {
             inner,
             state,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            deadline: tokio::time::Instant::now() + idle,
+            sleep: None,
             on_end,
         }
     }
@@ -153,8 +158,7 @@ where
                 if this.inner.is_end_stream() {
                     this.end(TapEnd::Complete);
                 }
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                this.deadline = tokio::time::Instant::now() + this.idle;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -165,13 +169,22 @@ where
                 this.end(TapEnd::Complete);
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.end(TapEnd::Idle);
-                    Poll::Ready(Some(Err("body idle timeout".into())))
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.end(TapEnd::Idle);
+                        Poll::Ready(Some(Err("body idle timeout".into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -42,8 +42,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // One pass over the names present (a handful) finds most requests with none of them,
+    // instead of a hashed lookup per hop-by-hop name.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
@@ -103,6 +107,7 @@ impl Redactor {
             } else {
                 match value.to_str() {
                     Ok(v) => list.push(name.as_str(), v),
+                    // Bytes past ASCII: kept where they are UTF-8, replaced where they are not.
                     Err(_) => list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
                 }
             }
@@ -148,6 +153,21 @@ mod tests {
         );
         assert_eq!(append_forwarded_for(None, "127.0.0.1"), "127.0.0.1");
         assert_eq!(first_forwarded_for(Some(&v)).as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn recorded_values_keep_utf8_and_replace_invalid_bytes() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-name",
+            HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        );
+        h.append("x-raw", HeaderValue::from_bytes(b"a\xffb").unwrap());
+        h.append("x-quoted", HeaderValue::from_static("say \"hi\"\tnow"));
+        let rec = Redactor::default().record(&h).pairs();
+        assert_eq!(rec[0].1, "café");
+        assert_eq!(rec[1].1, "a\u{fffd}b");
+        assert_eq!(rec[2].1, "say \"hi\"\tnow");
     }
 
     #[test]

@@ -115,8 +115,9 @@ impl InflightWriter {
                 write_request(&mut insert, node_id, r)?;
             }
             let mut delete = tx.prepare_cached(&self.delete)?;
+            let mut buf = Uuid::encode_buffer();
             for id in settled {
-                delete.execute(params![id.to_string()])?;
+                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
             }
         }
         tx.commit()
@@ -170,8 +171,9 @@ impl HistoryWriter {
                 write_request(&mut upsert, node_id, r)?;
                 let Some(e) = event else { continue };
                 let t = &e.timings;
+                let mut id = Uuid::encode_buffer();
                 insert.execute(params![
-                    e.request_id.to_string(),
+                    &*e.request_id.hyphenated().encode_lower(&mut id),
                     e.request_headers.as_json(),
                     e.response_headers.as_json(),
                     e.request_body.sha256,
@@ -218,11 +220,17 @@ fn write_request(
     node_id: &str,
     r: &RequestRecord,
 ) -> rusqlite::Result<()> {
+    // The ids as text, encoded on the stack rather than in three allocations per row.
+    let (mut id, mut channel, mut snapshot) = (
+        Uuid::encode_buffer(),
+        Uuid::encode_buffer(),
+        Uuid::encode_buffer(),
+    );
     stmt.execute(params![
-        r.id.to_string(),
+        &*r.id.hyphenated().encode_lower(&mut id),
         r.request_id,
-        r.channel_id.to_string(),
-        r.snapshot_id.to_string(),
+        &*r.channel_id.hyphenated().encode_lower(&mut channel),
+        &*r.snapshot_id.hyphenated().encode_lower(&mut snapshot),
         node_id,
         r.state.as_str(),
         r.started_at,

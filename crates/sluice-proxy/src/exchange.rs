@@ -23,7 +23,8 @@ struct Inner {
     ledger: Ledger,
     metrics: Arc<ProxyMetrics>,
     route: Arc<Route>,
-    record: RequestRecord,
+    /// Shared with the ledger until the pending record has committed; unique afterwards.
+    record: Arc<RequestRecord>,
     event: EventRecord,
     started: Instant,
     dispatched: Option<Instant>,
@@ -43,7 +44,7 @@ impl Exchange {
         ledger: Ledger,
         metrics: Arc<ProxyMetrics>,
         route: Arc<Route>,
-        record: RequestRecord,
+        record: Arc<RequestRecord>,
         started: Instant,
         request_tap: SharedTap,
     ) -> Self {
@@ -87,8 +88,9 @@ impl Exchange {
         let i = self.inner();
         let now = Instant::now();
         let ttfb = now.duration_since(i.started).as_micros() as i64;
-        i.record.response_status = Some(status);
-        i.record.ttfb_us = Some(ttfb);
+        let r = Arc::make_mut(&mut i.record);
+        r.response_status = Some(status);
+        r.ttfb_us = Some(ttfb);
         i.event.response_status = Some(status);
         i.event.response_headers = headers;
         i.event.timings.ttfb_us = Some(ttfb);
@@ -136,7 +138,7 @@ impl Exchange {
             i.event.timings.send_us = Some(e.saturating_duration_since(d).as_micros() as i64);
         }
         let response_body = i.response_tap.as_ref().map(|t| t.lock().observation());
-        let r = &mut i.record;
+        let r = Arc::make_mut(&mut i.record);
         r.state = state;
         r.error = error.clone();
         r.completed_at = Some(now_us());
@@ -153,7 +155,8 @@ impl Exchange {
             let r = &i.record;
             p.observe(r.state, r.response_status, r.error.as_deref());
         }
-        i.ledger.record_completion(i.record, Some(i.event));
+        i.ledger
+            .record_completion(Arc::unwrap_or_clone(i.record), Some(i.event));
     }
 
     /// Finishes after the response body ended as `how`.

@@ -121,7 +121,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         None => (path_and_query.clone(), None),
     };
     let peer_ip = peer.ip().to_string();
-    let record = RequestRecord {
+    let record = Arc::new(RequestRecord {
         id: Uuid::now_v7(),
         request_id,
         channel_id,
@@ -142,7 +142,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         ttfb_us: None,
         request_body_size: None,
         response_body_size: None,
-    };
+    });
 
     // The exchange exists before the pending write is awaited: if the caller goes away during
     // that wait, dropping it records the request as `client_disconnected`.

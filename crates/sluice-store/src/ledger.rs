@@ -64,7 +64,7 @@ struct Job {
 #[allow(clippy::large_enum_variant)]
 enum LiveJob {
     /// A pending record, and who waits for its commit.
-    Pending(RequestRecord, oneshot::Sender<Result<(), String>>),
+    Pending(Arc<RequestRecord>, oneshot::Sender<Result<(), String>>),
     /// Requests whose completion has committed: their in-flight rows go.
     Settled(Vec<uuid::Uuid>),
 }
@@ -201,12 +201,19 @@ impl Ledger {
     }
 
     /// Makes a `pending` record durable; returns once its transaction has committed.
-    pub async fn record_pending(&self, rec: RequestRecord) -> Result<(), LedgerError> {
+    ///
+    /// The record may be shared with the caller (who finishes the request with it later): the
+    /// SQLite writer drops its reference before it wakes the caller, so no copy is made there.
+    pub async fn record_pending(
+        &self,
+        rec: impl Into<Arc<RequestRecord>>,
+    ) -> Result<(), LedgerError> {
+        let rec = rec.into();
         let (done, wait) = oneshot::channel();
         let sent = match &self.queues {
             Queues::Task(tx) => tx
                 .send(Job {
-                    op: LedgerOp::Pending(rec),
+                    op: LedgerOp::Pending(Arc::unwrap_or_clone(rec)),
                     done: Some(done),
                 })
                 .is_ok(),
@@ -461,11 +468,12 @@ fn inflight_writer(
         if let Err(e) = &res {
             refused(events.as_ref(), e, records.len());
         }
+        // Dropped before the waiters wake, so each holds the only reference to its record.
+        records.clear();
         for d in dones.drain(..) {
             let _ = d.send(res.clone());
         }
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        records.clear();
         settled.clear();
     }
     tracing::debug!("ledger in-flight writer drained and stopped");

@@ -105,7 +105,7 @@ impl InflightWriter {
     pub(crate) fn write(
         &mut self,
         node_id: &str,
-        pending: &[RequestRecord],
+        pending: &[Arc<RequestRecord>],
         settled: &[Uuid],
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;

@@ -63,8 +63,7 @@ where
 
     fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
         ready(Ok(ConnService {
-            proxy: self.proxy.clone(),
-            fallback: self.fallback.clone(),
+            routes: self.clone(),
             peer: *stream.remote_addr(),
         }))
     }
@@ -73,8 +72,7 @@ where
 /// The service of one connection from `peer`.
 #[derive(Clone)]
 pub struct ConnService {
-    proxy: Option<Arc<Proxy>>,
-    fallback: Router,
+    routes: MakeConnService,
     peer: SocketAddr,
 }
 
@@ -91,7 +89,7 @@ impl Service<Request> for ConnService {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        match &self.proxy {
+        match &self.routes.proxy {
             Some(proxy) if req.uri().path().starts_with(PROXY_PREFIX) => {
                 let (proxy, peer) = (proxy.clone(), self.peer);
                 Either::Left(Box::pin(async move {
@@ -100,7 +98,7 @@ impl Service<Request> for ConnService {
             }
             _ => {
                 req.extensions_mut().insert(ConnectInfo(self.peer));
-                Either::Right(self.fallback.call(req))
+                Either::Right(self.routes.fallback.call(req))
             }
         }
     }

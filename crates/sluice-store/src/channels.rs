@@ -190,6 +190,7 @@ impl Store {
         purge: bool,
         actor: &str,
     ) -> Result<DeleteOutcome> {
+        self.inflight.refresh().await;
         let mut tx = self.begin_write(purge).await?;
         let Some(before) = channel_by_id(&mut *tx, id).await? else {
             return Ok(DeleteOutcome::NotFound);
@@ -318,6 +319,7 @@ impl Store {
 
     /// Time of the most recent request of a channel.
     pub async fn last_request_at(&self, channel_id: Uuid) -> Result<Option<Micros>> {
+        self.inflight.refresh().await;
         let r = sqlx::query(
             "SELECT MAX(last) AS last FROM ( \
              SELECT MAX(started_at) AS last FROM requests WHERE channel_id = $1 \

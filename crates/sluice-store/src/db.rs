@@ -54,6 +54,8 @@ pub struct Store {
     /// The PostgreSQL URL, for the notification listener.
     pg_url: Option<std::sync::Arc<str>>,
     pub(crate) secrets: Option<std::sync::Arc<crate::secrets::Secrets>>,
+    /// While a SQLite ledger runs: shows its requests in flight to this store's readers.
+    pub(crate) inflight: crate::ledger::InflightView,
 }
 
 impl std::fmt::Debug for Store {
@@ -136,6 +138,7 @@ impl Store {
             origin: Uuid::new_v4(),
             pg_url: (backend == Backend::Postgres).then(|| url.as_str().into()),
             secrets: None,
+            inflight: Default::default(),
         })
     }
 

@@ -161,6 +161,7 @@ impl Store {
 
     /// Health of the given channels (missing ones are left out).
     pub async fn channel_health(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, ChannelHealth>> {
+        self.inflight.refresh().await;
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -185,6 +186,7 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<ChannelHealth>> {
+        self.inflight.refresh().await;
         sqlx::query(&format!(
             "SELECT {HEALTH_COLUMNS} FROM channels WHERE id > $1 ORDER BY id LIMIT $2"
         ))
@@ -204,6 +206,7 @@ impl Store {
         ids: &[Uuid],
         since: Micros,
     ) -> Result<HashMap<Uuid, BTreeMap<String, i64>>> {
+        self.inflight.refresh().await;
         let zero: BTreeMap<String, i64> = RequestState::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))

@@ -6,11 +6,15 @@
 //! for up to [`LedgerConfig::completion_delay`] (or until a batch fills) and committed together,
 //! so each commit rewrites fewer pages per request.
 //!
-//! On SQLite, two threads write two files (see `sqlite_writer`): pending records into the
-//! in-flight file, completions into the ledger file, so a pending record never waits behind a
-//! batch of completions. On PostgreSQL one task writes both, completions riding with the next
-//! pending commit.
+//! On SQLite, pending records go to the journal (see `journal`). The requests append them
+//! themselves, one write per group, so a pending record never waits behind a batch of
+//! completions or for a thread to wake up. A history thread commits completions into the
+//! ledger file (see `sqlite_writer`). Before a reader of the store looks at requests, the
+//! thread copies the requests in flight into the in-flight file ([`InflightView`]), so every
+//! request forwarded is visible, finished or `pending`. On PostgreSQL one task writes both,
+//! completions riding with the next pending commit.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Instant;
@@ -23,9 +27,10 @@ use tokio::task::JoinHandle;
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::event_log::EventLog;
+use crate::journal::Journal;
 use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
-use crate::sqlite_writer::{HistoryWriter, InflightWriter};
+use crate::sqlite_writer::HistoryWriter;
 
 /// Most completions committed together with waiting pending records (a 120-completion commit
 /// took 1.1–1.9 ms in the ledger simulation of docs/BENCHMARKS.md, stalling every request that
@@ -59,14 +64,44 @@ struct Job {
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
-/// Work of the SQLite in-flight writer. Nearly every job is a pending record: boxing it would
-/// cost an allocation per request to shrink the rare `Settled`.
-#[allow(clippy::large_enum_variant)]
-enum LiveJob {
-    /// A pending record, and who waits for its commit.
-    Pending(Arc<RequestRecord>, oneshot::Sender<Result<(), String>>),
-    /// Requests whose completion has committed: their in-flight rows go.
-    Settled(Vec<uuid::Uuid>),
+/// What the SQLite history thread is sent.
+pub(crate) enum HistoryMsg {
+    /// A completion to commit.
+    Complete(LedgerOp),
+    /// A reader wants every request in flight in the in-flight file; answered once they are.
+    Show(oneshot::Sender<()>),
+    /// Every ledger handle is gone: commit what came before and stop.
+    Stop,
+}
+
+/// Sends [`HistoryMsg::Stop`] when the last ledger handle is dropped.
+struct StopOnDrop(std_mpsc::Sender<HistoryMsg>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(HistoryMsg::Stop);
+    }
+}
+
+/// A store's window on the requests in flight of its SQLite ledger. They are durable in the
+/// journal, which readers cannot query; most finish within milliseconds, so copying each into
+/// the in-flight file would cost every request a write. A reader asks for them instead, and
+/// the history thread writes the ones in flight at that moment.
+#[derive(Clone, Default)]
+pub(crate) struct InflightView(Arc<parking_lot::Mutex<Option<std_mpsc::Sender<HistoryMsg>>>>);
+
+impl InflightView {
+    /// Returns once every request in flight is in the in-flight file (at once without a
+    /// running SQLite ledger).
+    pub(crate) async fn refresh(&self) {
+        let Some(tx) = self.0.lock().clone() else {
+            return;
+        };
+        let (done, wait) = oneshot::channel();
+        if tx.send(HistoryMsg::Show(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 /// Where a handle sends its work.
@@ -74,10 +109,12 @@ enum LiveJob {
 enum Queues {
     /// PostgreSQL: one writer task takes pending records and completions.
     Task(mpsc::UnboundedSender<Job>),
-    /// SQLite: pending records to the in-flight thread, completions to the history thread.
-    Threads {
-        pending: std_mpsc::Sender<LiveJob>,
-        completions: std_mpsc::Sender<Job>,
+    /// SQLite: pending records into the journal, completions to the history thread.
+    Journal {
+        journal: Arc<Journal>,
+        completions: std_mpsc::Sender<HistoryMsg>,
+        events: Option<EventLog>,
+        _stop: Arc<StopOnDrop>,
     },
 }
 
@@ -144,29 +181,16 @@ impl Ledger {
             let task = tokio::spawn(writer(store, cfg, rx, depth, events));
             return Ok((handle, task));
         };
-        let sqlite = |e: rusqlite::Error| StoreError::Sqlite(e.to_string());
-        let live = InflightWriter::open(path, busy).map_err(sqlite)?;
-        let history = HistoryWriter::open(path, busy).map_err(sqlite)?;
-        let (pending, pending_rx) = std_mpsc::channel();
-        let (completions, completions_rx) = std_mpsc::channel();
-        let settle = pending.clone();
-        let (finished, wait) = oneshot::channel::<()>();
-        let spawn_err = |e: std::io::Error| StoreError::Sqlite(format!("starting the ledger: {e}"));
-        let (node, max_batch, live_depth, live_events) = (
-            cfg.node_id.clone(),
-            cfg.max_batch,
-            depth.clone(),
-            events.clone(),
+        let journal = Arc::new(
+            Journal::open(path)
+                .map_err(|e| StoreError::Sqlite(format!("opening the ledger journal: {e}")))?,
         );
-        // The in-flight thread stops last: the history thread holds a sender of its queue.
-        std::thread::Builder::new()
-            .name("sluice-ledger".into())
-            .spawn(move || {
-                inflight_writer(live, &node, max_batch, pending_rx, &live_depth, live_events);
-                let _ = finished.send(());
-            })
-            .map_err(spawn_err)?;
-        let history_depth = depth.clone();
+        let history =
+            HistoryWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+        let (completions, completions_rx) = std_mpsc::channel();
+        let (finished, wait) = oneshot::channel::<()>();
+        let (history_journal, history_depth, history_events) =
+            (journal.clone(), depth.clone(), events.clone());
         std::thread::Builder::new()
             .name("sluice-history".into())
             .spawn(move || {
@@ -174,16 +198,20 @@ impl Ledger {
                     history,
                     &cfg,
                     completions_rx,
-                    settle,
+                    history_journal,
                     &history_depth,
-                    events,
-                )
+                    history_events,
+                );
+                let _ = finished.send(());
             })
-            .map_err(spawn_err)?;
+            .map_err(|e| StoreError::Sqlite(format!("starting the ledger: {e}")))?;
+        *store.inflight.0.lock() = Some(completions.clone());
         let handle = Ledger {
-            queues: Queues::Threads {
-                pending,
-                completions,
+            queues: Queues::Journal {
+                journal,
+                completions: completions.clone(),
+                events,
+                _stop: Arc::new(StopOnDrop(completions)),
             },
             depth,
         };
@@ -202,23 +230,30 @@ impl Ledger {
 
     /// Makes a `pending` record durable; returns once its transaction has committed.
     ///
-    /// The record may be shared with the caller (who finishes the request with it later): the
-    /// SQLite writer drops its reference before it wakes the caller, so no copy is made there.
+    /// The record may be shared with the caller (who finishes the request with it later): on
+    /// SQLite the journal only reads it, so no copy is made there.
     pub async fn record_pending(
         &self,
         rec: impl Into<Arc<RequestRecord>>,
     ) -> Result<(), LedgerError> {
         let rec = rec.into();
-        let (done, wait) = oneshot::channel();
-        let sent = match &self.queues {
-            Queues::Task(tx) => tx
-                .send(Job {
-                    op: LedgerOp::Pending(Arc::unwrap_or_clone(rec)),
-                    done: Some(done),
-                })
-                .is_ok(),
-            Queues::Threads { pending, .. } => pending.send(LiveJob::Pending(rec, done)).is_ok(),
+        let tx = match &self.queues {
+            Queues::Task(tx) => tx,
+            Queues::Journal {
+                journal, events, ..
+            } => {
+                return journal
+                    .append(&rec, |e, n| refused(events.as_ref(), e, n))
+                    .map_err(|e| LedgerError::Unavailable(e.to_string()));
+            }
         };
+        let (done, wait) = oneshot::channel();
+        let sent = tx
+            .send(Job {
+                op: LedgerOp::Pending(Arc::unwrap_or_clone(rec)),
+                done: Some(done),
+            })
+            .is_ok();
         if !sent {
             return Err(LedgerError::Closed);
         }
@@ -232,13 +267,12 @@ impl Ledger {
 
     /// Queues the final state (and event) of a request; nobody waits for it.
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
-        let job = Job {
-            op: LedgerOp::Complete(rec, event.map(Box::new)),
-            done: None,
-        };
+        let op = LedgerOp::Complete(rec, event.map(Box::new));
         let sent = match &self.queues {
-            Queues::Task(tx) => tx.send(job).is_ok(),
-            Queues::Threads { completions, .. } => completions.send(job).is_ok(),
+            Queues::Task(tx) => tx.send(Job { op, done: None }).is_ok(),
+            Queues::Journal { completions, .. } => {
+                completions.send(HistoryMsg::Complete(op)).is_ok()
+            }
         };
         if sent {
             self.queued();
@@ -426,108 +460,118 @@ fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Re
     }
 }
 
-/// The SQLite in-flight thread: commits every queued pending record (and deletes settled
-/// rows) in one transaction, then wakes the waiters.
-fn inflight_writer(
-    mut conn: InflightWriter,
-    node_id: &str,
-    max_batch: usize,
-    rx: std_mpsc::Receiver<LiveJob>,
-    depth: &QueueDepth,
-    events: Option<EventLog>,
-) {
-    let mut records = Vec::with_capacity(max_batch);
-    let mut dones = Vec::with_capacity(max_batch);
-    let mut settled = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                LiveJob::Pending(rec, done) => {
-                    records.push(rec);
-                    dones.push(done);
-                }
-                LiveJob::Settled(ids) => settled.extend(ids),
-            }
-            next = (records.len() < max_batch)
-                .then(|| rx.try_recv().ok())
-                .flatten();
-        }
-        depth.batch(records.len());
-        let started = Instant::now();
-        let mut res = conn.write(node_id, &records, &settled);
-        if res.is_err() && !settled.is_empty() {
-            // Settled rows must not take the waiting pending records down with them; left
-            // behind, they are hidden by their finished rows and removed at the next start.
-            res = conn.write(node_id, &records, &[]);
-            if let Err(e) = conn.write(node_id, &[], &settled) {
-                tracing::warn!(error = %e, "could not remove finished requests from the in-flight file");
-            }
-        }
-        let res = res.map_err(|e| e.to_string());
-        if let Err(e) = &res {
-            refused(events.as_ref(), e, records.len());
-        }
-        // Dropped before the waiters wake, so each holds the only reference to its record.
-        records.clear();
-        for d in dones.drain(..) {
-            let _ = d.send(res.clone());
-        }
-        metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        settled.clear();
-    }
-    tracing::debug!("ledger in-flight writer drained and stopped");
-}
-
 /// The SQLite history thread: commits completions in batches of up to `max_batch`, gathered
-/// for up to `completion_delay`, then hands their ids to the in-flight thread.
+/// for up to `completion_delay`, and settles them in the journal; answers readers by writing
+/// the requests in flight into the in-flight file.
 fn history_writer(
     mut conn: HistoryWriter,
     cfg: &LedgerConfig,
-    rx: std_mpsc::Receiver<Job>,
-    settle: std_mpsc::Sender<LiveJob>,
+    rx: std_mpsc::Receiver<HistoryMsg>,
+    journal: Arc<Journal>,
     depth: &QueueDepth,
     events: Option<EventLog>,
 ) {
-    let mut ops = Vec::with_capacity(cfg.max_batch);
-    while let Ok(first) = rx.recv() {
-        ops.push(first.op);
-        drain(&rx, &mut ops, cfg.max_batch);
-        if ops.len() < cfg.max_batch {
+    let mut batch = Batch {
+        ops: Vec::with_capacity(cfg.max_batch),
+        readers: Vec::new(),
+        open: true,
+    };
+    let mut published = HashSet::new();
+    while batch.open {
+        let Ok(first) = rx.recv() else { break };
+        batch.take(first);
+        batch.drain(&rx, cfg.max_batch);
+        if batch.open && batch.readers.is_empty() && batch.ops.len() < cfg.max_batch {
             // Keeping up: gather more by sleeping, not by waiting on the queue, so the
             // completions arriving meanwhile do not wake the thread one by one.
             std::thread::sleep(cfg.completion_delay);
-            drain(&rx, &mut ops, cfg.max_batch);
+            batch.drain(&rx, cfg.max_batch);
         }
-        depth.batch(ops.len());
-        let settled = commit_history(&mut conn, &cfg.node_id, &mut ops, events.as_ref());
-        if !settled.is_empty() {
-            let _ = settle.send(LiveJob::Settled(settled));
+        if !batch.ops.is_empty() {
+            depth.batch(batch.ops.len());
+            let settled = commit_history(
+                &mut conn,
+                &cfg.node_id,
+                &mut batch.ops,
+                &mut published,
+                events.as_ref(),
+            );
+            journal.settle(settled);
+        }
+        if !batch.readers.is_empty() {
+            publish(&mut conn, &cfg.node_id, &journal, &mut published);
+            for reader in batch.readers.drain(..) {
+                let _ = reader.send(());
+            }
         }
     }
     tracing::debug!("ledger history writer drained and stopped");
 }
 
-/// Moves queued completions into `ops` until it holds `max` or the queue is empty.
-fn drain(rx: &std_mpsc::Receiver<Job>, ops: &mut Vec<LedgerOp>, max: usize) {
-    while ops.len() < max {
-        match rx.try_recv() {
-            Ok(job) => ops.push(job.op),
-            Err(_) => break,
+/// What the history thread gathered for one commit.
+struct Batch {
+    ops: Vec<LedgerOp>,
+    readers: Vec<oneshot::Sender<()>>,
+    /// No [`HistoryMsg::Stop`] yet.
+    open: bool,
+}
+
+impl Batch {
+    fn take(&mut self, msg: HistoryMsg) {
+        match msg {
+            HistoryMsg::Complete(op) => self.ops.push(op),
+            HistoryMsg::Show(reader) => self.readers.push(reader),
+            HistoryMsg::Stop => self.open = false,
+        }
+    }
+
+    /// Takes queued messages until `max` completions are gathered, the queue is empty or the
+    /// ledger stops.
+    fn drain(&mut self, rx: &std_mpsc::Receiver<HistoryMsg>, max: usize) {
+        while self.open && self.ops.len() < max {
+            match rx.try_recv() {
+                Ok(msg) => self.take(msg),
+                Err(_) => break,
+            }
         }
     }
 }
 
-/// Commits completions (emptying `ops`); on failure retries them one by one, so one bad row
-/// cannot fail its neighbours. Returns the ids now finished in the ledger file.
+/// Writes the requests in flight that are not yet in the in-flight file there.
+fn publish(
+    conn: &mut HistoryWriter,
+    node_id: &str,
+    journal: &Journal,
+    published: &mut HashSet<uuid::Uuid>,
+) {
+    let records = journal.in_flight(published);
+    if records.is_empty() {
+        return;
+    }
+    match conn.publish(node_id, &records) {
+        Ok(()) => published.extend(records.iter().map(|r| r.id)),
+        Err(e) => tracing::warn!(error = %e, "could not show requests in flight to readers"),
+    }
+}
+
+/// Commits completions (emptying `ops`), removing published ones from the in-flight file; on
+/// failure retries them one by one, so one bad row cannot fail its neighbours, and writes a
+/// request whose completion fails again as `error`. Returns the ids now finished in the
+/// ledger file.
 fn commit_history(
     conn: &mut HistoryWriter,
     node_id: &str,
     ops: &mut Vec<LedgerOp>,
+    published: &mut HashSet<uuid::Uuid>,
     events: Option<&EventLog>,
 ) -> Vec<uuid::Uuid> {
+    let unpublish: Vec<uuid::Uuid> = ops
+        .iter()
+        .map(|op| op.record().id)
+        .filter(|id| published.remove(id))
+        .collect();
     let started = Instant::now();
-    let res = conn.write(node_id, ops);
+    let res = conn.write(node_id, ops, &unpublish);
     metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     match res {
         Ok(()) => return ops.drain(..).map(|op| op.record().id).collect(),
@@ -538,12 +582,16 @@ fn commit_history(
     let mut settled = Vec::with_capacity(ops.len());
     for op in ops.drain(..) {
         let id = op.record().id;
-        match conn.write(node_id, std::slice::from_ref(&op)) {
+        let mine: &[uuid::Uuid] = if unpublish.contains(&id) { &[id] } else { &[] };
+        match conn.write(node_id, std::slice::from_ref(&op), mine) {
             Ok(()) => settled.push(id),
             Err(e) => {
                 let marked = conn
-                    .mark_error(id, PERSISTENCE_FAILED, now_us())
+                    .write_failed(node_id, op.record(), PERSISTENCE_FAILED, now_us())
                     .map_err(|e| e.to_string());
+                if marked.is_ok() {
+                    settled.push(id);
+                }
                 unrecorded(events, id, &e.to_string(), marked);
             }
         }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod event_log;
 pub mod health;
+pub mod journal;
 pub mod leader;
 pub mod ledger;
 pub mod log_entries;

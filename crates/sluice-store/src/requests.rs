@@ -229,6 +229,12 @@ pub(crate) fn insert_inflight_sql(backend: Backend, rows: usize) -> String {
     )
 }
 
+/// `INSERT` of `rows` request rows from the SQLite journal into `requests_inflight`, skipping
+/// those already there.
+pub(crate) fn recover_inflight_sql(backend: Backend, rows: usize) -> String {
+    insert_inflight_sql(backend, rows).replacen("INSERT", "INSERT OR IGNORE", 1)
+}
+
 /// `DELETE` of `rows` requests (by id) from `requests_inflight`.
 pub(crate) fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
     let list = placeholders(backend, rows, 1).replace("), (", ", ");
@@ -453,8 +459,25 @@ impl Store {
     }
 
     /// Closes this node's requests left `pending` by a previous run as `error`/`interrupted`.
+    /// On SQLite these include the requests left in the journal, whose segments are deleted
+    /// once they are closed; call it before starting this node's [`crate::Ledger`].
     pub async fn close_interrupted(&self, node_id: &str, now: Micros) -> Result<u64> {
+        let (journaled, segments) = match self.sqlite_file() {
+            Some((path, _)) => crate::journal::leftovers(path)
+                .map_err(|e| StoreError::Sqlite(format!("reading the ledger journal: {e}")))?,
+            None => (Vec::new(), Vec::new()),
+        };
         let mut tx = self.pool.begin().await?;
+        // A journaled request may also be in the in-flight file (published) or finished.
+        let journaled: Vec<&RequestRecord> = journaled.iter().collect();
+        write_requests(
+            &mut tx,
+            self.backend(),
+            recover_inflight_sql,
+            node_id,
+            &journaled,
+        )
+        .await?;
         let moved = sqlx::query(&format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) SELECT {} FROM requests_inflight \
              WHERE node_id = $2 AND {UNSETTLED}",
@@ -472,6 +495,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        for segment in segments {
+            std::fs::remove_file(&segment)
+                .map_err(|e| StoreError::Sqlite(format!("removing {}: {e}", segment.display())))?;
+        }
         Ok(moved.rows_affected())
     }
 
@@ -497,6 +524,7 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
+        self.inflight.refresh().await;
         let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM {{table}} WHERE channel_id = $1");
         let mut args = vec![Arg::Text(channel_id.to_string())];
         let mut push = |sql: &mut String, clause: &str, a: Arg| {
@@ -571,6 +599,7 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
+        self.inflight.refresh().await;
         let mut found = None;
         for table in ["requests", "requests_inflight"] {
             found = sqlx::query(&format!(
@@ -600,6 +629,7 @@ impl Store {
 
     /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
+        self.inflight.refresh().await;
         let mut n = 0;
         for (table, unsettled) in TABLES {
             let r = sqlx::query(&format!(
@@ -615,6 +645,7 @@ impl Store {
 
     /// Counts by state, requests per minute and latency percentiles since `since`.
     pub async fn channel_stats(&self, channel_id: Uuid, since: Micros) -> Result<ChannelStats> {
+        self.inflight.refresh().await;
         let id = channel_id.to_string();
         let mut stats = ChannelStats::default();
         for st in RequestState::ALL {

@@ -5,13 +5,12 @@
 //! These connections (rusqlite, on the same bundled SQLite) run a whole batch with cached
 //! prepared statements in one blocking call: one handoff per batch.
 //!
-//! SQLite lets one writer at a time into a database file, so the requests in flight live in a
-//! file of their own ([`crate::db::inflight_file`], attached to every reader as `live`): an
-//! [`InflightWriter`] commits pending records (a few hundred bytes each, one small B-tree) and
-//! never waits for the bulky completions, which a [`HistoryWriter`] commits into the ledger
-//! file in large batches on a thread of its own. A finished request is deleted from the
-//! in-flight file after its completion has committed; until then readers prefer the finished
-//! row, and a start after a crash closes only the rows that never finished.
+//! The requests in flight are in the journal (`crate::journal`), which makes each pending
+//! record durable. Readers see them in a SQLite file of their own ([`crate::db::inflight_file`],
+//! attached to every reader as `live`): the [`HistoryWriter`] publishes the requests in flight
+//! there when a reader asks (`crate::ledger::InflightView`), and removes each in the commit of
+//! its completion. Until then readers prefer the finished row, and a start after a crash closes
+//! only the rows that never finished.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync) do not run inside
 //! the writers' commits, where they stalled every request waiting for its pending record: a
@@ -26,13 +25,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, CachedStatement, Connection};
-use sluice_core::RequestRecord;
+use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
 
 use crate::db::Backend;
 use crate::requests::{
     channel_exists_sql, delete_inflight_sql, finished_channels, insert_events_sql,
-    insert_inflight_sql, mark_error_sql, upsert_requests_sql, LedgerOp, FORGET_PURGED_SQL,
+    recover_inflight_sql, upsert_requests_sql, LedgerOp, FORGET_PURGED_SQL,
 };
 
 /// The in-flight table, created in the `live` file when the ledger is opened.
@@ -80,88 +79,91 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// The write connection to the in-flight file: pending records in, settled requests out.
-pub(crate) struct InflightWriter {
-    conn: Connection,
-    insert: String,
-    delete: String,
-    _checkpointer: Checkpointer,
-}
-
-impl InflightWriter {
-    /// Opens the in-flight file of the ledger file `main`.
-    pub(crate) fn open(main: &Path, busy_timeout: Duration) -> rusqlite::Result<Self> {
-        let path = crate::db::inflight_file(main);
-        Ok(Self {
-            conn: open(&path, busy_timeout)?,
-            insert: insert_inflight_sql(Backend::Sqlite, 1),
-            delete: delete_inflight_sql(Backend::Sqlite, 1),
-            _checkpointer: Checkpointer::start(path, busy_timeout)?,
-        })
-    }
-
-    /// Inserts `pending` and deletes `settled` (requests whose completion has committed) in one
-    /// transaction: all or nothing.
-    pub(crate) fn write(
-        &mut self,
-        node_id: &str,
-        pending: &[Arc<RequestRecord>],
-        settled: &[Uuid],
-    ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(&self.insert)?;
-            for r in pending {
-                write_request(&mut insert, node_id, r)?;
-            }
-            let mut delete = tx.prepare_cached(&self.delete)?;
-            let mut buf = Uuid::encode_buffer();
-            for id in settled {
-                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
-            }
-        }
-        tx.commit()
-    }
-}
-
 /// The write connection to the ledger file, for finished requests and their events.
 pub(crate) struct HistoryWriter {
     conn: Connection,
     upsert: String,
     insert_event: String,
+    publish: String,
+    unpublish: String,
     _checkpointer: Checkpointer,
+    _live_checkpointer: Checkpointer,
 }
 
 impl HistoryWriter {
-    /// Opens the ledger file `path` (with its in-flight file attached, for [`Self::mark_error`]).
+    /// Opens the ledger file `path`, with its in-flight file attached as `live`.
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Self> {
         let conn = open(path, busy_timeout)?;
+        let live = crate::db::inflight_file(path);
         conn.execute(
             "ATTACH DATABASE ?1 AS live",
-            params![crate::db::inflight_file(path).display().to_string()],
+            params![live.display().to_string()],
         )?;
         Ok(Self {
             conn,
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
             insert_event: insert_events_sql(Backend::Sqlite, 1),
+            publish: recover_inflight_sql(Backend::Sqlite, 1),
+            unpublish: delete_inflight_sql(Backend::Sqlite, 1),
             _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout)?,
+            _live_checkpointer: Checkpointer::start(live, busy_timeout)?,
         })
     }
 
-    /// Marks one request `error` with `error` (its completion could not be written), in flight
-    /// or finished.
-    pub(crate) fn mark_error(&mut self, id: Uuid, error: &str, now: i64) -> rusqlite::Result<()> {
-        for table in ["requests_inflight", "requests"] {
-            self.conn
-                .execute(&mark_error_sql(table), params![error, now, id.to_string()])?;
-        }
-        Ok(())
-    }
-
-    /// Writes the completions among `ops` in one transaction: all or nothing.
-    pub(crate) fn write(&mut self, node_id: &str, ops: &[LedgerOp]) -> rusqlite::Result<()> {
+    /// Shows `records`, still in flight, to readers (in the in-flight file).
+    pub(crate) fn publish(
+        &mut self,
+        node_id: &str,
+        records: &[RequestRecord],
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
+            let mut insert = tx.prepare_cached(&self.publish)?;
+            for r in records {
+                write_request(&mut insert, node_id, r)?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Writes `rec` finished as `error` with `error` (its completion could not be written),
+    /// and removes it from the in-flight file.
+    pub(crate) fn write_failed(
+        &mut self,
+        node_id: &str,
+        rec: &RequestRecord,
+        error: &str,
+        now: i64,
+    ) -> rusqlite::Result<()> {
+        let mut failed = rec.clone();
+        failed.state = RequestState::Error;
+        failed.error = Some(error.to_string());
+        failed.completed_at = Some(now);
+        let tx = self.conn.transaction()?;
+        {
+            write_request(&mut tx.prepare_cached(&self.upsert)?, node_id, &failed)?;
+            let mut buf = Uuid::encode_buffer();
+            tx.prepare_cached(&self.unpublish)?
+                .execute(params![&*rec.id.hyphenated().encode_lower(&mut buf)])?;
+        }
+        tx.commit()
+    }
+
+    /// Writes the completions among `ops` in one transaction, removing the requests among
+    /// them that were published (`unpublish`) from the in-flight file: all or nothing.
+    pub(crate) fn write(
+        &mut self,
+        node_id: &str,
+        ops: &[LedgerOp],
+        unpublish: &[Uuid],
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut delete = tx.prepare_cached(&self.unpublish)?;
+            let mut buf = Uuid::encode_buffer();
+            for id in unpublish {
+                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
+            }
             let mut upsert = tx.prepare_cached(&self.upsert)?;
             let mut insert = tx.prepare_cached(&self.insert_event)?;
             for op in ops {
@@ -214,7 +216,7 @@ impl HistoryWriter {
     }
 }
 
-/// Runs `stmt` (the inflight insert or the upsert) for one request row.
+/// Runs `stmt` (the in-flight insert or the upsert) for one request row.
 fn write_request(
     stmt: &mut CachedStatement<'_>,
     node_id: &str,

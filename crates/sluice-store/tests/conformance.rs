@@ -21,6 +21,10 @@ use sluice_store::{
     Store, StoreError, StoreOptions,
 };
 use sqlx::Connection;
+
+#[path = "support/full_disk.rs"]
+mod full_disk;
+use full_disk::FullDisk;
 use uuid::Uuid;
 
 async fn sqlite_store() -> (Store, String, tempdir::Dir) {
@@ -576,30 +580,28 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         let ch = channel(p.id, "refuse");
         s.create_channel(&ch, "t").await.unwrap();
         let snap = s.snapshot_for(&ch).await.unwrap();
-        let trigger = match s.backend() {
-            Backend::Sqlite => vec![
-                "CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                    .to_string(),
-            ],
-            Backend::Postgres => vec![
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
-                    .to_string(),
-                "CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight FOR EACH ROW EXECUTE FUNCTION refuse()".to_string(),
-            ],
+        // On SQLite pending records go to the journal beside the ledger file: its disk fills
+        // up. On PostgreSQL a trigger refuses them.
+        let _disk = match url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let dir = sluice_store::journal::journal_dir(std::path::Path::new(path));
+                let Some(disk) = FullDisk::mount(&dir) else {
+                    return;
+                };
+                disk.fill();
+                Some(disk)
+            }
+            None => {
+                let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+                for sql in [
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+                    "CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight FOR EACH ROW EXECUTE FUNCTION refuse()",
+                ] {
+                    sqlx::query(sql).execute(&mut raw).await.unwrap();
+                }
+                None
+            }
         };
-        sqlx::any::install_default_drivers();
-        // On SQLite the in-flight table is in a file of its own beside the ledger file.
-        let target = match url.strip_prefix("sqlite://") {
-            Some(path) => format!(
-                "sqlite://{}",
-                sluice_store::db::inflight_file(std::path::Path::new(path)).display()
-            ),
-            None => url.clone(),
-        };
-        let mut raw = sqlx::AnyConnection::connect(&target).await.unwrap();
-        for sql in trigger {
-            sqlx::query(&sql).execute(&mut raw).await.unwrap();
-        }
         let (ledger, _task) = start_ledger(&s, 5);
         let r = pending(&ch, snap.id, now_us(), "GET", "/");
         assert!(matches!(ledger.record_pending(r.clone()).await, Err(LedgerError::Unavailable(_))));
@@ -1237,8 +1239,8 @@ mod auth {
     }
 }
 
-/// SQLite keeps requests in flight in a file of their own, removed only after the completion has
-/// committed in the ledger file. A crash between the two leaves both rows: readers count the
+/// SQLite shows requests in flight to readers in a file of their own, removed only after the
+/// completion has committed in the ledger file. A crash between the two leaves both rows: readers count the
 /// request once, as finished, and the next start does not close it as interrupted.
 #[tokio::test]
 async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_finished() {
@@ -1262,6 +1264,9 @@ async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_fin
     let (ledger, task) = start_ledger(&s, 1);
     let r = pending(&ch, snap.id, now_us(), "POST", "/x");
     ledger.record_pending(r.clone()).await.unwrap();
+    // A reader sees it in flight: it is copied into the in-flight file.
+    let (seen, _) = s.get_request(r.id).await.unwrap().unwrap();
+    assert_eq!(seen.state, RequestState::Pending);
     let (done, ev) = completed(r.clone(), 200, 10);
     ledger.record_completion(done, Some(ev));
     drop(ledger);

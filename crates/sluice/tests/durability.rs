@@ -2,18 +2,26 @@
 //! graceful.
 
 mod common;
+#[path = "../../sluice-store/tests/support/full_disk.rs"]
+mod full_disk;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{rid, upstream, Sluice};
+use full_disk::FullDisk;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
 #[tokio::test]
 async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let data = Arc::new(common::TempDir::new());
+    // Pending records go to the journal beside the ledger file; its disk will fill up.
+    let Some(disk) = FullDisk::mount(&data.path().join("sluice-journal")) else {
+        return;
+    };
+    let s = Sluice::start_in(data.clone(), &[]).await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
     let ok = s
         .http()
@@ -22,15 +30,10 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    s.finished_n(&ch, 1).await;
     let hits = up.hits();
 
-    // Pending records go to the in-flight file beside the ledger file.
-    let inflight = format!("sqlite://{}/sluice-inflight.db", s.data.path().display());
-    let mut raw = sqlx::SqliteConnection::connect(&inflight).await.unwrap();
-    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON requests_inflight BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    disk.fill();
     for _ in 0..5 {
         let res = s
             .http()
@@ -65,12 +68,9 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     assert!(errors[0]["details"]["error"]
         .as_str()
         .unwrap()
-        .contains("disk says no"));
+        .contains("No space left on device"));
 
-    sqlx::query("DROP TRIGGER refuse")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    disk.free();
     let again = s
         .http()
         .get(s.proxy_url(&ch, "/after"))

@@ -140,10 +140,18 @@ async fn headers_are_recorded_in_order_with_secrets_redacted_and_never_stored_in
     assert_eq!(value(&req, "x-request-id"), std::slice::from_ref(&id));
     assert_eq!(value(&res, "content-type"), ["text/plain"]);
 
-    // Nothing secret anywhere in the ledger files (database, WAL).
+    // Nothing secret anywhere in the ledger files (database, WAL, journal).
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(s.data.path()).unwrap() {
-        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    let mut dirs = vec![s.data.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                bytes.extend(std::fs::read(path).unwrap());
+            }
+        }
     }
     let text = String::from_utf8_lossy(&bytes);
     assert!(

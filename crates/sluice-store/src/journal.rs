@@ -35,7 +35,7 @@ use sluice_core::RequestRecord;
 use uuid::Uuid;
 
 /// Size past which the active segment is sealed and a new one begun.
-pub(crate) const SEGMENT_BYTES: u64 = 8 << 20;
+const SEGMENT_BYTES: u64 = 8 << 20;
 /// Refused batches remembered for the requests that queued into them.
 const FAILURES_KEPT: usize = 64;
 /// File name extension of a segment.
@@ -81,6 +81,8 @@ struct Active {
     file: File,
     seg: u64,
     len: u64,
+    /// Size past which the segment is sealed.
+    segment_bytes: u64,
     /// Every ticket up to this one has been written or refused.
     decided: u64,
     /// Recently refused batches: first and last ticket, and why.
@@ -106,6 +108,11 @@ impl Journal {
     /// Opens a new segment in the journal of the ledger file `main`. Segments left by an
     /// earlier run are not touched: [`leftovers`] reads them.
     pub(crate) fn open(main: &Path) -> io::Result<Self> {
+        Self::open_sized(main, SEGMENT_BYTES)
+    }
+
+    /// [`Journal::open`], sealing segments at `segment_bytes`.
+    fn open_sized(main: &Path, segment_bytes: u64) -> io::Result<Self> {
         let dir = journal_dir(main);
         std::fs::create_dir_all(&dir)?;
         let seg = segments(&dir)?.last().map_or(0, |(n, _)| *n) + 1;
@@ -117,6 +124,7 @@ impl Journal {
                 file,
                 seg,
                 len: 0,
+                segment_bytes,
                 decided: 0,
                 failures: VecDeque::new(),
                 live: HashMap::new(),
@@ -278,7 +286,7 @@ impl Active {
         }
         *self.per_segment.entry(self.seg).or_default() += entries.len();
         self.len = offset;
-        if self.len >= SEGMENT_BYTES {
+        if self.len >= self.segment_bytes {
             self.rotate();
         }
         Ok(())
@@ -373,4 +381,166 @@ pub(crate) fn leftovers(main: &Path) -> io::Result<(Vec<RequestRecord>, Vec<Path
         files.push(path);
     }
     Ok((records, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::RequestState;
+
+    /// A ledger path in a fresh temporary directory, removed on drop.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("sluice-journal-{}", Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+        fn main(&self) -> PathBuf {
+            self.0.join("sluice.db")
+        }
+        fn segment_files(&self) -> Vec<PathBuf> {
+            segments(&journal_dir(&self.main()))
+                .unwrap()
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect()
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn record(path: &str) -> RequestRecord {
+        RequestRecord {
+            id: Uuid::now_v7(),
+            request_id: format!("req-{}", Uuid::new_v4().simple()),
+            channel_id: Uuid::now_v7(),
+            snapshot_id: Uuid::now_v7(),
+            state: RequestState::Pending,
+            started_at: 1_700_000_000_000_000,
+            completed_at: None,
+            client_identity: "127.0.0.1".into(),
+            source_auth_method_id: None,
+            source_auth_type: None,
+            method: "POST".into(),
+            path: path.into(),
+            query: Some("a=1".into()),
+            response_status: None,
+            error: None,
+            latency_us: None,
+            ttfb_us: None,
+            request_body_size: None,
+            response_body_size: None,
+        }
+    }
+
+    fn append(j: &Journal, rec: &RequestRecord) {
+        j.append(rec, |e, _| panic!("refused: {e}")).unwrap();
+    }
+
+    fn paths(mut recs: Vec<RequestRecord>) -> Vec<String> {
+        recs.sort_by_key(|r| r.id);
+        recs.into_iter().map(|r| r.path).collect()
+    }
+
+    #[test]
+    fn appended_records_read_back_until_settled_and_a_clean_stop_leaves_nothing() {
+        let s = Scratch::new();
+        let j = Journal::open(&s.main()).unwrap();
+        let (a, b) = (record("/a"), record("/b"));
+        append(&j, &a);
+        append(&j, &b);
+        assert_eq!(paths(j.in_flight(&HashSet::new())), ["/a", "/b"]);
+        assert_eq!(
+            paths(j.in_flight(&HashSet::from([a.id]))),
+            ["/b"],
+            "skipped ids are not read"
+        );
+        j.settle([a.id]);
+        assert_eq!(paths(j.in_flight(&HashSet::new())), ["/b"]);
+        j.settle([b.id]);
+        assert!(j.in_flight(&HashSet::new()).is_empty());
+        let files = s.segment_files();
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            std::fs::metadata(&files[0]).unwrap().len(),
+            0,
+            "an idle journal is empty"
+        );
+        drop(j);
+        assert!(s.segment_files().is_empty(), "a clean stop removes the segment");
+    }
+
+    #[test]
+    fn full_segments_are_sealed_and_removed_once_nothing_in_them_is_in_flight() {
+        let s = Scratch::new();
+        let j = Journal::open_sized(&s.main(), 1_000).unwrap();
+        let recs: Vec<RequestRecord> = (0..12).map(|i| record(&format!("/{i:02}"))).collect();
+        for r in &recs {
+            append(&j, r);
+        }
+        let sealed = s.segment_files().len();
+        assert!(sealed >= 3, "12 records of ~400 bytes fill several segments: {sealed}");
+        // Settle all but the last record: only the segment holding it (and the active one) stay.
+        j.settle(recs[..11].iter().map(|r| r.id));
+        assert!(s.segment_files().len() <= 2, "{:?}", s.segment_files());
+        assert_eq!(paths(j.in_flight(&HashSet::new())), ["/11"]);
+        // The process stops with /11 in flight: its segment stays for the next start.
+        drop(j);
+        let (left, files) = leftovers(&s.main()).unwrap();
+        assert!(left.iter().any(|r| r.id == recs[11].id));
+        assert!(left.iter().all(|r| r.id != recs[0].id), "settled segments are gone");
+        assert_eq!(files, s.segment_files());
+    }
+
+    #[test]
+    fn a_line_cut_off_by_a_crash_is_skipped_and_a_new_run_starts_a_new_segment() {
+        let s = Scratch::new();
+        let j = Journal::open(&s.main()).unwrap();
+        let kept = record("/kept");
+        append(&j, &kept);
+        std::mem::forget(j); // a crash: nothing runs on the way out
+        let files = s.segment_files();
+        assert_eq!(files.len(), 1);
+        let mut f = OpenOptions::new().append(true).open(&files[0]).unwrap();
+        f.write_all(br#"{"id":"0190"#).unwrap();
+        let j = Journal::open(&s.main()).unwrap();
+        assert_eq!(s.segment_files().len(), 2, "the old segment is left alone");
+        let (left, files) = leftovers(&s.main()).unwrap();
+        assert_eq!(paths(left), ["/kept"]);
+        assert_eq!(files.len(), 2);
+        drop(j);
+    }
+
+    #[test]
+    fn concurrent_appends_are_all_written_once() {
+        let s = Scratch::new();
+        let j = Arc::new(Journal::open(&s.main()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    (0..200)
+                        .map(|i| {
+                            let r = record(&format!("/{t}/{i}"));
+                            append(&j, &r);
+                            r.id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids: HashSet<Uuid> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let back = j.in_flight(&HashSet::new());
+        assert_eq!(back.len(), 1600);
+        assert_eq!(back.iter().map(|r| r.id).collect::<HashSet<_>>(), ids);
+        let text = std::fs::read_to_string(&s.segment_files()[0]).unwrap();
+        assert_eq!(text.lines().count(), 1600, "one line per record, none torn");
+    }
 }

@@ -37,6 +37,11 @@ use crate::sqlite_writer::HistoryWriter;
 /// arrived meanwhile).
 const COMPLETIONS_BESIDE_PENDING: usize = 32;
 
+/// Completions queued for the SQLite history thread past which a new request waits for it to
+/// catch up, so a ledger slower than the traffic slows the traffic instead of filling memory
+/// (about half a second of the fastest traffic measured).
+const MAX_BACKLOG: i64 = 16_384;
+
 /// Settings of the writer.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -65,6 +70,9 @@ struct Job {
 }
 
 /// What the SQLite history thread is sent.
+// Nearly every message is a completion; boxing it would cost an allocation per request to
+// shrink the rare `Show` and `Stop`.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum HistoryMsg {
     /// A completion to commit.
     Complete(LedgerOp),
@@ -132,6 +140,8 @@ struct QueueDepth {
     n: AtomicI64,
     gauge: metrics::Gauge,
     batch_size: metrics::Histogram,
+    /// Woken whenever a batch is taken off the queue.
+    taken: tokio::sync::Notify,
 }
 
 impl QueueDepth {
@@ -140,6 +150,7 @@ impl QueueDepth {
             n: AtomicI64::new(0),
             gauge: metrics::gauge!("sluice_ledger_queue_depth"),
             batch_size: metrics::histogram!("sluice_ledger_batch_size"),
+            taken: tokio::sync::Notify::new(),
         }
     }
 
@@ -152,6 +163,19 @@ impl QueueDepth {
     fn batch(&self, n: usize) {
         self.add(-(n as i64));
         self.batch_size.record(n as f64);
+        self.taken.notify_waiters();
+    }
+
+    /// Returns once at most [`MAX_BACKLOG`] operations are queued.
+    async fn admit(&self) {
+        while self.n.load(Ordering::Relaxed) > MAX_BACKLOG {
+            let mut taken = std::pin::pin!(self.taken.notified());
+            taken.as_mut().enable();
+            if self.n.load(Ordering::Relaxed) <= MAX_BACKLOG {
+                return;
+            }
+            taken.await;
+        }
     }
 }
 
@@ -228,7 +252,9 @@ impl Ledger {
         self.depth.add(1);
     }
 
-    /// Makes a `pending` record durable; returns once its transaction has committed.
+    /// Makes a `pending` record durable; returns once it is committed (PostgreSQL) or written
+    /// to the journal (SQLite). On SQLite a request waits first while the history thread is
+    /// more than [`MAX_BACKLOG`] completions behind.
     ///
     /// The record may be shared with the caller (who finishes the request with it later): on
     /// SQLite the journal only reads it, so no copy is made there.
@@ -242,6 +268,9 @@ impl Ledger {
             Queues::Journal {
                 journal, events, ..
             } => {
+                // The append below never waits on the runtime: give other tasks their turn.
+                tokio::task::coop::consume_budget().await;
+                self.depth.admit().await;
                 return journal
                     .append(&rec, |e, n| refused(events.as_ref(), e, n))
                     .map_err(|e| LedgerError::Unavailable(e.to_string()));

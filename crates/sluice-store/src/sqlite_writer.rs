@@ -159,11 +159,6 @@ impl HistoryWriter {
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut delete = tx.prepare_cached(&self.unpublish)?;
-            let mut buf = Uuid::encode_buffer();
-            for id in unpublish {
-                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
-            }
             let mut upsert = tx.prepare_cached(&self.upsert)?;
             let mut insert = tx.prepare_cached(&self.insert_event)?;
             for op in ops {
@@ -210,6 +205,13 @@ impl HistoryWriter {
                         tx.execute(sql, params![channel])?;
                     }
                 }
+            }
+            // The in-flight file last: every writer locks the ledger file before it, so two
+            // transactions never hold one each while waiting for the other.
+            let mut delete = tx.prepare_cached(&self.unpublish)?;
+            let mut buf = Uuid::encode_buffer();
+            for id in unpublish {
+                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
             }
         }
         tx.commit()

@@ -16,9 +16,9 @@ use sluice_core::{
 use sluice_store::channels::DeleteOutcome;
 use sluice_store::requests::LedgerOp;
 use sluice_store::{
-    AuditFilter, Backend, Cursor, EventLog, HealthStatus, HealthUpdate, Ledger, LedgerConfig,
-    LedgerError, LogEntry, LogFilter, LogPage, RequestFilter, Role, Severity, Source, StatusFilter,
-    Store, StoreError, StoreOptions,
+    AuditFilter, Cursor, EventLog, HealthStatus, HealthUpdate, Ledger, LedgerConfig, LedgerError,
+    LogEntry, LogFilter, LogPage, RequestFilter, Role, Severity, Source, StatusFilter, Store,
+    StoreError, StoreOptions,
 };
 use sqlx::Connection;
 
@@ -582,7 +582,7 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         let snap = s.snapshot_for(&ch).await.unwrap();
         // On SQLite pending records go to the journal beside the ledger file: its disk fills
         // up. On PostgreSQL a trigger refuses them.
-        let _disk = match url.strip_prefix("sqlite://") {
+        let disk = match url.strip_prefix("sqlite://") {
             Some(path) => {
                 let dir = sluice_store::journal::journal_dir(std::path::Path::new(path));
                 let Some(disk) = FullDisk::mount(&dir) else {
@@ -606,6 +606,21 @@ async fn a_ledger_that_refuses_writes_reports_unavailable() {
         let r = pending(&ch, snap.id, now_us(), "GET", "/");
         assert!(matches!(ledger.record_pending(r.clone()).await, Err(LedgerError::Unavailable(_))));
         assert!(s.get_request(r.id).await.unwrap().is_none(), "nothing half-written");
+        // Once the disk has room again (or the trigger is gone), the next request is taken.
+        match &disk {
+            Some(disk) => disk.free(),
+            None => {
+                let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query("DROP TRIGGER refuse ON requests_inflight")
+                    .execute(&mut raw)
+                    .await
+                    .unwrap();
+            }
+        }
+        let next = pending(&ch, snap.id, now_us(), "GET", "/after");
+        ledger.record_pending(next.clone()).await.unwrap();
+        let (got, _) = s.get_request(next.id).await.unwrap().unwrap();
+        assert_eq!(got.state, RequestState::Pending, "the in-flight request is visible");
     })
     .await;
 }
@@ -1303,6 +1318,42 @@ async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_fin
         .await
         .unwrap();
     assert_eq!(left, 0, "the start removed the stale in-flight row");
+}
+
+/// A SQLite node that stops with a request in flight leaves it in the journal beside the
+/// ledger file; the next start closes it as interrupted and empties the journal.
+#[tokio::test]
+async fn a_request_left_in_the_journal_is_closed_as_interrupted_on_the_next_start() {
+    let (s, url, _dir) = sqlite_store().await;
+    let p = s.ensure_default_project().await.unwrap();
+    let ch = channel(p.id, "journal");
+    s.create_channel(&ch, "t").await.unwrap();
+    let snap = s.snapshot_for(&ch).await.unwrap();
+    let (ledger, task) = start_ledger(&s, 5);
+    let left = pending(&ch, snap.id, now_us(), "POST", "/left");
+    let done = pending(&ch, snap.id, now_us(), "POST", "/done");
+    ledger.record_pending(left.clone()).await.unwrap();
+    ledger.record_pending(done.clone()).await.unwrap();
+    let (finished, ev) = completed(done.clone(), 200, 10);
+    ledger.record_completion(finished, Some(ev));
+    drop(ledger);
+    task.await.unwrap();
+    let journal = sluice_store::journal::journal_dir(std::path::Path::new(
+        url.strip_prefix("sqlite://").unwrap(),
+    ));
+    let segments = || std::fs::read_dir(&journal).unwrap().count();
+    assert!(segments() > 0, "the request in flight is still journaled");
+
+    assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 1);
+    let (got, _) = s.get_request(left.id).await.unwrap().unwrap();
+    assert_eq!(got.state, RequestState::Error);
+    assert_eq!(got.error.as_deref(), Some("interrupted"));
+    assert_eq!(got.path, "/left", "the journaled record is the one kept");
+    let (got, ev) = s.get_request(done.id).await.unwrap().unwrap();
+    assert_eq!(got.state, RequestState::Success, "a finished request stays finished");
+    assert!(ev.is_some());
+    assert_eq!(segments(), 0, "the journal is emptied once they are closed");
+    assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 0);
 }
 
 /// A SQLite ledger from before the in-flight file kept pending rows in its own file; the

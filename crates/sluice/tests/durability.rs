@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::{rid, upstream, Sluice};
 use full_disk::FullDisk;
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 #[tokio::test]
 async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() {

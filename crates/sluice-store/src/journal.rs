@@ -471,7 +471,10 @@ mod tests {
             "an idle journal is empty"
         );
         drop(j);
-        assert!(s.segment_files().is_empty(), "a clean stop removes the segment");
+        assert!(
+            s.segment_files().is_empty(),
+            "a clean stop removes the segment"
+        );
     }
 
     #[test]
@@ -483,7 +486,10 @@ mod tests {
             append(&j, r);
         }
         let sealed = s.segment_files().len();
-        assert!(sealed >= 3, "12 records of ~400 bytes fill several segments: {sealed}");
+        assert!(
+            sealed >= 3,
+            "12 records of ~400 bytes fill several segments: {sealed}"
+        );
         // Settle all but the last record: only the segment holding it (and the active one) stay.
         j.settle(recs[..11].iter().map(|r| r.id));
         assert!(s.segment_files().len() <= 2, "{:?}", s.segment_files());
@@ -492,7 +498,10 @@ mod tests {
         drop(j);
         let (left, files) = leftovers(&s.main()).unwrap();
         assert!(left.iter().any(|r| r.id == recs[11].id));
-        assert!(left.iter().all(|r| r.id != recs[0].id), "settled segments are gone");
+        assert!(
+            left.iter().all(|r| r.id != recs[0].id),
+            "settled segments are gone"
+        );
         assert_eq!(files, s.segment_files());
     }
 

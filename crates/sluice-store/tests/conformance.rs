@@ -1350,7 +1350,11 @@ async fn a_request_left_in_the_journal_is_closed_as_interrupted_on_the_next_star
     assert_eq!(got.error.as_deref(), Some("interrupted"));
     assert_eq!(got.path, "/left", "the journaled record is the one kept");
     let (got, ev) = s.get_request(done.id).await.unwrap().unwrap();
-    assert_eq!(got.state, RequestState::Success, "a finished request stays finished");
+    assert_eq!(
+        got.state,
+        RequestState::Success,
+        "a finished request stays finished"
+    );
     assert!(ev.is_some());
     assert_eq!(segments(), 0, "the journal is emptied once they are closed");
     assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 0);

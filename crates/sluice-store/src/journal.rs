@@ -132,8 +132,8 @@ impl Journal {
                 spare_lines: Vec::new(),
                 spare_entries: Vec::new(),
             }),
-            batch_size: metrics::histogram!("sluice_ledger_batch_size"),
-            write_seconds: metrics::histogram!("sluice_ledger_commit_seconds"),
+            batch_size: metrics::histogram!("sluice_ledger_batch_size", "writer" => "journal"),
+            write_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
         })
     }
 

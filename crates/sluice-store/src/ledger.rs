@@ -40,7 +40,7 @@ const COMPLETIONS_BESIDE_PENDING: usize = 32;
 /// Completions queued for the SQLite history thread past which a new request waits for it to
 /// catch up, so a ledger slower than the traffic slows the traffic instead of filling memory
 /// (about half a second of the fastest traffic measured).
-const MAX_BACKLOG: i64 = 16_384;
+pub const MAX_BACKLOG: i64 = 16_384;
 
 /// Settings of the writer.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use sluice_core::{
     Timings,
 };
 use sluice_store::channels::DeleteOutcome;
+use sluice_store::ledger::MAX_BACKLOG;
 use sluice_store::requests::LedgerOp;
 use sluice_store::{
     AuditFilter, Cursor, EventLog, HealthStatus, HealthUpdate, Ledger, LedgerConfig, LedgerError,
@@ -1358,6 +1359,73 @@ async fn a_request_left_in_the_journal_is_closed_as_interrupted_on_the_next_star
     assert!(ev.is_some());
     assert_eq!(segments(), 0, "the journal is emptied once they are closed");
     assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 0);
+}
+
+/// On SQLite a pending record costs a line in the journal, far less than its completion's
+/// commit: when the history thread cannot keep up, new requests wait for it rather than queue
+/// completions without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_far_behind_makes_new_requests_wait_for_it() {
+    let dir = tempdir::Dir::new();
+    let url = format!("sqlite://{}/ledger.db", dir.path());
+    let opts = StoreOptions {
+        sqlite_busy_timeout: std::time::Duration::from_secs(60),
+        ..StoreOptions::default()
+    };
+    let s = Store::connect(&url, &opts).await.unwrap();
+    s.migrate().await.unwrap();
+    let p = s.ensure_default_project().await.unwrap();
+    let ch = channel(p.id, "behind");
+    s.create_channel(&ch, "t").await.unwrap();
+    let snap = s.snapshot_for(&ch).await.unwrap();
+    let (ledger, task) = start_ledger(&s, 1);
+
+    // Another connection holds the ledger file's write lock: the history thread cannot commit.
+    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let waiting = loop {
+        let r = pending(&ch, snap.id, now_us(), "POST", "/x");
+        let l = ledger.clone();
+        let mut call = tokio::spawn({
+            let r = r.clone();
+            async move { l.record_pending(r).await }
+        });
+        match tokio::time::timeout(std::time::Duration::from_millis(300), &mut call).await {
+            Ok(done) => done.unwrap().unwrap(),
+            Err(_) => break (r, call),
+        }
+        let (done, ev) = completed(r, 200, 1);
+        ledger.record_completion(done, Some(ev));
+        sent += 1;
+        assert!(sent <= 2 * MAX_BACKLOG, "no request was ever made to wait");
+    };
+    assert!(
+        ledger.queue_depth() > MAX_BACKLOG,
+        "a request waits only once the backlog is full: {}",
+        ledger.queue_depth()
+    );
+    assert!(sent >= MAX_BACKLOG, "{sent} requests went through first");
+
+    // The lock goes: the history thread catches up and the waiting request goes on.
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    let (r, call) = waiting;
+    tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        .await
+        .expect("the waiting request went on once the ledger caught up")
+        .unwrap()
+        .unwrap();
+    let (done, ev) = completed(r, 200, 1);
+    ledger.record_completion(done, Some(ev));
+    drop(ledger);
+    task.await.unwrap();
+    let stats = s.channel_stats(ch.id, 0).await.unwrap();
+    assert_eq!(stats.total, sent + 1, "every request recorded");
+    assert_eq!(stats.by_state["success"], sent + 1);
+    s.close().await;
 }
 
 /// A SQLite ledger from before the in-flight file kept pending rows in its own file; the

@@ -71,6 +71,56 @@ async fn hashes_sizes_and_previews_match_the_bytes_that_passed() {
     }
 }
 
+/// Operators watch requests live: one waiting on its sink is in the history, its detail and the
+/// channel's stats as `pending` (on SQLite its record is in the journal until a reader asks).
+#[tokio::test]
+async fn a_request_in_flight_is_visible_as_pending_until_it_finishes() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = rid();
+    let call = s
+        .http()
+        .post(s.proxy_url(&ch, "/delay/1500/slow"))
+        .header("x-request-id", &id)
+        .body("in flight")
+        .send();
+    let call = tokio::spawn(call);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1200);
+    let row = loop {
+        let items = s.history(&ch, &format!("request_id={id}")).await;
+        if let Some(r) = items.first() {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request in flight never showed in the history"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(row["state"], "pending", "{row}");
+    let detail = s
+        .get_json(&format!("/requests/{}", row["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(detail["state"], "pending", "{detail}");
+    assert_eq!(detail["path"], "/delay/1500/slow");
+    let cid = ch["id"].as_str().unwrap();
+    let stats = s
+        .get_json(&format!("/channels/{cid}/stats?since=2000-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(stats["by_state"]["pending"], 1, "{stats}");
+
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    let done = s.finished(&ch, &id).await;
+    assert_eq!(done["state"], "success");
+    assert_eq!(done["id"], row["id"], "the same record, finished");
+    let stats = s
+        .get_json(&format!("/channels/{cid}/stats?since=2000-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(stats["by_state"]["pending"], 0, "{stats}");
+    assert_eq!(stats["total"], 1, "counted once");
+}
+
 #[tokio::test]
 async fn preview_size_is_per_channel() {
     let up = upstream::start().await;

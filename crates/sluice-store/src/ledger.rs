@@ -180,9 +180,10 @@ impl QueueDepth {
 }
 
 impl Ledger {
-    /// Starts the writer. On SQLite it runs on two threads of its own with their own write
-    /// connections (blocking SQLite calls never stall the proxy's runtime); on PostgreSQL it is
-    /// a task on the current runtime. It runs until every handle is dropped and the queues are
+    /// Starts the writer. On SQLite it opens a new journal segment and runs the history
+    /// thread with its own write connection (blocking SQLite calls never stall the proxy's
+    /// runtime); call [`Store::close_interrupted`] first, which reads what an earlier run left
+    /// in the journal. On PostgreSQL it is a task on the current runtime. It runs until every handle is dropped and the queues are
     /// drained; the returned task finishes then.
     pub fn start(store: Store, cfg: LedgerConfig) -> Result<(Ledger, JoinHandle<()>), StoreError> {
         Self::start_with_events(store, cfg, None)

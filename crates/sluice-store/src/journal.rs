@@ -12,13 +12,13 @@
 //! power loss may lose the last moments, as it may lose the WAL's last commits.
 //!
 //! A record leaves the journal when its completion has committed in the ledger file
-//! ([`Journal::settle`]). The journal is a series of segment files in one directory. A segment
-//! past [`SEGMENT_BYTES`] is sealed and deleted once none of its requests is in flight. The
+//! (`Journal::settle`). The journal is a series of segment files in one directory. A segment
+//! past `SEGMENT_BYTES` is sealed and deleted once none of its requests is in flight. The
 //! active segment is emptied whenever nothing is in flight. A clean stop leaves no segment
-//! behind. A start after a crash reads what is left ([`leftovers`]), and the store closes
+//! behind. A start after a crash reads what is left (`leftovers`), and the store closes
 //! those requests as `interrupted`.
 //!
-//! [`Journal::settle`] and [`Journal::in_flight`] are called by one thread only, the history
+//! `Journal::settle` and `Journal::in_flight` are called by one thread only, the history
 //! writer. Segments are deleted only there, so a segment that `in_flight` reads cannot vanish
 //! under it.
 

@@ -10,7 +10,7 @@
 //! themselves, one write per group, so a pending record never waits behind a batch of
 //! completions or for a thread to wake up. A history thread commits completions into the
 //! ledger file (see `sqlite_writer`). Before a reader of the store looks at requests, the
-//! thread copies the requests in flight into the in-flight file ([`InflightView`]), so every
+//! thread copies the requests in flight into the in-flight file (`InflightView`), so every
 //! request forwarded is visible, finished or `pending`. On PostgreSQL one task writes both,
 //! completions riding with the next pending commit.
 

@@ -101,7 +101,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_LEDGER_MAX_BATCH", default_value_t = 512)]
     pub ledger_max_batch: usize,
     /// Longest time a completion record waits to be batched with others, in milliseconds.
-    #[arg(long, env = "SLUICE_LEDGER_COMPLETION_DELAY_MS", default_value_t = 10)]
+    #[arg(long, env = "SLUICE_LEDGER_COMPLETION_DELAY_MS", default_value_t = 3)]
     pub ledger_completion_delay_ms: u64,
     /// Longest wait for in-flight exchanges at shutdown, in seconds.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]

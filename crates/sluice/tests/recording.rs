@@ -81,12 +81,12 @@ async fn a_request_in_flight_is_visible_as_pending_until_it_finishes() {
     let id = rid();
     let call = s
         .http()
-        .post(s.proxy_url(&ch, "/delay/1500/slow"))
+        .post(s.proxy_url(&ch, "/delay/3000/slow"))
         .header("x-request-id", &id)
         .body("in flight")
         .send();
     let call = tokio::spawn(call);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
     let row = loop {
         let items = s.history(&ch, &format!("request_id={id}")).await;
         if let Some(r) = items.first() {
@@ -103,7 +103,7 @@ async fn a_request_in_flight_is_visible_as_pending_until_it_finishes() {
         .get_json(&format!("/requests/{}", row["id"].as_str().unwrap()))
         .await;
     assert_eq!(detail["state"], "pending", "{detail}");
-    assert_eq!(detail["path"], "/delay/1500/slow");
+    assert_eq!(detail["path"], "/delay/3000/slow");
     let cid = ch["id"].as_str().unwrap();
     let stats = s
         .get_json(&format!("/channels/{cid}/stats?since=2000-01-01T00:00:00Z"))

@@ -161,10 +161,10 @@ impl Store {
 
     /// Health of the given channels (missing ones are left out).
     pub async fn channel_health(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, ChannelHealth>> {
-        self.inflight.refresh().await;
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
+        self.inflight.refresh().await;
         let sql = format!(
             "SELECT {HEALTH_COLUMNS} FROM channels WHERE id IN ({})",
             in_list(1, ids.len())
@@ -206,7 +206,6 @@ impl Store {
         ids: &[Uuid],
         since: Micros,
     ) -> Result<HashMap<Uuid, BTreeMap<String, i64>>> {
-        self.inflight.refresh().await;
         let zero: BTreeMap<String, i64> = RequestState::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
@@ -216,6 +215,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(out);
         }
+        self.inflight.refresh().await;
         // Finished requests and those still in flight.
         for (table, unsettled) in crate::requests::TABLES {
             let sql = format!(

@@ -162,14 +162,14 @@ impl Journal {
         if a.decided < ticket {
             let started = Instant::now();
             let a = &mut *a;
-            let last = {
+            // Take every queued line, leaving the emptied buffers of the last write in place.
+            let (mut lines, mut entries, last) = {
                 let mut q = self.queue.lock();
-                std::mem::swap(&mut q.lines, &mut a.spare_lines);
-                std::mem::swap(&mut q.entries, &mut a.spare_entries);
-                q.last
+                let lines = std::mem::replace(&mut q.lines, std::mem::take(&mut a.spare_lines));
+                let entries =
+                    std::mem::replace(&mut q.entries, std::mem::take(&mut a.spare_entries));
+                (lines, entries, q.last)
             };
-            let lines = std::mem::take(&mut a.spare_lines);
-            let mut entries = std::mem::take(&mut a.spare_entries);
             let n = entries.len();
             if let Err(e) = a.write(&lines, &entries) {
                 refused(&e, n);
@@ -179,9 +179,9 @@ impl Journal {
                 }
             }
             a.decided = last;
-            a.spare_lines = lines;
-            a.spare_lines.clear();
+            lines.clear();
             entries.clear();
+            a.spare_lines = lines;
             a.spare_entries = entries;
             self.batch_size.record(n as f64);
             self.write_seconds.record(started.elapsed().as_secs_f64());

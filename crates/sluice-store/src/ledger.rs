@@ -99,6 +99,11 @@ impl Drop for StopOnDrop {
 pub(crate) struct InflightView(Arc<parking_lot::Mutex<Option<std_mpsc::Sender<HistoryMsg>>>>);
 
 impl InflightView {
+    /// Routes this view's requests to the history thread fed by `tx`.
+    fn attach(&self, tx: std_mpsc::Sender<HistoryMsg>) {
+        *self.0.lock() = Some(tx);
+    }
+
     /// Returns once every request in flight is in the in-flight file (at once without a
     /// running SQLite ledger).
     pub(crate) async fn refresh(&self) {
@@ -183,8 +188,8 @@ impl Ledger {
     /// Starts the writer. On SQLite it opens a new journal segment and runs the history
     /// thread with its own write connection (blocking SQLite calls never stall the proxy's
     /// runtime); call [`Store::close_interrupted`] first, which reads what an earlier run left
-    /// in the journal. On PostgreSQL it is a task on the current runtime. It runs until every handle is dropped and the queues are
-    /// drained; the returned task finishes then.
+    /// in the journal. On PostgreSQL it is a task on the current runtime. It runs until every
+    /// handle is dropped and the queues are drained; the returned task finishes then.
     pub fn start(store: Store, cfg: LedgerConfig) -> Result<(Ledger, JoinHandle<()>), StoreError> {
         Self::start_with_events(store, cfg, None)
     }
@@ -230,7 +235,7 @@ impl Ledger {
                 let _ = finished.send(());
             })
             .map_err(|e| StoreError::Sqlite(format!("starting the ledger: {e}")))?;
-        *store.inflight.0.lock() = Some(completions.clone());
+        store.inflight.attach(completions.clone());
         let handle = Ledger {
             queues: Queues::Journal {
                 journal,

@@ -140,12 +140,8 @@ impl HistoryWriter {
         failed.error = Some(error.to_string());
         failed.completed_at = Some(now);
         let tx = self.conn.transaction()?;
-        {
-            write_request(&mut tx.prepare_cached(&self.upsert)?, node_id, &failed)?;
-            let mut buf = Uuid::encode_buffer();
-            tx.prepare_cached(&self.unpublish)?
-                .execute(params![&*rec.id.hyphenated().encode_lower(&mut buf)])?;
-        }
+        write_request(&mut tx.prepare_cached(&self.upsert)?, node_id, &failed)?;
+        delete_ids(&mut tx.prepare_cached(&self.unpublish)?, &[rec.id])?;
         tx.commit()
     }
 
@@ -208,14 +204,19 @@ impl HistoryWriter {
             }
             // The in-flight file last: every writer locks the ledger file before it, so two
             // transactions never hold one each while waiting for the other.
-            let mut delete = tx.prepare_cached(&self.unpublish)?;
-            let mut buf = Uuid::encode_buffer();
-            for id in unpublish {
-                delete.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
-            }
+            delete_ids(&mut tx.prepare_cached(&self.unpublish)?, unpublish)?;
         }
         tx.commit()
     }
+}
+
+/// Runs `stmt` (a delete by id) for each of `ids`.
+fn delete_ids(stmt: &mut CachedStatement<'_>, ids: &[Uuid]) -> rusqlite::Result<()> {
+    let mut buf = Uuid::encode_buffer();
+    for id in ids {
+        stmt.execute(params![&*id.hyphenated().encode_lower(&mut buf)])?;
+    }
+    Ok(())
 }
 
 /// Runs `stmt` (the in-flight insert or the upsert) for one request row.

@@ -22,7 +22,6 @@ use crate::exchange::{Exchange, Outcome};
 use crate::reply;
 use crate::source_auth::{self, Verdict};
 use crate::tap::{Tap, TapState};
-use crate::upstream::ConnMeta;
 use crate::Proxy;
 
 /// Shortest time between two lookup-failure entries of one channel in the event log.
@@ -214,12 +213,8 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(proxy.cfg.forwarded_proto),
     );
-    parts.uri = match Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-    {
+    // Origin form: the sink's scheme and authority pick the connection.
+    parts.uri = match Uri::builder().path_and_query(path_and_query).build() {
         Ok(u) => u,
         Err(_) => {
             return with_request_id(reply::error(StatusCode::BAD_REQUEST), &request_id_header)
@@ -231,14 +226,23 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
     let outbound =
         http::Request::from_parts(parts, Tap::new(body, request_tap, route.idle_timeout, None));
 
-    let sent = tokio::time::timeout(route.head_timeout, route.client.request(outbound)).await;
-    let response = match sent {
-        Ok(Ok(res)) => res,
+    let sent = tokio::time::timeout(
+        route.head_timeout,
+        proxy.upstream.send(
+            &route.scheme,
+            &route.authority,
+            route.connect_timeout,
+            outbound,
+        ),
+    )
+    .await;
+    let sent = match sent {
+        Ok(Ok(sent)) => sent,
         Ok(Err(e)) => {
             let err = if exchange.request_body_failed() {
                 ExchangeError::ClientDisconnected
             } else {
-                ExchangeError::classify(&e, e.is_connect())
+                e.classify()
             };
             tracing::debug!(error = %e, code = %err, "upstream request failed");
             let status = StatusCode::from_u16(err.http_status()).expect("502 or 504");
@@ -254,12 +258,8 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         }
     };
 
-    let (mut head, incoming) = response.into_parts();
-    let (connect_us, reused) = match head.extensions.get::<ConnMeta>() {
-        Some(m) if m.mark_used() => (None, Some(true)),
-        Some(m) => (Some(m.connect_us), Some(false)),
-        None => (None, None),
-    };
+    let (mut head, incoming) = sent.response.into_parts();
+    let (connect_us, reused) = (sent.connect_us, Some(sent.connect_us.is_none()));
     let response_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
     exchange.answered(
         head.status.as_u16(),

@@ -1,5 +1,5 @@
 //! The sluice data plane: `/channels/{id}/...` routing, the body tap, the pooled upstream
-//! client and the recording of every exchange into the ledger.
+//! connections and the recording of every exchange into the ledger.
 
 pub mod config;
 pub mod exchange;
@@ -21,11 +21,12 @@ use sluice_store::{Ledger, Store};
 pub use config::ProxyConfig;
 use metrics::ProxyMetrics;
 use routes::Routes;
-use upstream::Clients;
+use upstream::Upstream;
 
 /// Everything the proxy path needs, shared by all requests.
 pub struct Proxy {
     routes: Arc<Routes>,
+    upstream: Arc<Upstream>,
     ledger: Ledger,
     cfg: Arc<ProxyConfig>,
     metrics: Arc<ProxyMetrics>,
@@ -48,7 +49,8 @@ impl Proxy {
                 store.clone(),
                 cfg.events.clone(),
             ),
-            routes: Routes::new(store, Clients::new(tls), cfg.clone()),
+            routes: Routes::new(store, cfg.clone()),
+            upstream: Upstream::new(tls),
             ledger,
             cfg,
             metrics: Arc::new(ProxyMetrics::default()),

@@ -18,9 +18,8 @@ use uuid::Uuid;
 
 use crate::config::ProxyConfig;
 use crate::metrics::ChannelCounters;
-use crate::upstream::{Clients, UpstreamClient};
 
-/// A channel ready to proxy: parsed sink, resolved timeouts, its snapshot and client.
+/// A channel ready to proxy: parsed sink, resolved timeouts and its snapshot.
 pub struct Route {
     /// The channel as loaded.
     pub channel: Channel,
@@ -42,8 +41,8 @@ pub struct Route {
     pub idle_timeout: Duration,
     /// Preview bytes kept per body.
     pub preview_bytes: usize,
-    /// Pooled client to use.
-    pub client: UpstreamClient,
+    /// Time allowed to open a connection to the sink (TCP and TLS).
+    pub connect_timeout: Duration,
     /// Request counters of this channel.
     pub counters: ChannelCounters,
     /// This channel's passive-health cell, when passive health is on.
@@ -55,7 +54,6 @@ pub struct Route {
 /// Routes by channel id.
 pub struct Routes {
     store: Store,
-    clients: Clients,
     cfg: Arc<ProxyConfig>,
     map: RwLock<HashMap<Uuid, Arc<Route>>>,
     generation: AtomicU64,
@@ -63,10 +61,9 @@ pub struct Routes {
 
 impl Routes {
     /// An empty table over `store`.
-    pub fn new(store: Store, clients: Clients, cfg: Arc<ProxyConfig>) -> Arc<Self> {
+    pub fn new(store: Store, cfg: Arc<ProxyConfig>) -> Arc<Self> {
         let routes = Arc::new(Self {
             store,
-            clients,
             cfg,
             map: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -141,7 +138,7 @@ impl Routes {
             head_timeout: response,
             idle_timeout: idle,
             preview_bytes: channel.preview_bytes as usize,
-            client: self.clients.get(connect.as_millis() as u64),
+            connect_timeout: connect,
             counters: ChannelCounters::new(channel.id),
             passive: self.cfg.health.as_ref().map(|b| b.handle(channel.id)),
             auth_methods,

@@ -1,137 +1,354 @@
-//! The pooled upstream client: rustls with web roots (plus the system's and an optional extra
-//! CA file), and a connector wrapper that times each new connection and counts its reuse.
+//! The upstream side: pooled HTTP/1 connections to sinks (plain or rustls), each driven by the
+//! task of the request using it.
+//!
+//! A general-purpose client spawns a task per connection and hands every request, response
+//! head and body chunk across to it. Here the caller's connection task polls the sink
+//! connection itself while it waits for the response head and while it streams the response
+//! body, so an exchange runs in one task: no hand-off, no wake-up of a second task per
+//! request. An idle connection waits in the pool, unpolled; it is checked when taken out and
+//! swept now and then, so one the sink has closed is never used and never lingers for long.
 
-use std::future::Future;
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use parking_lot::RwLock;
-use std::collections::HashMap;
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use sluice_core::ExchangeError;
+use tokio::net::TcpStream;
 use tower::Service;
 
-use crate::tap::OutboundBody;
+use crate::tap::{BoxError, OutboundBody};
 
-/// Facts about the connection an exchange used, found in the response's extensions.
-#[derive(Debug, Clone)]
-pub struct ConnMeta {
-    /// Time spent opening it (TCP and TLS).
-    pub connect_us: i64,
-    /// Responses it has carried so far.
-    served: Arc<AtomicU64>,
+/// How long a connection may wait unused in the pool.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the pool is swept for closed and expired connections.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// Idle connections kept per sink; more are closed when they come back.
+const MAX_IDLE_PER_SINK: usize = 256;
+
+/// The byte stream of a sink connection.
+type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+/// A sink's scheme and authority: connections are pooled per key.
+type PoolKey = (Scheme, Authority);
+
+/// One HTTP/1 connection to a sink. Always boxed: with its buffers and TLS state it is
+/// several KiB, and it moves between the pool, a request's future and a response body.
+struct Conn {
+    send: http1::SendRequest<OutboundBody>,
+    conn: http1::Connection<Io, OutboundBody>,
+    /// The connection future has completed: the connection is closed.
+    closed: bool,
+    /// When it was put back in the pool.
+    idle_since: Instant,
 }
 
-impl ConnMeta {
-    /// Counts one more response on this connection; returns whether it had carried one before.
-    pub fn mark_used(&self) -> bool {
-        self.served.fetch_add(1, Ordering::Relaxed) > 0
+impl Conn {
+    /// Polls the connection's I/O (writing the request, reading the response into its body).
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.closed && Pin::new(&mut self.conn).poll(cx).is_ready() {
+            self.closed = true;
+        }
+    }
+
+    /// Whether the connection can take another request, checked without waiting.
+    fn usable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        !self.closed && self.send.is_ready() && self.idle_since.elapsed() < IDLE_TIMEOUT
     }
 }
 
-/// Wraps a connector: applies the connect timeout and attaches [`ConnMeta`] to the connection.
-#[derive(Clone)]
-pub struct TimedConnector<C> {
-    inner: C,
-    timeout: Duration,
+/// Why a request got no response head from the sink.
+#[derive(Debug)]
+pub struct UpstreamError {
+    /// The failure happened while connecting (TCP or TLS).
+    connecting: bool,
+    source: BoxError,
 }
 
-/// A connection made by [`TimedConnector`].
-pub struct TimedConn<T> {
-    inner: T,
-    meta: ConnMeta,
-}
-
-impl<C> Service<Uri> for TimedConnector<C>
-where
-    C: Service<Uri> + Clone + Send + 'static,
-    C::Response: Connection + Send,
-    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    C::Future: Send + 'static,
-{
-    type Response = TimedConn<C::Response>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl UpstreamError {
+    /// The contract's error string for this failure.
+    pub fn classify(&self) -> ExchangeError {
+        ExchangeError::classify(&*self.source, self.connecting)
     }
+}
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let fut = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let started = Instant::now();
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(io)) => Ok(TimedConn {
-                    inner: io,
-                    meta: ConnMeta {
-                        connect_us: started.elapsed().as_micros() as i64,
-                        served: Arc::new(AtomicU64::new(0)),
-                    },
-                }),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => {
-                    Err(Box::new(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")) as _)
-                }
-            }
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = if self.connecting {
+            "connecting to the sink"
+        } else {
+            "exchanging with the sink"
+        };
+        write!(f, "{stage}: {}", self.source)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A response head from the sink, with facts about the connection that carried it.
+pub struct Sent {
+    /// The response; its body drives the connection until it ends.
+    pub response: Response<UpstreamBody>,
+    /// Time spent opening the connection (TCP and TLS), or `None` when a pooled one was reused.
+    pub connect_us: Option<i64>,
+}
+
+/// The pooled connections to every sink, and the connector that opens new ones.
+pub struct Upstream {
+    connector: HttpsConnector<HttpConnector>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a `Conn` is several KiB: moved by pointer, not copied"
+    )]
+    idle: Mutex<HashMap<PoolKey, Vec<Box<Conn>>>>,
+    sweeping: std::sync::Once,
+}
+
+impl Upstream {
+    /// A pool whose TLS connections trust `tls`.
+    pub fn new(tls: rustls::ClientConfig) -> Arc<Self> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Arc::new(Self {
+            connector,
+            idle: Mutex::new(HashMap::new()),
+            sweeping: std::sync::Once::new(),
         })
     }
-}
 
-impl<T: Connection> Connection for TimedConn<T> {
-    fn connected(&self) -> Connected {
-        self.inner.connected().extra(self.meta.clone())
+    /// Sends `req` (origin-form URI, `host` header set) to the sink at `scheme://authority`,
+    /// reusing an idle connection when one is usable and opening one (within
+    /// `connect_timeout`) otherwise. Resolves with the response head.
+    pub async fn send(
+        self: &Arc<Self>,
+        scheme: &Scheme,
+        authority: &Authority,
+        connect_timeout: Duration,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Sent, UpstreamError> {
+        let key = (scheme.clone(), authority.clone());
+        loop {
+            let (mut conn, connect_us) = match self.checkout(&key) {
+                Some(c) => (c, None),
+                None => {
+                    let started = Instant::now();
+                    let c = self.connect(&key, connect_timeout).await?;
+                    (c, Some(started.elapsed().as_micros() as i64))
+                }
+            };
+            let mut pending = std::pin::pin!(conn.send.try_send_request(req));
+            let result = poll_fn(|cx| {
+                conn.drive(cx);
+                match pending.as_mut().poll(cx) {
+                    // A closed connection answers its request with an error; never wait on
+                    // one that did not.
+                    Poll::Pending if conn.closed => Poll::Ready(None),
+                    polled => polled.map(Some),
+                }
+            })
+            .await;
+            match result {
+                Some(Ok(res)) => {
+                    let home = Arc::downgrade(self);
+                    let response = res.map(|body| UpstreamBody {
+                        body,
+                        conn: Some(conn),
+                        home: Some((home, key)),
+                    });
+                    return Ok(Sent {
+                        response,
+                        connect_us,
+                    });
+                }
+                None => {
+                    return Err(UpstreamError {
+                        connecting: false,
+                        source: Box::new(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the sink closed the connection",
+                        )),
+                    })
+                }
+                Some(Err(mut e)) => match e.take_message() {
+                    // A pooled connection the sink closed before it took the request: the
+                    // request is untouched, so it goes out on another connection.
+                    Some(back) if connect_us.is_none() => req = back,
+                    _ => {
+                        return Err(UpstreamError {
+                            connecting: false,
+                            source: e.into_error().into(),
+                        })
+                    }
+                },
+            }
+        }
+    }
+
+    /// Opens a connection to `key` within `timeout`.
+    async fn connect(&self, key: &PoolKey, timeout: Duration) -> Result<Box<Conn>, UpstreamError> {
+        let failed = |source: BoxError| UpstreamError {
+            connecting: true,
+            source,
+        };
+        let uri = Uri::builder()
+            .scheme(key.0.clone())
+            .authority(key.1.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| failed(e.into()))?;
+        let mut connector = self.connector.clone();
+        let io = match tokio::time::timeout(timeout, connector.call(uri)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => {
+                return Err(failed(Box::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timeout",
+                ))))
+            }
+        };
+        let (send, conn) = http1::handshake(io).await.map_err(|e| failed(e.into()))?;
+        Ok(Box::new(Conn {
+            send,
+            conn,
+            closed: false,
+            idle_since: Instant::now(),
+        }))
+    }
+
+    /// The most recently used idle connection to `key` that is still usable.
+    fn checkout(&self, key: &PoolKey) -> Option<Box<Conn>> {
+        loop {
+            let mut conn = self.idle.lock().get_mut(key)?.pop()?;
+            if conn.usable() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Puts `conn` back for the next request to `key`.
+    fn checkin(self: &Arc<Self>, key: PoolKey, mut conn: Box<Conn>) {
+        conn.idle_since = Instant::now();
+        {
+            let mut idle = self.idle.lock();
+            let conns = idle.entry(key).or_default();
+            if conns.len() >= MAX_IDLE_PER_SINK {
+                return;
+            }
+            conns.push(conn);
+        }
+        self.sweeping.call_once(|| {
+            let pool = Arc::downgrade(self);
+            tokio::spawn(sweep(pool));
+        });
     }
 }
 
-impl<T: Read + Unpin> Read for TimedConn<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
+/// Closes, every [`SWEEP_INTERVAL`], the idle connections the sink has closed or that have
+/// idled past [`IDLE_TIMEOUT`]; ends with the pool.
+async fn sweep(pool: Weak<Upstream>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut idle = pool.idle.lock();
+        for conns in idle.values_mut() {
+            conns.retain_mut(|c| c.usable());
+        }
+        idle.retain(|_, conns| !conns.is_empty());
+    }
+}
+
+/// A sink's response body. Polling it also drives the connection it arrives on; once it has
+/// ended, the connection goes back to the pool if it can carry another request.
+pub struct UpstreamBody {
+    body: Incoming,
+    conn: Option<Box<Conn>>,
+    home: Option<(Weak<Upstream>, PoolKey)>,
+}
+
+impl UpstreamBody {
+    fn release(&mut self, cx: &mut Context<'_>) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // Let the connection see the end of the message and ask for the next one.
+        conn.drive(cx);
+        if let Some((home, key)) = self.home.take() {
+            if let Some(pool) = home.upgrade() {
+                if !conn.closed && conn.send.is_ready() {
+                    pool.checkin(key, conn);
+                }
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(conn) = &mut this.conn {
+            conn.drive(cx);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        // A reader may stop at the last frame once the body reports its end, without asking
+        // for the `None` after it.
+        match &polled {
+            Poll::Ready(None) => this.release(cx),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
-impl<T: Write + Unpin> Write for TimedConn<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // Read to its end (or empty from the start) but never polled past it.
+        if self.conn.is_some() && self.body.is_end_stream() {
+            self.release(&mut Context::from_waker(Waker::noop()));
+        }
     }
 }
-
-/// The client type used towards sinks.
-pub type UpstreamClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, OutboundBody>;
 
 /// Builds the TLS configuration trusted for sinks.
 pub fn tls_config(extra_ca_file: Option<&Path>) -> io::Result<rustls::ClientConfig> {
@@ -161,46 +378,4 @@ pub fn tls_config(extra_ca_file: Option<&Path>) -> io::Result<rustls::ClientConf
         .map_err(|e| io::Error::other(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// Pooled clients, one per distinct connect timeout (channels rarely differ).
-pub struct Clients {
-    tls: Arc<rustls::ClientConfig>,
-    by_timeout: RwLock<HashMap<u64, UpstreamClient>>,
-}
-
-impl Clients {
-    /// Clients trusting `tls`.
-    pub fn new(tls: rustls::ClientConfig) -> Self {
-        Self {
-            tls: Arc::new(tls),
-            by_timeout: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The client whose connections time out after `connect_ms`.
-    pub fn get(&self, connect_ms: u64) -> UpstreamClient {
-        if let Some(c) = self.by_timeout.read().get(&connect_ms) {
-            return c.clone();
-        }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config((*self.tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(TimedConnector {
-                inner: https,
-                timeout: Duration::from_millis(connect_ms),
-            });
-        self.by_timeout
-            .write()
-            .entry(connect_ms)
-            .or_insert(client)
-            .clone()
-    }
 }

@@ -510,6 +510,84 @@ async fn keep_alive_connections_to_the_sink_are_reused_and_timed() {
     }
 }
 
+/// A sink that answers every request on a connection with `200 ok` and then, with
+/// `close_header`, says `connection: close`, or without it, hangs up just after answering
+/// (as a sink whose keep-alive timeout is shorter than the pool's). Counts its connections.
+async fn sink_that_closes_after_one_answer(
+    close_header: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let close = if close_header {
+                    "connection: close\r\n"
+                } else {
+                    ""
+                };
+                let res = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                let _ = tcp.write_all(res.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_sink_connection_that_was_closed_is_never_reused() {
+    for close_header in [false, true] {
+        let (addr, accepted) = sink_that_closes_after_one_answer(close_header).await;
+        let s = Sluice::start().await;
+        let ch = s
+            .create_channel(&format!("http://{addr}/"), json!({}))
+            .await;
+        // Creating the channel checks the sink once.
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let mut records = Vec::new();
+        for _ in 0..3 {
+            let id = rid();
+            let res = s
+                .http()
+                .get(s.proxy_url(&ch, "/x"))
+                .header("x-request-id", &id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "close_header={close_header}");
+            assert_eq!(res.text().await.unwrap(), "ok");
+            // Give the sink's hang-up time to arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            records.push(s.finished(&ch, &id).await);
+        }
+        for r in &records {
+            assert_eq!(r["state"], "success", "close_header={close_header}: {r}");
+            assert_eq!(r["event"]["reused_connection"], false, "{r}");
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) - before,
+            3,
+            "one connection per request (close_header={close_header})"
+        );
+    }
+}
+
 #[tokio::test]
 async fn raw_http_client_sees_one_response_per_request_on_a_kept_alive_connection() {
     // Guards the framing of streamed responses: two requests on one caller connection.

@@ -60,7 +60,13 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
     let Ok(channel_id) = Uuid::parse_str(id_text) else {
         return reply::error(StatusCode::NOT_FOUND);
     };
-    let route = match proxy.routes.get(channel_id).await {
+    // The slow paths (a route to load, credentials to check or fetch) are boxed: inline they
+    // would make every request's future several KiB larger, copied when it is boxed.
+    let looked = match proxy.routes.cached(channel_id) {
+        Some(r) => Ok(Some(r)),
+        None => Box::pin(proxy.routes.get(channel_id)).await,
+    };
+    let route = match looked {
         Ok(Some(r)) if r.channel.enabled => r,
         Ok(_) => return reply::error(StatusCode::NOT_FOUND),
         Err(e) => {
@@ -81,7 +87,12 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
     };
     proxy.metrics.lookup.record(started.elapsed().as_secs_f64());
 
-    let admitted = match proxy.gate.check(&route.auth_methods, &parts.headers).await {
+    let verdict = if route.auth_methods.is_empty() {
+        Verdict::Public
+    } else {
+        Box::pin(proxy.gate.check(&route.auth_methods, &parts.headers)).await
+    };
+    let admitted = match verdict {
         Verdict::Public => None,
         Verdict::Admitted(id, kind) => Some((id, kind)),
         Verdict::Unauthorized => return reply::unauthorized(),
@@ -169,7 +180,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         .record(ledger_wait.elapsed().as_secs_f64());
 
     let sink_authorization = match route.channel.sink_credential_id {
-        Some(id) => match proxy.sink_credentials.authorization(id).await {
+        Some(id) => match Box::pin(proxy.sink_credentials.authorization(id)).await {
             Ok(v) => Some(v),
             Err(err) => {
                 tracing::debug!(channel = %channel_id, code = %err, "sink credential unusable");

@@ -72,6 +72,11 @@ impl Routes {
         routes
     }
 
+    /// The route of channel `id` if it is loaded already.
+    pub fn cached(&self, id: Uuid) -> Option<Arc<Route>> {
+        self.map.read().get(&id).cloned()
+    }
+
     /// The route of channel `id`, or `None` when it does not exist.
     pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Route>>, StoreError> {
         if let Some(r) = self.map.read().get(&id) {

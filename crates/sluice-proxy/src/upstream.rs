@@ -156,7 +156,9 @@ impl Upstream {
                 Some(c) => (c, None),
                 None => {
                     let started = Instant::now();
-                    let c = self.connect(&key, connect_timeout).await?;
+                    // Boxed: the connect and handshake state would make every send's future
+                    // KiBs larger.
+                    let c = Box::pin(self.connect(&key, connect_timeout)).await?;
                     (c, Some(started.elapsed().as_micros() as i64))
                 }
             };

@@ -13,6 +13,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -119,7 +120,8 @@ pub struct Upstream {
         reason = "a `Conn` is several KiB: moved by pointer, not copied"
     )]
     idle: Mutex<HashMap<PoolKey, Vec<Box<Conn>>>>,
-    sweeping: std::sync::Once,
+    /// The sweep task has been started.
+    sweeping: AtomicBool,
 }
 
 impl Upstream {
@@ -136,7 +138,7 @@ impl Upstream {
         Arc::new(Self {
             connector,
             idle: Mutex::new(HashMap::new()),
-            sweeping: std::sync::Once::new(),
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -263,10 +265,14 @@ impl Upstream {
             }
             conns.push(conn);
         }
-        self.sweeping.call_once(|| {
-            let pool = Arc::downgrade(self);
-            tokio::spawn(sweep(pool));
-        });
+        // The sweep starts with the first check-in made inside a runtime.
+        if !self.sweeping.load(Ordering::Relaxed) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                if !self.sweeping.swap(true, Ordering::AcqRel) {
+                    rt.spawn(sweep(Arc::downgrade(self)));
+                }
+            }
+        }
     }
 }
 

@@ -76,13 +76,13 @@ impl Exchange {
         i.dispatched = Some(Instant::now());
     }
 
-    /// Notes the response head: status, headers (redacted), connection facts.
+    /// Notes the response head: status, headers (redacted), and the time spent opening the
+    /// connection (`None`: a pooled one was reused).
     pub fn answered(
         &mut self,
         status: u16,
         headers: HeaderList,
         connect_us: Option<i64>,
-        reused: Option<bool>,
         response_tap: SharedTap,
     ) {
         let i = self.inner();
@@ -95,7 +95,7 @@ impl Exchange {
         i.event.response_headers = headers;
         i.event.timings.ttfb_us = Some(ttfb);
         i.event.timings.connect_us = connect_us;
-        i.event.timings.reused_connection = reused;
+        i.event.timings.reused_connection = Some(connect_us.is_none());
         if let Some(d) = i.dispatched {
             i.metrics
                 .upstream

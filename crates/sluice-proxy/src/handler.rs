@@ -270,13 +270,11 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
     };
 
     let (mut head, incoming) = sent.response.into_parts();
-    let (connect_us, reused) = (sent.connect_us, Some(sent.connect_us.is_none()));
     let response_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
     exchange.answered(
         head.status.as_u16(),
         proxy.cfg.redactor.record(&head.headers),
-        connect_us,
-        reused,
+        sent.connect_us,
         response_tap.clone(),
     );
     strip_hop_by_hop(&mut head.headers);

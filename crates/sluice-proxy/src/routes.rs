@@ -79,8 +79,8 @@ impl Routes {
 
     /// The route of channel `id`, or `None` when it does not exist.
     pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Route>>, StoreError> {
-        if let Some(r) = self.map.read().get(&id) {
-            return Ok(Some(r.clone()));
+        if let Some(r) = self.cached(id) {
+            return Ok(Some(r));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let Some(channel) = self.store.get_channel(id).await? else {

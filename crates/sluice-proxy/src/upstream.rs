@@ -65,42 +65,36 @@ impl Conn {
         }
     }
 
-    /// Whether the connection can take another request, checked without waiting.
+    /// Whether the connection is open and waiting for its next request.
+    fn ready(&self) -> bool {
+        !self.closed && self.send.is_ready()
+    }
+
+    /// Whether a pooled connection can take another request, checked without waiting.
     fn usable(&mut self) -> bool {
         self.drive(&mut Context::from_waker(Waker::noop()));
-        !self.closed && self.send.is_ready() && self.idle_since.elapsed() < IDLE_TIMEOUT
+        self.ready() && self.idle_since.elapsed() < IDLE_TIMEOUT
     }
 }
 
 /// Why a request got no response head from the sink.
-#[derive(Debug)]
-pub struct UpstreamError {
-    /// The failure happened while connecting (TCP or TLS).
-    connecting: bool,
-    source: BoxError,
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Opening the connection (TCP or TLS) failed.
+    #[error("connecting to the sink: {0}")]
+    Connect(#[source] BoxError),
+    /// The connection failed before the response head arrived.
+    #[error("exchanging with the sink: {0}")]
+    Exchange(#[source] BoxError),
 }
 
 impl UpstreamError {
     /// The contract's error string for this failure.
     pub fn classify(&self) -> ExchangeError {
-        ExchangeError::classify(&*self.source, self.connecting)
-    }
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stage = if self.connecting {
-            "connecting to the sink"
-        } else {
-            "exchanging with the sink"
-        };
-        write!(f, "{stage}: {}", self.source)
-    }
-}
-
-impl std::error::Error for UpstreamError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
+        match self {
+            UpstreamError::Connect(e) => ExchangeError::classify(&**e, true),
+            UpstreamError::Exchange(e) => ExchangeError::classify(&**e, false),
+        }
     }
 }
 
@@ -189,24 +183,16 @@ impl Upstream {
                     });
                 }
                 None => {
-                    return Err(UpstreamError {
-                        connecting: false,
-                        source: Box::new(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the sink closed the connection",
-                        )),
-                    })
+                    return Err(UpstreamError::Exchange(Box::new(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the sink closed the connection",
+                    ))))
                 }
                 Some(Err(mut e)) => match e.take_message() {
                     // A pooled connection the sink closed before it took the request: the
                     // request is untouched, so it goes out on another connection.
                     Some(back) if connect_us.is_none() => req = back,
-                    _ => {
-                        return Err(UpstreamError {
-                            connecting: false,
-                            source: e.into_error().into(),
-                        })
-                    }
+                    _ => return Err(UpstreamError::Exchange(e.into_error().into())),
                 },
             }
         }
@@ -214,28 +200,26 @@ impl Upstream {
 
     /// Opens a connection to `key` within `timeout`.
     async fn connect(&self, key: &PoolKey, timeout: Duration) -> Result<Box<Conn>, UpstreamError> {
-        let failed = |source: BoxError| UpstreamError {
-            connecting: true,
-            source,
-        };
         let uri = Uri::builder()
             .scheme(key.0.clone())
             .authority(key.1.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| failed(e.into()))?;
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
         let mut connector = self.connector.clone();
         let io = match tokio::time::timeout(timeout, connector.call(uri)).await {
             Ok(Ok(io)) => io,
-            Ok(Err(e)) => return Err(failed(e)),
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Err(_) => {
-                return Err(failed(Box::new(io::Error::new(
+                return Err(UpstreamError::Connect(Box::new(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connect timeout",
                 ))))
             }
         };
-        let (send, conn) = http1::handshake(io).await.map_err(|e| failed(e.into()))?;
+        let (send, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
         Ok(Box::new(Conn {
             send,
             conn,
@@ -309,7 +293,7 @@ impl UpstreamBody {
         conn.drive(cx);
         if let Some((home, key)) = self.home.take() {
             if let Some(pool) = home.upgrade() {
-                if !conn.closed && conn.send.is_ready() {
+                if conn.ready() {
                     pool.checkin(key, conn);
                 }
             }

@@ -1,43 +1,48 @@
 //! The journal of requests in flight on a SQLite ledger.
 //!
 //! A request's `pending` record must be durable before a byte goes to the sink. The journal
-//! keeps that promise with an append: each record is one JSON line, and the records queued
-//! together are written by one `write` call. This is group commit without a writer thread:
-//! whichever request finds the file free writes every queued line, and the others find theirs
-//! already written. A transaction in a SQLite file of its own, committed by a thread of its
-//! own, cost about a fifth of the gateway's CPU per request (docs/BENCHMARKS.md, step 13).
+//! keeps that promise by copying the record, as one JSON line, into a segment file mapped into
+//! memory. A request takes its place in the segment under a short lock and copies its own line
+//! outside it: no system call, and no request waits for another's write. When each request
+//! wrote its line with `write`, the file system's write path cost about 9% of the gateway's
+//! throughput (docs/BENCHMARKS.md, step 17).
 //!
-//! The guarantee is the one SQLite's WAL gives with `synchronous = NORMAL`. Once `write`
-//! returns, the bytes belong to the operating system, so a crashed process loses nothing. A
-//! power loss may lose the last moments, as it may lose the WAL's last commits.
+//! A segment's disk blocks are reserved when it is created (`posix_fallocate`), so a copy never
+//! needs new room on the disk. A full disk shows when a segment cannot be created: the
+//! requests that need it are refused. The history thread creates the next segment ahead of
+//! need (`Journal::prepare`), so a request rarely waits for one.
+//!
+//! The guarantee is the one SQLite's WAL gives with `synchronous = NORMAL`. Once the line is
+//! copied, the bytes are in the operating system's page cache, so a crashed process loses
+//! nothing. A power loss may lose the last moments, as it may lose the WAL's last commits.
 //!
 //! A record leaves the journal when its completion has committed in the ledger file
-//! (`Journal::settle`). The journal is a series of segment files in one directory. A segment
-//! past `SEGMENT_BYTES` is sealed and deleted once none of its requests is in flight. The
-//! active segment is emptied whenever nothing is in flight. A clean stop leaves no segment
-//! behind. A start after a crash reads what is left (`leftovers`), and the store closes
-//! those requests as `interrupted`.
+//! (`Journal::settle`). A full segment is sealed, and deleted once none of its requests is in
+//! flight. The active segment is zeroed whenever none of its requests is. A clean stop leaves
+//! no segment behind. A start after a crash reads what is left (`leftovers`), and the store
+//! closes those requests as `interrupted`.
 //!
-//! `Journal::settle` and `Journal::in_flight` are called by one thread only, the history
-//! writer. Segments are deleted only there, so a segment that `in_flight` reads cannot vanish
-//! under it.
+//! `Journal::settle`, `Journal::prepare` and `Journal::in_flight` are called by one thread
+//! only, the history writer. Segments with requests in flight are deleted only there, so a
+//! segment that `in_flight` reads cannot vanish under it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use memmap2::{Advice, MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 use sluice_core::RequestRecord;
 use uuid::Uuid;
 
-/// Size past which the active segment is sealed and a new one begun.
-const SEGMENT_BYTES: u64 = 8 << 20;
-/// Refused batches remembered for the requests that queued into them.
-const FAILURES_KEPT: usize = 64;
+/// Size of a segment: its disk blocks are reserved up front, and the requests past it wait
+/// for the next segment (a line longer than this gets a segment of its own size).
+const SEGMENT_BYTES: u64 = 256 << 10;
 /// File name extension of a segment.
 const SEGMENT_EXT: &str = "jsonl";
 
@@ -52,48 +57,27 @@ pub fn journal_dir(main: &Path) -> PathBuf {
 
 /// The journal of one running ledger.
 pub(crate) struct Journal {
-    queue: Mutex<Queue>,
     active: Mutex<Active>,
-    batch_size: metrics::Histogram,
-    write_seconds: metrics::Histogram,
-}
-
-/// Lines waiting for the next write.
-#[derive(Default)]
-struct Queue {
-    /// One JSON line per record, in ticket order.
-    lines: Vec<u8>,
-    /// The requests those lines belong to.
-    entries: Vec<Queued>,
-    /// The last ticket handed out; tickets are consecutive.
-    last: u64,
-}
-
-/// A queued request: its id and the length of its line.
-struct Queued {
-    id: Uuid,
-    len: u32,
+    append_seconds: metrics::Histogram,
 }
 
 /// The segment being written, and what is in flight.
 struct Active {
     dir: PathBuf,
-    file: File,
     seg: u64,
+    /// The active segment (none while the disk had no room for it); a copy under way holds
+    /// the mapping too.
+    map: Option<Arc<MmapRaw>>,
+    /// Bytes of the active segment handed out.
     len: u64,
-    /// Size past which the segment is sealed.
+    /// Size of a new segment.
     segment_bytes: u64,
-    /// Every ticket up to this one has been written or refused.
-    decided: u64,
-    /// Recently refused batches: first and last ticket, and why.
-    failures: VecDeque<(u64, u64, Arc<str>)>,
-    /// Requests written and not yet settled.
+    /// Segment `seg + 1`, created ahead of need.
+    spare: Option<Arc<MmapRaw>>,
+    /// Requests whose line is written and not yet settled.
     live: HashMap<Uuid, Spot>,
-    /// Live requests per segment.
+    /// Requests per segment that have a place there and are not yet settled.
     per_segment: BTreeMap<u64, usize>,
-    /// Empty buffers traded with the queue's, so a write allocates nothing.
-    spare_lines: Vec<u8>,
-    spare_entries: Vec<Queued>,
 }
 
 /// Where a live request's line is.
@@ -105,99 +89,96 @@ struct Spot {
 }
 
 impl Journal {
-    /// Opens a new segment in the journal of the ledger file `main`. Segments left by an
-    /// earlier run are not touched: [`leftovers`] reads them.
+    /// Opens a new segment in the journal of the ledger file `main` (or, when the disk has no
+    /// room for it, leaves it to the first request). Segments left by an earlier run are not
+    /// touched: [`leftovers`] reads them.
     pub(crate) fn open(main: &Path) -> io::Result<Self> {
         Self::open_sized(main, SEGMENT_BYTES)
     }
 
-    /// [`Journal::open`], sealing segments at `segment_bytes`.
+    /// [`Journal::open`], with segments of `segment_bytes`.
     fn open_sized(main: &Path, segment_bytes: u64) -> io::Result<Self> {
         let dir = journal_dir(main);
         std::fs::create_dir_all(&dir)?;
         let seg = segments(&dir)?.last().map_or(0, |(n, _)| *n) + 1;
-        let file = create_segment(&dir, seg)?;
+        let map = match create_segment(&dir, seg, segment_bytes) {
+            Ok(map) => Some(map),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                tracing::warn!(error = %e, "no room for the ledger journal yet");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
-            queue: Mutex::new(Queue::default()),
             active: Mutex::new(Active {
                 dir,
-                file,
                 seg,
+                map,
                 len: 0,
                 segment_bytes,
-                decided: 0,
-                failures: VecDeque::new(),
+                spare: None,
                 live: HashMap::new(),
                 per_segment: BTreeMap::new(),
-                spare_lines: Vec::new(),
-                spare_entries: Vec::new(),
             }),
-            batch_size: metrics::histogram!("sluice_ledger_batch_size", "writer" => "journal"),
-            write_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
+            append_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
         })
     }
 
-    /// Appends `rec`; returns once its line (and whatever else was queued) is written.
-    /// When a write fails, the request that made it calls `refused` with the error and the
-    /// number of requests refused with it, and every one of them gets the error.
+    /// Appends `rec`; returns once its line is in the journal. When there is no room for it
+    /// (no segment can be created), calls `refused` with the reason and returns it.
     pub(crate) fn append(
         &self,
         rec: &RequestRecord,
-        refused: impl FnOnce(&str, usize),
+        refused: impl FnOnce(&str),
     ) -> Result<(), Arc<str>> {
-        let ticket = {
-            let mut q = self.queue.lock();
-            let start = q.lines.len();
-            if let Err(e) = serde_json::to_writer(&mut q.lines, rec) {
-                q.lines.truncate(start);
-                return Err(format!("encoding the pending record: {e}").into());
-            }
-            q.lines.push(b'\n');
-            let len = (q.lines.len() - start) as u32;
-            q.entries.push(Queued { id: rec.id, len });
-            q.last += 1;
-            q.last
-        };
-        let mut a = self.active.lock();
-        if a.decided < ticket {
-            let started = Instant::now();
-            let a = &mut *a;
-            // Take every queued line, leaving the emptied buffers of the last write in place.
-            let (mut lines, mut entries, last) = {
-                let mut q = self.queue.lock();
-                let lines = std::mem::replace(&mut q.lines, std::mem::take(&mut a.spare_lines));
-                let entries =
-                    std::mem::replace(&mut q.entries, std::mem::take(&mut a.spare_entries));
-                (lines, entries, q.last)
-            };
-            let n = entries.len();
-            if let Err(e) = a.write(&lines, &entries) {
-                refused(&e, n);
-                a.failures.push_back((last + 1 - n as u64, last, e.into()));
-                if a.failures.len() > FAILURES_KEPT {
-                    a.failures.pop_front();
-                }
-            }
-            a.decided = last;
-            lines.clear();
-            entries.clear();
-            a.spare_lines = lines;
-            a.spare_entries = entries;
-            self.batch_size.record(n as f64);
-            self.write_seconds.record(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let mut line = Vec::with_capacity(512);
+        if let Err(e) = serde_json::to_writer(&mut line, rec) {
+            return Err(format!("encoding the pending record: {e}").into());
         }
-        match a
-            .failures
-            .iter()
-            .rev()
-            .find(|(first, last, _)| (*first..=*last).contains(&ticket))
-        {
-            Some((_, _, e)) => Err(e.clone()),
-            None => Ok(()),
+        line.push(b'\n');
+        let reserved = self.active.lock().reserve(line.len() as u64);
+        let (seg, map, offset) = match reserved {
+            Ok(place) => place,
+            Err(e) => {
+                refused(&e);
+                return Err(e.into());
+            }
+        };
+        // SAFETY: `reserve` handed `offset..offset + line.len()` of this mapping to this call
+        // alone, inside the mapping's length, and `map` keeps the mapping alive.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                line.as_ptr(),
+                map.as_mut_ptr().add(offset as usize),
+                line.len(),
+            );
+        }
+        let spot = Spot {
+            seg,
+            offset,
+            len: line.len() as u32,
+        };
+        self.active.lock().live.insert(rec.id, spot);
+        self.append_seconds.record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Creates the next segment if it is not there yet, so that requests find it ready.
+    pub(crate) fn prepare(&self) {
+        let mut a = self.active.lock();
+        if a.spare.is_some() {
+            return;
+        }
+        match create_segment(&a.dir, a.seg + 1, a.segment_bytes) {
+            Ok(map) => a.spare = Some(map),
+            // The request that needs it tries again, and is refused if it fails too.
+            Err(e) => tracing::debug!(error = %e, "could not create the next journal segment"),
         }
     }
 
-    /// Forgets requests whose completion has committed, deleting segments left with none.
+    /// Forgets requests whose completion has committed, deleting sealed segments left with
+    /// none and zeroing the active one when none of its requests is left.
     pub(crate) fn settle(&self, ids: impl IntoIterator<Item = Uuid>) {
         let mut a = self.active.lock();
         for id in ids {
@@ -215,11 +196,12 @@ impl Journal {
                 }
             }
         }
-        if a.live.is_empty() && a.len > 0 {
-            // Nothing in flight: the active segment starts over, so an idle journal is empty.
-            match a.file.set_len(0) {
-                Ok(()) => a.len = 0,
-                Err(e) => tracing::warn!(error = %e, "could not empty the journal segment"),
+        if let Some(map) = a.map.as_ref().filter(|_| a.len > 0) {
+            if !a.per_segment.contains_key(&a.seg) {
+                // SAFETY: no request has a place in the active segment, so no copy into it is
+                // under way, and none starts while the lock is held.
+                unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 0, a.len as usize) };
+                a.len = 0;
             }
         }
     }
@@ -263,50 +245,49 @@ impl Journal {
 }
 
 impl Active {
-    /// Writes one batch of lines and registers its requests; on failure cuts the segment back
-    /// to where it was, so the next batch starts on a line of its own.
-    fn write(&mut self, lines: &[u8], entries: &[Queued]) -> Result<(), String> {
-        if let Err(e) = self.file.write_all(lines) {
-            if let Err(cut) = self.file.set_len(self.len) {
-                tracing::warn!(error = %cut, "could not cut a failed journal write back");
-            }
-            return Err(format!("writing the journal: {e}"));
-        }
-        let mut offset = self.len;
-        for q in entries {
-            self.live.insert(
-                q.id,
-                Spot {
-                    seg: self.seg,
-                    offset,
-                    len: q.len,
-                },
-            );
-            offset += u64::from(q.len);
-        }
-        *self.per_segment.entry(self.seg).or_default() += entries.len();
-        self.len = offset;
-        if self.len >= self.segment_bytes {
-            self.rotate();
-        }
-        Ok(())
+    /// Hands out `n` bytes of the active segment (sealing it for the next if it has not that
+    /// many left): the segment's number, its mapping and the offset.
+    fn reserve(&mut self, n: u64) -> Result<(u64, Arc<MmapRaw>, u64), String> {
+        let room = self.map.as_ref().map_or(0, |m| m.len() as u64);
+        let map = match &self.map {
+            Some(map) if self.len + n <= room => map.clone(),
+            _ => self.rotate(n)?,
+        };
+        let offset = self.len;
+        self.len += n;
+        *self.per_segment.entry(self.seg).or_default() += 1;
+        Ok((self.seg, map, offset))
     }
 
-    /// Seals the active segment and begins the next; a full segment with nothing in flight
-    /// is deleted at once. If the next cannot be created, writing goes on in this one.
-    fn rotate(&mut self) {
-        let next = self.seg + 1;
-        match create_segment(&self.dir, next) {
-            Ok(file) => {
-                let sealed = std::mem::replace(&mut self.seg, next);
-                self.file = file;
-                self.len = 0;
-                if !self.per_segment.contains_key(&sealed) {
-                    remove_segment(&self.dir, sealed);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not begin a new journal segment"),
+    /// Seals the active segment and begins the next, of at least `need` bytes, and returns it;
+    /// a sealed segment with nothing in flight is deleted at once.
+    fn rotate(&mut self, need: u64) -> Result<Arc<MmapRaw>, String> {
+        let size = self.segment_bytes.max(need);
+        if self.map.is_none() {
+            // No active segment yet: it is created under its own number.
+            let map = create_segment(&self.dir, self.seg, size)
+                .map_err(|e| format!("writing the journal: {e}"))?;
+            self.len = 0;
+            return Ok(self.map.insert(map).clone());
         }
+        let next = self.seg + 1;
+        let map = match self.spare.take() {
+            Some(spare) if spare.len() as u64 >= need => spare,
+            spare => {
+                if spare.is_some() {
+                    remove_segment(&self.dir, next);
+                }
+                create_segment(&self.dir, next, size)
+                    .map_err(|e| format!("writing the journal: {e}"))?
+            }
+        };
+        let sealed = std::mem::replace(&mut self.seg, next);
+        self.map = Some(map.clone());
+        self.len = 0;
+        if !self.per_segment.contains_key(&sealed) {
+            remove_segment(&self.dir, sealed);
+        }
+        Ok(map)
     }
 }
 
@@ -314,7 +295,10 @@ impl Drop for Journal {
     /// A journal with nothing in flight (a clean stop) removes its segments.
     fn drop(&mut self) {
         let a = self.active.get_mut();
-        if a.live.is_empty() {
+        if a.spare.take().is_some() {
+            remove_segment(&a.dir, a.seg + 1);
+        }
+        if a.map.is_some() && a.per_segment.is_empty() {
             remove_segment(&a.dir, a.seg);
         }
     }
@@ -324,11 +308,37 @@ fn segment_path(dir: &Path, seg: u64) -> PathBuf {
     dir.join(format!("{seg:020}.{SEGMENT_EXT}"))
 }
 
-fn create_segment(dir: &Path, seg: u64) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
+/// Creates segment `seg` of `size` bytes, its disk blocks reserved, and maps it.
+fn create_segment(dir: &Path, seg: u64, size: u64) -> io::Result<Arc<MmapRaw>> {
+    let path = segment_path(dir, seg);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
         .create_new(true)
-        .open(segment_path(dir, seg))
+        .open(&path)?;
+    let mapped = allocate(&file, size).and_then(|()| MmapOptions::new().map_raw(&file));
+    let map = match mapped {
+        Ok(map) => map,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    // Fault the pages in for writing now, so the requests' copies do not (Linux 5.14 and
+    // later; elsewhere each page faults on its first copy).
+    let _ = map.advise(Advice::PopulateWrite);
+    Ok(Arc::new(map))
+}
+
+/// Reserves `size` bytes of disk for `file` (written as zeros where the file system cannot
+/// reserve), so writing into them later cannot fail for want of room.
+fn allocate(file: &File, size: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(size).map_err(io::Error::other)?;
+    // SAFETY: a plain system call on a descriptor that `file` keeps open.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 fn remove_segment(dir: &Path, seg: u64) {
@@ -359,8 +369,9 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 /// What a stopped process left in the journal of the ledger file `main`: the records of every
 /// segment (a request may appear although it finished: the ledger file decides), and the
-/// segment files, to delete once those requests are closed. A line cut short by the crash is
-/// skipped.
+/// segment files, to delete once those requests are closed. Lines end at a newline; the
+/// unwritten rest of a segment is zeros (JSON text never holds a zero byte). A line cut short
+/// by the crash is skipped.
 pub(crate) fn leftovers(main: &Path) -> io::Result<(Vec<RequestRecord>, Vec<PathBuf>)> {
     let dir = journal_dir(main);
     if !dir.is_dir() {
@@ -370,7 +381,10 @@ pub(crate) fn leftovers(main: &Path) -> io::Result<(Vec<RequestRecord>, Vec<Path
     let mut files = Vec::new();
     for (_, path) in segments(&dir)? {
         let text = std::fs::read(&path)?;
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for line in text
+            .split(|b| *b == b'\n' || *b == 0)
+            .filter(|l| !l.is_empty())
+        {
             match serde_json::from_slice(line) {
                 Ok(rec) => records.push(rec),
                 Err(e) => {
@@ -438,7 +452,7 @@ mod tests {
     }
 
     fn append(j: &Journal, rec: &RequestRecord) {
-        j.append(rec, |e, _| panic!("refused: {e}")).unwrap();
+        j.append(rec, |e| panic!("refused: {e}")).unwrap();
     }
 
     fn paths(mut recs: Vec<RequestRecord>) -> Vec<String> {
@@ -465,11 +479,18 @@ mod tests {
         assert!(j.in_flight(&HashSet::new()).is_empty());
         let files = s.segment_files();
         assert_eq!(files.len(), 1);
-        assert_eq!(
-            std::fs::metadata(&files[0]).unwrap().len(),
-            0,
-            "an idle journal is empty"
+        assert!(
+            std::fs::read(&files[0]).unwrap().iter().all(|b| *b == 0),
+            "an idle journal holds no line"
         );
+        let c = record("/c");
+        append(&j, &c);
+        assert_eq!(
+            paths(j.in_flight(&HashSet::new())),
+            ["/c"],
+            "a zeroed segment is written from its start again"
+        );
+        j.settle([c.id]);
         drop(j);
         assert!(
             s.segment_files().is_empty(),
@@ -514,8 +535,11 @@ mod tests {
         std::mem::forget(j); // a crash: nothing runs on the way out
         let files = s.segment_files();
         assert_eq!(files.len(), 1);
-        let mut f = OpenOptions::new().append(true).open(&files[0]).unwrap();
-        f.write_all(br#"{"id":"0190"#).unwrap();
+        // The crash cut the next line short: the rest of the segment is still zeros.
+        let written = std::fs::read(&files[0]).unwrap();
+        let end = written.iter().position(|b| *b == 0).unwrap();
+        let f = OpenOptions::new().write(true).open(&files[0]).unwrap();
+        f.write_all_at(br#"{"id":"0190"#, end as u64).unwrap();
         let j = Journal::open(&s.main()).unwrap();
         assert_eq!(s.segment_files().len(), 2, "the old segment is left alone");
         let (left, files) = leftovers(&s.main()).unwrap();
@@ -549,7 +573,19 @@ mod tests {
         let back = j.in_flight(&HashSet::new());
         assert_eq!(back.len(), 1600);
         assert_eq!(back.iter().map(|r| r.id).collect::<HashSet<_>>(), ids);
-        let text = std::fs::read_to_string(&s.segment_files()[0]).unwrap();
-        assert_eq!(text.lines().count(), 1600, "one line per record, none torn");
+        let lines: usize = s
+            .segment_files()
+            .iter()
+            .map(|f| {
+                let text = std::fs::read(f).unwrap();
+                text.split(|b| *b == b'\n' || *b == 0)
+                    .filter(|l| !l.is_empty())
+                    .inspect(|l| {
+                        serde_json::from_slice::<RequestRecord>(l).expect("no torn line");
+                    })
+                    .count()
+            })
+            .sum();
+        assert_eq!(lines, 1600, "one line per record");
     }
 }

@@ -278,7 +278,7 @@ impl Ledger {
                 tokio::task::coop::consume_budget().await;
                 self.depth.admit().await;
                 return journal
-                    .append(&rec, |e, n| refused(events.as_ref(), e, n))
+                    .append(&rec, |e| refused(events.as_ref(), e, 1))
                     .map_err(|e| LedgerError::Unavailable(e.to_string()));
             }
         };
@@ -532,6 +532,7 @@ fn history_writer(
                 events.as_ref(),
             );
             journal.settle(settled);
+            journal.prepare();
         }
         if !batch.readers.is_empty() {
             publish(&mut conn, &cfg.node_id, &journal, &mut published);

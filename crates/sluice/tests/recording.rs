@@ -302,7 +302,6 @@ async fn metrics_expose_requests_latency_and_ledger_series() {
         "sluice_proxy_ttfb_seconds_bucket",
         "sluice_proxy_phase_seconds_sum{phase=\"ledger\"}",
         "sluice_ledger_batch_size_bucket",
-        "sluice_ledger_batch_size_bucket{writer=\"journal\"",
         "sluice_ledger_commit_seconds_sum{writer=\"journal\"}",
         "sluice_ledger_queue_depth",
         "sluice_process_pid",

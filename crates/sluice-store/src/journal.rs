@@ -549,6 +549,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_longer_than_a_segment_gets_a_segment_of_its_own_size() {
+        let s = Scratch::new();
+        let j = Journal::open_sized(&s.main(), 1_000).unwrap();
+        let small = record("/small");
+        append(&j, &small);
+        let long_path = format!("/{}", "x".repeat(5_000));
+        let long = record(&long_path);
+        append(&j, &long);
+        append(&j, &record("/after"));
+        let back = j.in_flight(&HashSet::new());
+        assert_eq!(back.len(), 3);
+        assert!(back.iter().any(|r| r.path == long_path));
+        std::mem::forget(j); // a crash: the next start reads the long line back too
+        let (left, _) = leftovers(&s.main()).unwrap();
+        assert_eq!(paths(left), ["/small", long_path.as_str(), "/after"]);
+    }
+
+    #[test]
     fn concurrent_appends_are_all_written_once() {
         let s = Scratch::new();
         let j = Arc::new(Journal::open(&s.main()).unwrap());

@@ -1,6 +1,5 @@
 //! The proxy path of PRODUCT.md §2: route, record, forward, stream back, finish.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +47,9 @@ fn with_request_id(mut res: Response<Body>, id: &HeaderValue) -> Response<Body> 
     res
 }
 
-/// Handles any method on `/channels/{id}` and `/channels/{id}/{*rest}` from the caller at `peer`.
-pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Response<Body> {
+/// Handles any method on `/channels/{id}` and `/channels/{id}/{*rest}` from the caller at the
+/// address `peer_ip`.
+pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Response<Body> {
     let started = Instant::now();
     let started_at = now_us();
     let (mut parts, body) = req.into_parts();
@@ -101,7 +101,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
                 ev.source_auth_failure(
                     channel_id,
                     serde_json::json!({
-                        "client": peer.ip().to_string(),
+                        "client": &*peer_ip,
                         "presented": source_auth::presented_kinds(&parts.headers),
                     }),
                 );
@@ -117,7 +117,16 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
     {
         Some(v) if is_valid_request_id(v) => v.to_string(),
         // Time-ordered, so the request_id index grows at its right edge.
-        _ => Uuid::now_v7().simple().to_string() + "-sluice",
+        _ => {
+            let mut id = String::with_capacity(39);
+            id.push_str(
+                Uuid::now_v7()
+                    .simple()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+            );
+            id.push_str("-sluice");
+            id
+        }
     };
     let request_id_header = HeaderValue::from_str(&request_id).expect("request id is header-safe");
     let path_and_query = join_path_and_query(
@@ -130,7 +139,6 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
         None => (path_and_query.clone(), None),
     };
-    let peer_ip = peer.ip().to_string();
     let record = Arc::new(RequestRecord {
         id: Uuid::now_v7(),
         request_id,
@@ -140,7 +148,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer: SocketAddr, req: Request) -> Respons
         started_at,
         completed_at: None,
         client_identity: first_forwarded_for(parts.headers.get(&X_FORWARDED_FOR))
-            .unwrap_or_else(|| peer_ip.clone()),
+            .unwrap_or_else(|| peer_ip.to_string()),
         source_auth_method_id: admitted.map(|(id, _)| id),
         source_auth_type: admitted.map(|(_, kind)| kind.as_str().to_string()),
         method: parts.method.as_str().to_string(),

@@ -62,9 +62,11 @@ where
     }
 
     fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
+        let peer = *stream.remote_addr();
         ready(Ok(ConnService {
             routes: self.clone(),
-            peer: *stream.remote_addr(),
+            peer,
+            peer_ip: peer.ip().to_string().into(),
         }))
     }
 }
@@ -74,6 +76,8 @@ where
 pub struct ConnService {
     routes: MakeConnService,
     peer: SocketAddr,
+    /// The caller's address as text, formatted once per connection.
+    peer_ip: Arc<str>,
 }
 
 /// The proxy handler's future.
@@ -91,9 +95,9 @@ impl Service<Request> for ConnService {
     fn call(&mut self, mut req: Request) -> Self::Future {
         match &self.routes.proxy {
             Some(proxy) if req.uri().path().starts_with(PROXY_PREFIX) => {
-                let (proxy, peer) = (proxy.clone(), self.peer);
+                let (proxy, peer_ip) = (proxy.clone(), self.peer_ip.clone());
                 Either::Left(Box::pin(async move {
-                    Ok::<_, Infallible>(handler::proxy(proxy, peer, req).await)
+                    Ok::<_, Infallible>(handler::proxy(proxy, peer_ip, req).await)
                 }))
             }
             _ => {

@@ -64,6 +64,7 @@ pub(crate) struct Journal {
 /// The segment being written, and what is in flight.
 struct Active {
     dir: PathBuf,
+    /// The active segment's number; with none, the number before the next one's.
     seg: u64,
     /// The active segment (none while the disk had no room for it); a copy under way holds
     /// the mapping too.
@@ -101,11 +102,11 @@ impl Journal {
         let dir = journal_dir(main);
         std::fs::create_dir_all(&dir)?;
         let seg = segments(&dir)?.last().map_or(0, |(n, _)| *n) + 1;
-        let map = match create_segment(&dir, seg, segment_bytes) {
-            Ok(map) => Some(map),
+        let (seg, map) = match create_segment(&dir, seg, segment_bytes) {
+            Ok(map) => (seg, Some(map)),
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 tracing::warn!(error = %e, "no room for the ledger journal yet");
-                None
+                (seg - 1, None)
             }
             Err(e) => return Err(e),
         };
@@ -124,27 +125,15 @@ impl Journal {
         })
     }
 
-    /// Appends `rec`; returns once its line is in the journal. When there is no room for it
-    /// (no segment can be created), calls `refused` with the reason and returns it.
-    pub(crate) fn append(
-        &self,
-        rec: &RequestRecord,
-        refused: impl FnOnce(&str),
-    ) -> Result<(), Arc<str>> {
+    /// Appends `rec`; returns once its line is in the journal, or why it cannot be (no
+    /// segment could be created for it).
+    pub(crate) fn append(&self, rec: &RequestRecord) -> Result<(), String> {
         let started = Instant::now();
         let mut line = Vec::with_capacity(512);
-        if let Err(e) = serde_json::to_writer(&mut line, rec) {
-            return Err(format!("encoding the pending record: {e}").into());
-        }
+        serde_json::to_writer(&mut line, rec)
+            .map_err(|e| format!("encoding the pending record: {e}"))?;
         line.push(b'\n');
-        let reserved = self.active.lock().reserve(line.len() as u64);
-        let (seg, map, offset) = match reserved {
-            Ok(place) => place,
-            Err(e) => {
-                refused(&e);
-                return Err(e.into());
-            }
-        };
+        let (seg, map, offset) = self.active.lock().reserve(line.len() as u64)?;
         // SAFETY: `reserve` handed `offset..offset + line.len()` of this mapping to this call
         // alone, inside the mapping's length, and `map` keeps the mapping alive.
         unsafe {
@@ -196,8 +185,8 @@ impl Journal {
                 }
             }
         }
-        if let Some(map) = a.map.as_ref().filter(|_| a.len > 0) {
-            if !a.per_segment.contains_key(&a.seg) {
+        if a.len > 0 && !a.per_segment.contains_key(&a.seg) {
+            if let Some(map) = &a.map {
                 // SAFETY: no request has a place in the active segment, so no copy into it is
                 // under way, and none starts while the lock is held.
                 unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 0, a.len as usize) };
@@ -248,9 +237,8 @@ impl Active {
     /// Hands out `n` bytes of the active segment (sealing it for the next if it has not that
     /// many left): the segment's number, its mapping and the offset.
     fn reserve(&mut self, n: u64) -> Result<(u64, Arc<MmapRaw>, u64), String> {
-        let room = self.map.as_ref().map_or(0, |m| m.len() as u64);
         let map = match &self.map {
-            Some(map) if self.len + n <= room => map.clone(),
+            Some(map) if self.len + n <= map.len() as u64 => map.clone(),
             _ => self.rotate(n)?,
         };
         let offset = self.len;
@@ -259,17 +247,9 @@ impl Active {
         Ok((self.seg, map, offset))
     }
 
-    /// Seals the active segment and begins the next, of at least `need` bytes, and returns it;
-    /// a sealed segment with nothing in flight is deleted at once.
+    /// Seals the active segment (if any) and begins the next, of at least `need` bytes, and
+    /// returns it; a sealed segment with nothing in flight is deleted at once.
     fn rotate(&mut self, need: u64) -> Result<Arc<MmapRaw>, String> {
-        let size = self.segment_bytes.max(need);
-        if self.map.is_none() {
-            // No active segment yet: it is created under its own number.
-            let map = create_segment(&self.dir, self.seg, size)
-                .map_err(|e| format!("writing the journal: {e}"))?;
-            self.len = 0;
-            return Ok(self.map.insert(map).clone());
-        }
         let next = self.seg + 1;
         let map = match self.spare.take() {
             Some(spare) if spare.len() as u64 >= need => spare,
@@ -277,14 +257,14 @@ impl Active {
                 if spare.is_some() {
                     remove_segment(&self.dir, next);
                 }
-                create_segment(&self.dir, next, size)
+                create_segment(&self.dir, next, self.segment_bytes.max(need))
                     .map_err(|e| format!("writing the journal: {e}"))?
             }
         };
         let sealed = std::mem::replace(&mut self.seg, next);
-        self.map = Some(map.clone());
+        let had_one = self.map.replace(map.clone()).is_some();
         self.len = 0;
-        if !self.per_segment.contains_key(&sealed) {
+        if had_one && !self.per_segment.contains_key(&sealed) {
             remove_segment(&self.dir, sealed);
         }
         Ok(map)
@@ -452,7 +432,7 @@ mod tests {
     }
 
     fn append(j: &Journal, rec: &RequestRecord) {
-        j.append(rec, |e| panic!("refused: {e}")).unwrap();
+        j.append(rec).unwrap();
     }
 
     fn paths(mut recs: Vec<RequestRecord>) -> Vec<String> {

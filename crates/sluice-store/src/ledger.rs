@@ -277,9 +277,10 @@ impl Ledger {
                 // The append below never waits on the runtime: give other tasks their turn.
                 tokio::task::coop::consume_budget().await;
                 self.depth.admit().await;
-                return journal
-                    .append(&rec, |e| refused(events.as_ref(), e, 1))
-                    .map_err(|e| LedgerError::Unavailable(e.to_string()));
+                return journal.append(&rec).map_err(|e| {
+                    refused(events.as_ref(), &e, 1);
+                    LedgerError::Unavailable(e)
+                });
             }
         };
         let (done, wait) = oneshot::channel();

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use sluice_core::ExchangeError;
 use tokio::net::TcpStream;
+use tokio::runtime::RuntimeFlavor;
 use tower::Service;
 
 use crate::tap::{BoxError, OutboundBody};
@@ -45,6 +47,24 @@ const MAX_IDLE_PER_SINK: usize = 256;
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// A sink's scheme and authority: connections are pooled per key.
 type PoolKey = (Scheme, Authority);
+/// Idle connections per sink.
+#[allow(
+    clippy::vec_box,
+    reason = "a `Conn` is several KiB: moved by pointer, not copied"
+)]
+type Idle = HashMap<PoolKey, Vec<Box<Conn>>>;
+
+/// The thread whose idle connections this one may use: its own on a single-threaded runtime
+/// (a connection's I/O is registered with the runtime that opened it, which would otherwise
+/// have to wake this thread for every event on it), `None` (one shared pool) elsewhere.
+fn home_thread() -> Option<ThreadId> {
+    thread_local! {
+        static HOME: Option<ThreadId> = tokio::runtime::Handle::try_current()
+            .is_ok_and(|rt| rt.runtime_flavor() == RuntimeFlavor::CurrentThread)
+            .then(|| std::thread::current().id());
+    }
+    HOME.with(|home| *home)
+}
 
 /// One HTTP/1 connection to a sink. Always boxed: with its buffers and TLS state it is
 /// several KiB, and it moves between the pool, a request's future and a response body.
@@ -109,11 +129,8 @@ pub struct Sent {
 /// The pooled connections to every sink, and the connector that opens new ones.
 pub struct Upstream {
     connector: HttpsConnector<HttpConnector>,
-    #[allow(
-        clippy::vec_box,
-        reason = "a `Conn` is several KiB: moved by pointer, not copied"
-    )]
-    idle: Mutex<HashMap<PoolKey, Vec<Box<Conn>>>>,
+    /// Per [`home_thread`].
+    idle: Mutex<HashMap<Option<ThreadId>, Idle>>,
     /// The sweep task has been started.
     sweeping: AtomicBool,
 }
@@ -231,7 +248,12 @@ impl Upstream {
     /// The most recently used idle connection to `key` that is still usable.
     fn checkout(&self, key: &PoolKey) -> Option<Box<Conn>> {
         loop {
-            let mut conn = self.idle.lock().get_mut(key)?.pop()?;
+            let mut conn = self
+                .idle
+                .lock()
+                .get_mut(&home_thread())?
+                .get_mut(key)?
+                .pop()?;
             if conn.usable() {
                 return Some(conn);
             }
@@ -243,7 +265,11 @@ impl Upstream {
         conn.idle_since = Instant::now();
         {
             let mut idle = self.idle.lock();
-            let conns = idle.entry(key).or_default();
+            let conns = idle
+                .entry(home_thread())
+                .or_default()
+                .entry(key)
+                .or_default();
             if conns.len() >= MAX_IDLE_PER_SINK {
                 return;
             }
@@ -269,10 +295,13 @@ async fn sweep(pool: Weak<Upstream>) {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
         let mut idle = pool.idle.lock();
-        for conns in idle.values_mut() {
-            conns.retain_mut(|c| c.usable());
+        for sinks in idle.values_mut() {
+            for conns in sinks.values_mut() {
+                conns.retain_mut(|c| c.usable());
+            }
+            sinks.retain(|_, conns| !conns.is_empty());
         }
-        idle.retain(|_, conns| !conns.is_empty());
+        idle.retain(|_, sinks| !sinks.is_empty());
     }
 }
 

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// Separate address for the API and UI.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Threads serving the `--listen` address, each with its own connections (default: one
+    /// per core).
+    #[arg(long, env = "SLUICE_PROXY_THREADS", default_value_t = default_proxy_threads(),
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub proxy_threads: u16,
     /// Base URL callers use to reach the proxy (used in `proxy_url`).
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -179,4 +184,9 @@ pub enum BenchCommand {
     Sink(sluice_bench::sink::SinkArgs),
     /// Drive load through sluice (or directly at a sink) and report.
     Load(Box<sluice_bench::load::LoadArgs>),
+}
+
+/// One proxy thread per core the process may use.
+fn default_proxy_threads() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
 }

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod jobs;
 mod parse;
+mod proxy_threads;
 mod server;
 
 use clap::Parser;

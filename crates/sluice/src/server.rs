@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::proxy_threads;
 
 /// Histogram buckets (seconds) of every `*_seconds` series.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -164,14 +165,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
+    let runtimes;
     match args.admin_listen {
         Some(addr) => {
             let (admin_listener, admin_local) = bind(addr).await?;
-            servers.push(spawn_server(
+            let threads = proxy_threads::spawn(
                 listener,
                 proxy.service(not_found_router()),
+                args.proxy_threads,
                 stop_rx.clone(),
-            ));
+            )?;
+            servers.push(threads.served);
+            runtimes = threads.release;
             servers.push(spawn_server(
                 admin_listener,
                 MakeConnService::router_only(admin),
@@ -181,11 +186,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("admin listening: http://{admin_local}");
         }
         None => {
-            servers.push(spawn_server(
+            let threads = proxy_threads::spawn(
                 listener,
                 proxy.service(admin),
+                args.proxy_threads,
                 stop_rx.clone(),
-            ));
+            )?;
+            servers.push(threads.served);
+            runtimes = threads.release;
             println!("listening: http://{local}");
         }
     }
@@ -234,6 +242,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     events.flush().await;
     store.close().await;
+    drop(runtimes);
     tracing::info!("stopped");
     Ok(())
 }

@@ -149,27 +149,57 @@ async fn a_process_killed_mid_load_leaves_no_pending_rows_after_restart() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_exchanges_and_flushes_the_ledger() {
+    shutdown_finishes_and_flushes(None).await;
+}
+
+#[tokio::test]
+async fn shutdown_on_postgres_finishes_in_flight_exchanges_and_flushes_the_ledger() {
+    let Some(db) = common::postgres::TestDatabase::create("sluice_shutdown").await else {
+        return;
+    };
+    shutdown_finishes_and_flushes(Some(&db.url)).await;
+    db.drop().await;
+}
+
+/// Stops sluice while several exchanges are in flight (on every proxy thread: each caller
+/// connection goes to the next thread), then checks each was answered and recorded.
+async fn shutdown_finishes_and_flushes(database_url: Option<&str>) {
     let up = upstream::start().await;
     let data = Arc::new(common::TempDir::new());
-    let mut s = Sluice::start_in(data.clone(), &[]).await;
+    let threads = ["--proxy-threads", "3"];
+    let mut s = Sluice::start_on(data.clone(), database_url, &threads).await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
-    let id = rid();
-    let (c, url, id2) = (s.http().clone(), s.proxy_url(&ch, "/delay/800"), id.clone());
-    let inflight = tokio::spawn(async move {
-        let res = c.get(url).header("x-request-id", id2).send().await.unwrap();
-        (res.status().as_u16(), res.json::<Value>().await.unwrap())
-    });
+    let mut inflight = Vec::new();
+    for _ in 0..6 {
+        let id = rid();
+        // A client of its own: a connection of its own.
+        let c = reqwest::Client::new();
+        let (url, id2) = (s.proxy_url(&ch, "/delay/800"), id.clone());
+        inflight.push((
+            id,
+            tokio::spawn(async move {
+                let res = c.get(url).header("x-request-id", id2).send().await.unwrap();
+                (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            }),
+        ));
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.stop().await;
-    let (status, echo) = inflight.await.unwrap();
-    assert_eq!(status, 200, "the in-flight exchange completed");
-    assert_eq!(echo["path"], "/delay/800");
+    let mut ids = Vec::new();
+    for (id, answer) in inflight {
+        let (status, echo) = answer.await.unwrap();
+        assert_eq!(status, 200, "the in-flight exchange completed");
+        assert_eq!(echo["path"], "/delay/800");
+        ids.push(id);
+    }
 
-    let s = Sluice::start_in(data, &[]).await;
-    let rec = s.finished(&ch, &id).await;
-    assert_eq!(
-        rec["state"], "success",
-        "its completion was flushed before exit"
-    );
-    assert!(rec["event"].is_object());
+    let s = Sluice::start_on(data, database_url, &threads).await;
+    for id in ids {
+        let rec = s.finished(&ch, &id).await;
+        assert_eq!(
+            rec["state"], "success",
+            "its completion was flushed before exit: {rec}"
+        );
+        assert!(rec["event"].is_object());
+    }
 }

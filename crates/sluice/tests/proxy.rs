@@ -510,6 +510,58 @@ async fn keep_alive_connections_to_the_sink_are_reused_and_timed() {
     }
 }
 
+#[tokio::test]
+async fn callers_on_every_proxy_thread_reuse_sink_connections() {
+    let up = upstream::start().await;
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--proxy-threads", "2", "--health-interval", "0"],
+    )
+    .await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    // Each caller connection is served by the next thread: two callers cover both.
+    for caller in 0..2 {
+        let c = reqwest::Client::new();
+        let mut records = Vec::new();
+        for _ in 0..2 {
+            let id = rid();
+            let res = c
+                .get(s.proxy_url(&ch, "/x"))
+                .header("x-request-id", &id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.bytes().await.unwrap();
+            records.push(s.finished(&ch, &id).await);
+        }
+        assert_eq!(
+            records[1]["event"]["reused_connection"], true,
+            "caller {caller}: {records:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn zero_proxy_threads_stop_serve_with_a_message() {
+    let dir = common::TempDir::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-threads",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "--proxy-threads 0 was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--proxy-threads"), "{err}");
+}
+
 /// A sink that answers every request on a connection with `200 ok` and then, with
 /// `close_header`, says `connection: close`, or without it, hangs up just after answering
 /// (as a sink whose keep-alive timeout is shorter than the pool's). Counts its connections.

@@ -85,8 +85,8 @@ pub fn spawn(
                         })
                         .await;
                     let _ = done.send(served);
-                    // Returns once the sender is dropped.
-                    while released.changed().await.is_ok() {}
+                    // Nothing is ever sent: this returns once the sender is dropped.
+                    let _ = released.changed().await;
                 });
             })?;
         queues.push(tx);

@@ -164,38 +164,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut servers = Vec::new();
-    let runtimes;
-    match args.admin_listen {
-        Some(addr) => {
-            let (admin_listener, admin_local) = bind(addr).await?;
-            let threads = proxy_threads::spawn(
-                listener,
-                proxy.service(not_found_router()),
-                args.proxy_threads,
-                stop_rx.clone(),
-            )?;
-            servers.push(threads.served);
-            runtimes = threads.release;
-            servers.push(spawn_server(
-                admin_listener,
-                MakeConnService::router_only(admin),
-                stop_rx.clone(),
-            ));
-            println!("listening: http://{local}");
-            println!("admin listening: http://{admin_local}");
-        }
-        None => {
-            let threads = proxy_threads::spawn(
-                listener,
-                proxy.service(admin),
-                args.proxy_threads,
-                stop_rx.clone(),
-            )?;
-            servers.push(threads.served);
-            runtimes = threads.release;
-            println!("listening: http://{local}");
-        }
+    // The API and UI are served beside the proxy, or on an address of their own.
+    let (fallback, admin_apart) = match args.admin_listen {
+        Some(addr) => (not_found_router(), Some((bind(addr).await?, admin))),
+        None => (admin, None),
+    };
+    let threads = proxy_threads::spawn(
+        listener,
+        proxy.service(fallback),
+        args.proxy_threads,
+        stop_rx.clone(),
+    )?;
+    let mut servers = vec![threads.served];
+    println!("listening: http://{local}");
+    if let Some(((admin_listener, admin_local), admin)) = admin_apart {
+        servers.push(spawn_server(
+            admin_listener,
+            MakeConnService::router_only(admin),
+            stop_rx.clone(),
+        ));
+        println!("admin listening: http://{admin_local}");
     }
     let jobs = crate::jobs::spawn(
         &args,
@@ -242,7 +230,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     events.flush().await;
     store.close().await;
-    drop(runtimes);
+    drop(threads.release);
     tracing::info!("stopped");
     Ok(())
 }

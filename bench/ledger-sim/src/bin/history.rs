@@ -1,0 +1,152 @@
+//! Simulates the SQLite history thread of today's ledger (steps 13–19: pending records in the
+//! journal, completions only in SQLite) and prints its CPU time per request, split into the
+//! writer's commits and the checkpoints, with the bytes written per request.
+//!
+//!   cargo run --release --manifest-path bench/ledger-sim/Cargo.toml --bin history -- current
+//!
+//! Each transaction writes 280 completions (the batch size seen at ~23k req/s), each a request
+//! row (upsert, as `sqlite_writer.rs`) and its event with 1 KiB and 256 B previews; a PASSIVE
+//! checkpoint from a second connection follows every 4th commit (~50 ms of that traffic). The
+//! schema is migration 0001's `requests` and `events` with 8 KiB pages. Designs:
+//! - `current`: as shipped;
+//! - `nopreview`: empty previews (what the bytes cost);
+//! - `noindex`: without the two secondary indexes of `requests` (what they cost);
+//! - `worowid`: `requests` as a WITHOUT ROWID table (one B-tree fewer);
+//! - `persist`: a rollback journal (`journal_mode = PERSIST`) instead of the WAL, so each page
+//!   is written once; no checkpoints.
+//!
+//! The database goes to /tmp/ledger-sim-history-<design>.db.
+
+use rusqlite::{params, Connection};
+use uuid::Uuid;
+
+const REQ: &str = "request_id TEXT NOT NULL, channel_id TEXT NOT NULL, snapshot_id TEXT NOT NULL, node_id TEXT NOT NULL, state TEXT NOT NULL, started_at BIGINT NOT NULL, completed_at BIGINT, client_identity TEXT NOT NULL, source_auth_method_id TEXT, source_auth_type TEXT, method TEXT NOT NULL, path TEXT NOT NULL, query TEXT, response_status BIGINT, error TEXT, latency_us BIGINT, ttfb_us BIGINT, request_body_size BIGINT, response_body_size BIGINT";
+const EV: &str = "request_id TEXT PRIMARY KEY, request_headers TEXT NOT NULL, response_headers TEXT NOT NULL, request_body_sha256 TEXT NOT NULL, request_body_size BIGINT NOT NULL, request_body_preview BLOB NOT NULL, request_body_truncated INTEGER NOT NULL, response_body_sha256 TEXT NOT NULL, response_body_size BIGINT NOT NULL, response_body_preview BLOB NOT NULL, response_body_truncated INTEGER NOT NULL, response_status BIGINT, latency_us BIGINT, ttfb_us BIGINT, connect_us BIGINT, send_us BIGINT, queue_us BIGINT, reused_connection INTEGER, error TEXT";
+const COLS: &str = "id, request_id, channel_id, snapshot_id, node_id, state, started_at, completed_at, client_identity, source_auth_method_id, source_auth_type, method, path, query, response_status, error, latency_us, ttfb_us, request_body_size, response_body_size";
+const BATCH: usize = 280;
+const CHECKPOINT_EVERY_COMMITS: usize = 4;
+
+/// This process's CPU time (user + system) in seconds.
+fn cpu() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Bytes this process has passed to write calls.
+fn wchar() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/io").unwrap();
+    let line = s.lines().find(|l| l.starts_with("wchar:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn main() {
+    let design = std::env::args()
+        .nth(1)
+        .expect("design: current, nopreview, noindex, worowid, persist");
+    let n: usize = std::env::args()
+        .nth(2)
+        .map_or(200_000, |s| s.parse().unwrap());
+    let wal = design != "persist";
+    let path = format!("/tmp/ledger-sim-history-{design}.db");
+    for s in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{path}{s}"));
+    }
+    let c = Connection::open(&path).unwrap();
+    c.pragma_update(None, "page_size", 8192).unwrap();
+    c.pragma_update(None, "journal_mode", if wal { "WAL" } else { "PERSIST" })
+        .unwrap();
+    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    c.pragma_update(None, "cache_size", -8192).unwrap();
+    c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    let rowid = if design == "worowid" {
+        " WITHOUT ROWID"
+    } else {
+        ""
+    };
+    let indexes = if design == "noindex" {
+        ""
+    } else {
+        "CREATE INDEX requests_channel_started ON requests (channel_id, started_at DESC, id DESC);
+         CREATE INDEX requests_request_id ON requests (request_id);"
+    };
+    c.execute_batch(&format!(
+        "CREATE TABLE requests (id TEXT PRIMARY KEY, {REQ}){rowid}; {indexes} CREATE TABLE events ({EV});"
+    ))
+    .unwrap();
+    let checkpointer = Connection::open(&path).unwrap();
+
+    let (channel, snapshot) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    let headers = r#"[["host","127.0.0.1:4400"],["user-agent","wrk"],["content-length","1024"],["content-type","application/octet-stream"],["x-request-id","019ab0c0c0c0c0c0c0c0c0c0c0c0c0c0-sluice"],["x-forwarded-for","127.0.0.1"]]"#;
+    let response_headers = r#"[["content-type","application/json"],["content-length","256"],["date","Tue, 24 Nov 2026 06:00:00 GMT"]]"#;
+    let previews = design != "nopreview";
+    let request_preview: Vec<u8> = (0..if previews { 1024 } else { 0 })
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let response_preview: Vec<u8> = (0..if previews { 256 } else { 0 })
+        .map(|i| (i * 13 % 251) as u8)
+        .collect();
+    let sha = "a".repeat(64);
+    let upsert = format!(
+        "INSERT INTO requests ({COLS}) VALUES (?1,?2,?3,?4,'node','success',?5,?6,'127.0.0.1:5555',NULL,NULL,'POST','/x',NULL,200,NULL,900,800,1024,256) \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, completed_at = excluded.completed_at, \
+         response_status = excluded.response_status, error = excluded.error, latency_us = excluded.latency_us, \
+         ttfb_us = excluded.ttfb_us, request_body_size = excluded.request_body_size, response_body_size = excluded.response_body_size"
+    );
+    let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
+
+    let (w0, c0) = (wchar(), cpu());
+    let mut checkpoint_cpu = 0.0;
+    let (mut done, mut commits) = (0usize, 0usize);
+    while done < n {
+        let tx = c.unchecked_transaction().unwrap();
+        {
+            let mut request = tx.prepare_cached(&upsert).unwrap();
+            let mut event = tx.prepare_cached(insert_event).unwrap();
+            for _ in 0..BATCH {
+                let id = Uuid::now_v7().to_string();
+                let request_id = format!("{}-sluice", Uuid::now_v7().simple());
+                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+                request
+                    .execute(params![
+                        id,
+                        request_id,
+                        channel,
+                        snapshot,
+                        started,
+                        started + 900
+                    ])
+                    .unwrap();
+                event
+                    .execute(params![
+                        id,
+                        headers,
+                        response_headers,
+                        sha,
+                        request_preview,
+                        response_preview
+                    ])
+                    .unwrap();
+                done += 1;
+            }
+        }
+        tx.commit().unwrap();
+        commits += 1;
+        if wal && commits % CHECKPOINT_EVERY_COMMITS == 0 {
+            let t = cpu();
+            checkpointer
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .unwrap();
+            checkpoint_cpu += cpu() - t;
+        }
+    }
+    let total = cpu() - c0;
+    println!(
+        "{design:10} writer {:5.2} µs/req  checkpoint {:5.2} µs/req  written {:5} B/req  file {:5} B/req",
+        (total - checkpoint_cpu) * 1e6 / n as f64,
+        checkpoint_cpu * 1e6 / n as f64,
+        (wchar() - w0) / n as u64,
+        std::fs::metadata(&path).unwrap().len() / n as u64,
+    );
+}

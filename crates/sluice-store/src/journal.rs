@@ -154,15 +154,38 @@ impl Journal {
     }
 
     /// Creates the next segment if it is not there yet, so that requests find it ready.
+    ///
+    /// Creating one (reserving its blocks, mapping it, faulting its pages in) takes a few
+    /// hundred µs, so it is done outside the lock that every append takes, under a name that
+    /// is not a segment's; only the rename to its number happens under the lock. A request
+    /// that rotates meanwhile creates its own next segment, and the staged one becomes the one
+    /// after it.
     pub(crate) fn prepare(&self) {
-        let mut a = self.active.lock();
-        if a.spare.is_some() {
-            return;
-        }
-        match create_segment(&a.dir, a.seg + 1, a.segment_bytes) {
-            Ok(map) => a.spare = Some(map),
+        let (dir, segment_bytes) = {
+            let a = self.active.lock();
+            if a.spare.is_some() {
+                return;
+            }
+            (a.dir.clone(), a.segment_bytes)
+        };
+        let staged = staged_path(&dir);
+        let created = match map_new_file(&staged, segment_bytes, OpenOptions::new().truncate(true))
+        {
+            Ok(map) => map,
             // The request that needs it tries again, and is refused if it fails too.
-            Err(e) => tracing::debug!(error = %e, "could not create the next journal segment"),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not create the next journal segment");
+                return;
+            }
+        };
+        let mut a = self.active.lock();
+        match std::fs::rename(&staged, segment_path(&dir, a.seg + 1)) {
+            Ok(()) => a.spare = Some(created),
+            Err(e) => {
+                drop(a);
+                tracing::debug!(error = %e, "could not name the next journal segment");
+                let _ = std::fs::remove_file(&staged);
+            }
         }
     }
 
@@ -288,19 +311,31 @@ fn segment_path(dir: &Path, seg: u64) -> PathBuf {
     dir.join(format!("{seg:020}.{SEGMENT_EXT}"))
 }
 
+/// Where [`Journal::prepare`] creates the next segment before naming it: not a segment's
+/// name, so a start after a crash never reads it, and one name, so a file left there by a
+/// crash is overwritten by the next one.
+fn staged_path(dir: &Path) -> PathBuf {
+    dir.join("next.staged")
+}
+
 /// Creates segment `seg` of `size` bytes, its disk blocks reserved, and maps it.
 fn create_segment(dir: &Path, seg: u64, size: u64) -> io::Result<Arc<MmapRaw>> {
-    let path = segment_path(dir, seg);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    map_new_file(
+        &segment_path(dir, seg),
+        size,
+        OpenOptions::new().create_new(true),
+    )
+}
+
+/// Creates the file at `path` (opened with `options`, which say what to do if it exists) with
+/// `size` bytes of disk reserved, and maps it, its pages faulted in for writing.
+fn map_new_file(path: &Path, size: u64, options: &mut OpenOptions) -> io::Result<Arc<MmapRaw>> {
+    let file = options.read(true).write(true).create(true).open(path)?;
     let mapped = allocate(&file, size).and_then(|()| MmapOptions::new().map_raw(&file));
     let map = match mapped {
         Ok(map) => map,
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path);
             return Err(e);
         }
     };
@@ -504,6 +539,41 @@ mod tests {
             "settled segments are gone"
         );
         assert_eq!(files, s.segment_files());
+    }
+
+    #[test]
+    fn a_segment_staged_when_a_crash_struck_is_never_read_back_and_the_next_replaces_it() {
+        let s = Scratch::new();
+        let dir = journal_dir(&s.main());
+        std::fs::create_dir_all(&dir).unwrap();
+        // What a crash during `prepare` could leave: a staged file with lines in it, twice as
+        // long as a segment.
+        let mut stale = Vec::new();
+        for _ in 0..4 {
+            serde_json::to_writer(&mut stale, &record("/stale")).unwrap();
+            stale.push(b'\n');
+        }
+        std::fs::write(staged_path(&dir), &stale).unwrap();
+        let (left, _) = leftovers(&s.main()).unwrap();
+        assert!(left.is_empty(), "a staged file is not a segment");
+
+        let j = Journal::open_sized(&s.main(), 1_000).unwrap();
+        j.prepare();
+        assert!(!staged_path(&dir).exists(), "the staged segment was named");
+        assert_eq!(s.segment_files().len(), 2, "{:?}", s.segment_files());
+        // ~500-byte lines: the active segment takes one, the prepared one the rest, and it
+        // started empty.
+        let recs: Vec<RequestRecord> = (0..4).map(|i| record(&format!("/{i}"))).collect();
+        for r in &recs {
+            append(&j, r);
+        }
+        assert_eq!(
+            paths(j.in_flight(&HashSet::new())),
+            ["/0", "/1", "/2", "/3"]
+        );
+        drop(j);
+        let (left, _) = leftovers(&s.main()).unwrap();
+        assert_eq!(paths(left), ["/0", "/1", "/2", "/3"]);
     }
 
     #[test]

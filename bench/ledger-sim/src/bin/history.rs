@@ -13,7 +13,10 @@
 //! - `noindex`: without the two secondary indexes of `requests` (what they cost);
 //! - `worowid`: `requests` as a WITHOUT ROWID table (one B-tree fewer);
 //! - `persist`: a rollback journal (`journal_mode = PERSIST`) instead of the WAL, so each page
-//!   is written once; no checkpoints.
+//!   is written once; no checkpoints;
+//! - `segments`: the event's bytes (headers, digests, previews) appended to a file of their
+//!   own with one `write` per batch, before the commit, and only the request row in SQLite: a
+//!   sketch of a cheaper history store.
 //!
 //! The database goes to /tmp/ledger-sim-history-<design>.db.
 
@@ -44,12 +47,15 @@ fn wchar() -> u64 {
 fn main() {
     let design = std::env::args()
         .nth(1)
-        .expect("design: current, nopreview, noindex, worowid, persist");
+        .expect("design: current, nopreview, noindex, worowid, persist, segments");
     let n: usize = std::env::args()
         .nth(2)
         .map_or(200_000, |s| s.parse().unwrap());
     let wal = design != "persist";
     let path = format!("/tmp/ledger-sim-history-{design}.db");
+    let segments = design == "segments";
+    let mut segment_file = std::fs::File::create(format!("{path}-events")).unwrap();
+    let mut staged: Vec<u8> = Vec::with_capacity(BATCH * 2048);
     for s in ["", "-wal", "-shm", "-journal"] {
         let _ = std::fs::remove_file(format!("{path}{s}"));
     }
@@ -118,6 +124,21 @@ fn main() {
                         started + 900
                     ])
                     .unwrap();
+                if segments {
+                    for part in [
+                        headers.as_bytes(),
+                        response_headers.as_bytes(),
+                        sha.as_bytes(),
+                        sha.as_bytes(),
+                    ] {
+                        staged.extend_from_slice(part);
+                    }
+                    staged.extend_from_slice(&request_preview);
+                    staged.extend_from_slice(&response_preview);
+                    staged.extend_from_slice(id.as_bytes());
+                    done += 1;
+                    continue;
+                }
                 event
                     .execute(params![
                         id,
@@ -130,6 +151,10 @@ fn main() {
                     .unwrap();
                 done += 1;
             }
+        }
+        if segments {
+            std::io::Write::write_all(&mut segment_file, &staged).unwrap();
+            staged.clear();
         }
         tx.commit().unwrap();
         commits += 1;

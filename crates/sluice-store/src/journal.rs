@@ -169,8 +169,9 @@ impl Journal {
             (a.dir.clone(), a.segment_bytes)
         };
         let staged = staged_path(&dir);
-        let created = match map_new_file(&staged, segment_bytes, OpenOptions::new().truncate(true))
-        {
+        // One a crash left there.
+        let _ = std::fs::remove_file(&staged);
+        let created = match map_new_file(&staged, segment_bytes) {
             Ok(map) => map,
             // The request that needs it tries again, and is refused if it fails too.
             Err(e) => {
@@ -313,24 +314,24 @@ fn segment_path(dir: &Path, seg: u64) -> PathBuf {
 
 /// Where [`Journal::prepare`] creates the next segment before naming it: not a segment's
 /// name, so a start after a crash never reads it, and one name, so a file left there by a
-/// crash is overwritten by the next one.
+/// crash is removed before the next one.
 fn staged_path(dir: &Path) -> PathBuf {
     dir.join("next.staged")
 }
 
 /// Creates segment `seg` of `size` bytes, its disk blocks reserved, and maps it.
 fn create_segment(dir: &Path, seg: u64, size: u64) -> io::Result<Arc<MmapRaw>> {
-    map_new_file(
-        &segment_path(dir, seg),
-        size,
-        OpenOptions::new().create_new(true),
-    )
+    map_new_file(&segment_path(dir, seg), size)
 }
 
-/// Creates the file at `path` (opened with `options`, which say what to do if it exists) with
-/// `size` bytes of disk reserved, and maps it, its pages faulted in for writing.
-fn map_new_file(path: &Path, size: u64, options: &mut OpenOptions) -> io::Result<Arc<MmapRaw>> {
-    let file = options.read(true).write(true).create(true).open(path)?;
+/// Creates the file at `path`, which must not exist, with `size` bytes of disk reserved, and
+/// maps it, its pages faulted in for writing.
+fn map_new_file(path: &Path, size: u64) -> io::Result<Arc<MmapRaw>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     let mapped = allocate(&file, size).and_then(|()| MmapOptions::new().map_raw(&file));
     let map = match mapped {
         Ok(map) => map,

@@ -54,7 +54,8 @@ fn main() {
     let wal = design != "persist";
     let path = format!("/tmp/ledger-sim-history-{design}.db");
     let segments = design == "segments";
-    let mut segment_file = std::fs::File::create(format!("{path}-events")).unwrap();
+    let mut segment_file =
+        segments.then(|| std::fs::File::create(format!("{path}-events")).unwrap());
     let mut staged: Vec<u8> = Vec::with_capacity(BATCH * 2048);
     for s in ["", "-wal", "-shm", "-journal"] {
         let _ = std::fs::remove_file(format!("{path}{s}"));
@@ -152,8 +153,8 @@ fn main() {
                 done += 1;
             }
         }
-        if segments {
-            std::io::Write::write_all(&mut segment_file, &staged).unwrap();
+        if let Some(file) = &mut segment_file {
+            std::io::Write::write_all(file, &staged).unwrap();
             staged.clear();
         }
         tx.commit().unwrap();

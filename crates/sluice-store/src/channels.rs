@@ -222,6 +222,14 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        if let Some((path, _)) = self.sqlite_file() {
+            // After the commit: no row points into them any more. Completions still in flight
+            // that write here are removed by the history writer, which sees the channel gone.
+            let dir = crate::event_files::events_dir(path);
+            if let Err(e) = crate::event_files::remove_channel(&dir, id) {
+                tracing::warn!(channel = %id, error = %e, "could not remove a purged channel's events");
+            }
+        }
         self.publish(Change::Channel(id));
         Ok(DeleteOutcome::Deleted)
     }

@@ -12,6 +12,8 @@ pub mod channels;
 pub mod credentials;
 pub mod db;
 pub mod error;
+mod event_codec;
+pub mod event_files;
 pub mod event_log;
 pub mod health;
 pub mod journal;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
+use crate::event_files::{self, EventSpot};
 use crate::rows;
 
 /// Rows per multi-row statement (bounded by the backends' parameter limits).
@@ -243,14 +244,33 @@ pub(crate) fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
 
 /// `INSERT … ON CONFLICT (id) DO UPDATE` of `rows` request rows.
 pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
+    upsert_sql(backend, rows, &[])
+}
+
+/// The columns of a SQLite request row that say where its event is in the event files
+/// (`crate::event_files::EventSpot`); empty for rows whose event is in `events`.
+const EVENT_SPOT_COLUMNS: [&str; 3] = ["event_seg", "event_offset", "event_len"];
+
+/// `INSERT … ON CONFLICT (id) DO UPDATE` of one SQLite request row followed by its event's spot.
+pub(crate) fn upsert_spotted_request_sql() -> String {
+    upsert_sql(Backend::Sqlite, 1, &EVENT_SPOT_COLUMNS)
+}
+
+/// The upsert of `rows` request rows with the `extra` columns after the request's own.
+fn upsert_sql(backend: Backend, rows: usize, extra: &[&str]) -> String {
+    let (mut columns, mut updates) = (REQUEST_COLUMNS.to_string(), String::new());
+    for c in extra {
+        columns.push_str(&format!(", {c}"));
+        updates.push_str(&format!(", {c} = excluded.{c}"));
+    }
     format!(
-        "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+        "INSERT INTO requests ({columns}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
          state = excluded.state, completed_at = excluded.completed_at, \
          response_status = excluded.response_status, error = excluded.error, \
          latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
          request_body_size = excluded.request_body_size, \
-         response_body_size = excluded.response_body_size",
-        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
+         response_body_size = excluded.response_body_size{updates}",
+        placeholders(backend, rows, REQUEST_COLUMN_COUNT + extra.len())
     )
 }
 
@@ -616,6 +636,9 @@ impl Store {
             return Ok(None);
         };
         let req = request_from_row(&r)?;
+        if let Some(spotted) = self.spotted_event(&req).await? {
+            return Ok(Some((req, spotted)));
+        }
         let ev = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE request_id = $1"
         ))
@@ -625,6 +648,41 @@ impl Store {
         .map(|r| event_from_row(&r))
         .transpose()?;
         Ok(Some((req, ev)))
+    }
+
+    /// On SQLite, the event of `req` from the event files when its row says where it is: `None`
+    /// when it does not (the event, if any, is in `events`); `Some(None)` when the frame there
+    /// is missing or damaged (a power loss tore it), which is logged.
+    async fn spotted_event(&self, req: &RequestRecord) -> Result<Option<Option<EventRecord>>> {
+        let Some((path, _)) = self.sqlite_file() else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT event_seg, event_offset, event_len FROM requests \
+             WHERE id = $1 AND event_seg IS NOT NULL",
+        )
+        .bind(req.id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let spot = EventSpot {
+            seg: row.try_get("event_seg")?,
+            offset: row.try_get("event_offset")?,
+            len: row.try_get("event_len")?,
+        };
+        let (dir, channel) = (event_files::events_dir(path), req.channel_id);
+        let read = tokio::task::spawn_blocking(move || event_files::read(&dir, channel, spot))
+            .await
+            .map_err(|e| StoreError::Sqlite(format!("reading an event: {e}")))?;
+        match read {
+            Ok(ev) => Ok(Some(Some(ev))),
+            Err(e) => {
+                tracing::warn!(request = %req.id, error = %e, ?spot, "event unreadable");
+                Ok(Some(None))
+            }
+        }
     }
 
     /// Number of requests recorded for a channel (all time, in flight included).

@@ -24,14 +24,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, CachedStatement, Connection};
+use rusqlite::types::ToSql;
+use rusqlite::{params, params_from_iter, CachedStatement, Connection};
 use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
 
 use crate::db::Backend;
+use crate::event_files::{EventFiles, EventSpot, EventSync};
 use crate::requests::{
-    channel_exists_sql, delete_inflight_sql, finished_channels, insert_events_sql,
-    recover_inflight_sql, upsert_requests_sql, LedgerOp, FORGET_PURGED_SQL,
+    channel_exists_sql, delete_inflight_sql, finished_channels, recover_inflight_sql,
+    upsert_requests_sql, upsert_spotted_request_sql, LedgerOp, FORGET_PURGED_SQL,
 };
 
 /// The in-flight table, created in the `live` file when the ledger is opened.
@@ -79,11 +81,13 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// The write connection to the ledger file, for finished requests and their events.
+/// The write connection to the ledger file, for finished requests, with the event files that
+/// take their events.
 pub(crate) struct HistoryWriter {
     conn: Connection,
+    files: EventFiles,
     upsert: String,
-    insert_event: String,
+    upsert_spotted: String,
     publish: String,
     unpublish: String,
     _checkpointer: Checkpointer,
@@ -99,14 +103,17 @@ impl HistoryWriter {
             "ATTACH DATABASE ?1 AS live",
             params![live.display().to_string()],
         )?;
+        let files = EventFiles::new(path);
+        let sync = files.syncer();
         Ok(Self {
             conn,
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
-            insert_event: insert_events_sql(Backend::Sqlite, 1),
+            upsert_spotted: upsert_spotted_request_sql(),
             publish: recover_inflight_sql(Backend::Sqlite, 1),
             unpublish: delete_inflight_sql(Backend::Sqlite, 1),
-            _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout)?,
-            _live_checkpointer: Checkpointer::start(live, busy_timeout)?,
+            _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout, Some(sync))?,
+            _live_checkpointer: Checkpointer::start(live, busy_timeout, None)?,
+            files,
         })
     }
 
@@ -120,7 +127,7 @@ impl HistoryWriter {
         {
             let mut insert = tx.prepare_cached(&self.publish)?;
             for r in records {
-                write_request(&mut insert, node_id, r)?;
+                write_request(&mut insert, node_id, r, &[])?;
             }
         }
         tx.commit()
@@ -140,52 +147,42 @@ impl HistoryWriter {
         failed.error = Some(error.to_string());
         failed.completed_at = Some(now);
         let tx = self.conn.transaction()?;
-        write_request(&mut tx.prepare_cached(&self.upsert)?, node_id, &failed)?;
+        write_request(&mut tx.prepare_cached(&self.upsert)?, node_id, &failed, &[])?;
         delete_ids(&mut tx.prepare_cached(&self.unpublish)?, &[rec.id])?;
         tx.commit()
     }
 
-    /// Writes the completions among `ops` in one transaction, removing the requests among
-    /// them that were published (`unpublish`) from the in-flight file: all or nothing.
+    /// Writes the completions among `ops` in one transaction, their events first to the event
+    /// files, removing the requests among them that were published (`unpublish`) from the
+    /// in-flight file: all or nothing (a frame whose row did not commit is never read).
     pub(crate) fn write(
         &mut self,
         node_id: &str,
         ops: &[LedgerOp],
         unpublish: &[Uuid],
     ) -> rusqlite::Result<()> {
+        let completions = || {
+            ops.iter().filter_map(|op| match op {
+                LedgerOp::Complete(r, e) => Some((r, e.as_deref())),
+                LedgerOp::Pending(_) => None,
+            })
+        };
+        let spots = self
+            .files
+            .append(completions().filter_map(|(r, e)| Some((r.channel_id, e?))))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let mut spots = spots.into_iter();
         let tx = self.conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(&self.upsert)?;
-            let mut insert = tx.prepare_cached(&self.insert_event)?;
-            for op in ops {
-                let LedgerOp::Complete(r, event) = op else {
+            let mut spotted = tx.prepare_cached(&self.upsert_spotted)?;
+            for (r, event) in completions() {
+                if event.is_none() {
+                    write_request(&mut upsert, node_id, r, &[])?;
                     continue;
-                };
-                write_request(&mut upsert, node_id, r)?;
-                let Some(e) = event else { continue };
-                let t = &e.timings;
-                let mut id = Uuid::encode_buffer();
-                insert.execute(params![
-                    &*e.request_id.hyphenated().encode_lower(&mut id),
-                    e.request_headers.as_json(),
-                    e.response_headers.as_json(),
-                    e.request_body.sha256,
-                    e.request_body.size,
-                    e.request_body.preview,
-                    e.request_body.truncated,
-                    e.response_body.sha256,
-                    e.response_body.size,
-                    e.response_body.preview,
-                    e.response_body.truncated,
-                    e.response_status.map(i64::from),
-                    t.latency_us,
-                    t.ttfb_us,
-                    t.connect_us,
-                    t.send_us,
-                    t.queue_us,
-                    t.reused_connection,
-                    e.error,
-                ])?;
+                }
+                let EventSpot { seg, offset, len } = spots.next().expect("one spot per event");
+                write_request(&mut spotted, node_id, r, &[&seg, &offset, &len])?;
             }
             // After the writes, which hold the file's write lock: a purge either committed
             // before them (the channel is gone) or waits until this commit.
@@ -195,10 +192,13 @@ impl HistoryWriter {
             });
             let mut exists = tx.prepare_cached(channel_exists_sql(Backend::Sqlite))?;
             for channel in finished_channels(finished) {
-                let channel = channel.to_string();
-                if !exists.exists(params![channel])? {
+                let id = channel.to_string();
+                if !exists.exists(params![id])? {
                     for sql in FORGET_PURGED_SQL {
-                        tx.execute(sql, params![channel])?;
+                        tx.execute(sql, params![id])?;
+                    }
+                    if let Err(e) = self.files.forget(channel) {
+                        tracing::warn!(%channel, error = %e, "could not remove a purged channel's events");
                     }
                 }
             }
@@ -219,11 +219,12 @@ fn delete_ids(stmt: &mut CachedStatement<'_>, ids: &[Uuid]) -> rusqlite::Result<
     Ok(())
 }
 
-/// Runs `stmt` (the in-flight insert or the upsert) for one request row.
+/// Runs `stmt` (the in-flight insert or an upsert) for one request row, followed by `extra`.
 fn write_request(
     stmt: &mut CachedStatement<'_>,
     node_id: &str,
     r: &RequestRecord,
+    extra: &[&dyn ToSql],
 ) -> rusqlite::Result<()> {
     // The ids as text, encoded on the stack rather than in three allocations per row.
     let (mut id, mut channel, mut snapshot) = (
@@ -231,7 +232,8 @@ fn write_request(
         Uuid::encode_buffer(),
         Uuid::encode_buffer(),
     );
-    stmt.execute(params![
+    let source_auth_method_id = r.source_auth_method_id.map(|u| u.to_string());
+    let row = params![
         &*r.id.hyphenated().encode_lower(&mut id),
         r.request_id,
         &*r.channel_id.hyphenated().encode_lower(&mut channel),
@@ -241,7 +243,7 @@ fn write_request(
         r.started_at,
         r.completed_at,
         r.client_identity,
-        r.source_auth_method_id.map(|u| u.to_string()),
+        source_auth_method_id,
         r.source_auth_type,
         r.method,
         r.path,
@@ -252,7 +254,8 @@ fn write_request(
         r.ttfb_us,
         r.request_body_size,
         r.response_body_size,
-    ])?;
+    ];
+    stmt.execute(params_from_iter(row.iter().chain(extra)))?;
     Ok(())
 }
 
@@ -263,12 +266,24 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: PathBuf, busy_timeout: Duration) -> rusqlite::Result<Self> {
+    /// Starts checkpointing `path`, first syncing the event files `events` fills, if any.
+    fn start(
+        path: PathBuf,
+        busy_timeout: Duration,
+        events: Option<EventSync>,
+    ) -> rusqlite::Result<Self> {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(busy_timeout)?;
         // A WAL frame holds one page: the ledger file's are 8 KiB, the in-flight file's 4 KiB.
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let restart_frames = WAL_RESTART_BYTES / page_size.max(512);
+        // With event files, a second connection holds a read transaction, begun before the
+        // files are synced, while the passive checkpoint runs: the checkpoint copies no commit
+        // newer than that snapshot, so every row it copies finds its event on the disk.
+        let pin = match events {
+            Some(sync) => Some((Connection::open(&path)?, sync)),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -276,9 +291,14 @@ impl Checkpointer {
             .spawn(move || {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
-                    match checkpoint(&conn, "PASSIVE") {
+                    match pinned_checkpoint(&conn, pin.as_ref()) {
                         Ok(frames) if frames > restart_frames => {
-                            if let Err(e) = checkpoint(&conn, "RESTART") {
+                            // Rare (a WAL of 64 MiB): a commit of its last moments may reach
+                            // the ledger file before its events are synced.
+                            let synced = pin.as_ref().map_or(Ok(()), |(_, s)| s.sync());
+                            if let Err(e) = synced.map_err(|e| e.to_string()).and_then(|()| {
+                                checkpoint(&conn, "RESTART").map_err(|e| e.to_string())
+                            }) {
                                 tracing::warn!(error = %e, "WAL restart checkpoint failed");
                             }
                         }
@@ -286,7 +306,12 @@ impl Checkpointer {
                         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                     }
                 }
-                if let Err(e) = checkpoint(&conn, "TRUNCATE") {
+                // The writer has stopped: nothing is committed after this sync.
+                let synced = pin.as_ref().map_or(Ok(()), |(_, s)| s.sync());
+                if let Err(e) = synced
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| checkpoint(&conn, "TRUNCATE").map_err(|e| e.to_string()))
+                {
                     tracing::warn!(error = %e, "final WAL checkpoint failed");
                 }
             })
@@ -296,6 +321,30 @@ impl Checkpointer {
             thread: Some(thread),
         })
     }
+}
+
+/// A passive checkpoint; with `pin`, of the commits made before the event files were synced.
+/// Returns the WAL's size in frames.
+fn pinned_checkpoint(
+    conn: &Connection,
+    pin: Option<&(Connection, EventSync)>,
+) -> Result<i64, String> {
+    let Some((reader, events)) = pin else {
+        return checkpoint(conn, "PASSIVE").map_err(|e| e.to_string());
+    };
+    reader.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+    let res = reader
+        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            events
+                .sync()
+                .map_err(|e| format!("syncing the event files: {e}"))
+        })
+        .and_then(|()| checkpoint(conn, "PASSIVE").map_err(|e| e.to_string()));
+    let ended = reader.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let frames = res?;
+    ended.map(|()| frames)
 }
 
 /// Runs `PRAGMA wal_checkpoint(mode)`; returns the WAL's size in frames.

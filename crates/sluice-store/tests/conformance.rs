@@ -1645,6 +1645,101 @@ async fn a_request_finishing_after_its_channel_was_purged_leaves_no_history() {
         let (kept_row, kept_event) = s.get_request(other.id).await.unwrap().unwrap();
         assert_eq!(kept_row.state, RequestState::Success);
         assert!(kept_event.is_some());
+        if let Some(dir) = events_dir(&url) {
+            assert!(
+                !dir.join(gone.id.to_string()).exists(),
+                "no event file for a purged channel"
+            );
+            assert!(dir.join(kept.id.to_string()).exists());
+        }
+    })
+    .await;
+}
+
+/// The event directory of a SQLite ledger at `url`; none on PostgreSQL.
+fn events_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://")?;
+    Some(sluice_store::event_files::events_dir(std::path::Path::new(
+        path,
+    )))
+}
+
+#[tokio::test]
+async fn events_survive_a_restart_and_a_purge_removes_them() {
+    on_both(|s, url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ch = channel(p.id, "events");
+        s.create_channel(&ch, "t").await.unwrap();
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let mut recorded = Vec::new();
+        // Two runs of the ledger, as two starts of sluice: the second appends elsewhere.
+        for run in 0..2 {
+            let (ledger, task) = start_ledger(&s, 1);
+            for i in 0..3 {
+                let r = pending(&ch, snap.id, now_us() + i, "POST", "/e");
+                ledger.record_pending(r.clone()).await.unwrap();
+                let (done, mut ev) = completed(r, 200 + run, 10);
+                ev.request_body.preview = vec![run as u8 + i as u8; 1000 + i as usize];
+                ev.error = (i == 2).then(|| "upstream_error".to_string());
+                ledger.record_completion(done.clone(), Some(ev.clone()));
+                recorded.push((done, ev));
+            }
+            drop(ledger);
+            task.await.unwrap();
+        }
+        for (done, ev) in &recorded {
+            let (row, got) = s.get_request(done.id).await.unwrap().unwrap();
+            assert_eq!(&row, done);
+            assert_eq!(got.as_ref(), Some(ev), "the event as recorded");
+        }
+        let dir = events_dir(&url);
+        if let Some(dir) = &dir {
+            let files = std::fs::read_dir(dir.join(ch.id.to_string()))
+                .unwrap()
+                .count();
+            assert_eq!(files, 2, "one segment per run");
+            assert!(
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+                    .fetch_one(&mut sqlx::AnyConnection::connect(&url).await.unwrap())
+                    .await
+                    .unwrap()
+                    == 0,
+                "no event in the ledger file itself"
+            );
+            // A damaged frame (as a power loss may leave) loses its event, not its request.
+            let seg = std::fs::read_dir(dir.join(ch.id.to_string()))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .min()
+                .unwrap();
+            let mut bytes = std::fs::read(&seg).unwrap();
+            bytes[20] ^= 1;
+            std::fs::write(&seg, bytes).unwrap();
+            let (row, got) = s.get_request(recorded[0].0.id).await.unwrap().unwrap();
+            assert_eq!(row, recorded[0].0);
+            assert_eq!(got, None);
+            assert_eq!(
+                s.get_request(recorded[3].0.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .1
+                    .as_ref(),
+                Some(&recorded[3].1),
+                "the other run's events are untouched"
+            );
+        }
+        assert_eq!(
+            s.delete_channel(ch.id, true, "t").await.unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert!(s.get_request(recorded[4].0.id).await.unwrap().is_none());
+        if let Some(dir) = &dir {
+            assert!(
+                !dir.join(ch.id.to_string()).exists(),
+                "the purge removed its events"
+            );
+        }
     })
     .await;
 }

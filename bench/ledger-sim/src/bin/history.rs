@@ -16,7 +16,9 @@
 //!   is written once; no checkpoints;
 //! - `segments`: the event's bytes (headers, digests, previews) appended to a file of their
 //!   own with one `write` per batch, before the commit, and only the request row in SQLite: a
-//!   sketch of a cheaper history store.
+//!   sketch of a cheaper history store;
+//! - `batchblob`: the same bytes as one blob row per batch in SQLite (`event_batches`), each
+//!   request row pointing at its slice (batch, offset, length).
 //!
 //! The database goes to /tmp/ledger-sim-history-<design>.db.
 
@@ -47,13 +49,14 @@ fn wchar() -> u64 {
 fn main() {
     let design = std::env::args()
         .nth(1)
-        .expect("design: current, nopreview, noindex, worowid, persist, segments");
+        .expect("design: current, nopreview, noindex, worowid, persist, segments, batchblob");
     let n: usize = std::env::args()
         .nth(2)
         .map_or(200_000, |s| s.parse().unwrap());
     let wal = design != "persist";
     let path = format!("/tmp/ledger-sim-history-{design}.db");
     let segments = design == "segments";
+    let batchblob = design == "batchblob";
     let mut segment_file =
         segments.then(|| std::fs::File::create(format!("{path}-events")).unwrap());
     let mut staged: Vec<u8> = Vec::with_capacity(BATCH * 2048);
@@ -78,8 +81,14 @@ fn main() {
         "CREATE INDEX requests_channel_started ON requests (channel_id, started_at DESC, id DESC);
          CREATE INDEX requests_request_id ON requests (request_id);"
     };
+    let pointer = if batchblob {
+        ", event_batch INTEGER, event_offset INTEGER, event_len INTEGER"
+    } else {
+        ""
+    };
     c.execute_batch(&format!(
-        "CREATE TABLE requests (id TEXT PRIMARY KEY, {REQ}){rowid}; {indexes} CREATE TABLE events ({EV});"
+        "CREATE TABLE requests (id TEXT PRIMARY KEY, {REQ}{pointer}){rowid}; {indexes} CREATE TABLE events ({EV});
+         CREATE TABLE event_batches (id INTEGER PRIMARY KEY, channel_id TEXT NOT NULL, data BLOB NOT NULL);"
     ))
     .unwrap();
     let checkpointer = Connection::open(&path).unwrap();
@@ -101,6 +110,9 @@ fn main() {
          response_status = excluded.response_status, error = excluded.error, latency_us = excluded.latency_us, \
          ttfb_us = excluded.ttfb_us, request_body_size = excluded.request_body_size, response_body_size = excluded.response_body_size"
     );
+    let upsert_pointed = upsert
+        .replacen(") VALUES (", ", event_batch, event_offset, event_len) VALUES (", 1)
+        .replacen("256)", "256,?7,?8,?9)", 1);
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 
     let (w0, c0) = (wchar(), cpu());
@@ -108,7 +120,54 @@ fn main() {
     let (mut done, mut commits) = (0usize, 0usize);
     while done < n {
         let tx = c.unchecked_transaction().unwrap();
-        {
+        if batchblob {
+            // Encode the batch first: the blob's rowid goes into every request row.
+            let mut slices = Vec::with_capacity(BATCH);
+            let mut ids = Vec::with_capacity(BATCH);
+            for _ in 0..BATCH {
+                let id = Uuid::now_v7().to_string();
+                let start = staged.len();
+                for part in [
+                    headers.as_bytes(),
+                    response_headers.as_bytes(),
+                    sha.as_bytes(),
+                    sha.as_bytes(),
+                ] {
+                    staged.extend_from_slice(part);
+                }
+                staged.extend_from_slice(&request_preview);
+                staged.extend_from_slice(&response_preview);
+                staged.extend_from_slice(id.as_bytes());
+                slices.push((start as i64, (staged.len() - start) as i64));
+                ids.push(id);
+            }
+            tx.execute(
+                "INSERT INTO event_batches (channel_id, data) VALUES (?1, ?2)",
+                params![channel, staged],
+            )
+            .unwrap();
+            let batch = tx.last_insert_rowid();
+            staged.clear();
+            let mut request = tx.prepare_cached(&upsert_pointed).unwrap();
+            for (id, (offset, len)) in ids.iter().zip(slices) {
+                let request_id = format!("{}-sluice", Uuid::now_v7().simple());
+                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+                request
+                    .execute(params![
+                        id,
+                        request_id,
+                        channel,
+                        snapshot,
+                        started,
+                        started + 900,
+                        batch,
+                        offset,
+                        len
+                    ])
+                    .unwrap();
+                done += 1;
+            }
+        } else {
             let mut request = tx.prepare_cached(&upsert).unwrap();
             let mut event = tx.prepare_cached(insert_event).unwrap();
             for _ in 0..BATCH {

@@ -3,16 +3,16 @@
 //!
 //! In the ledger file an event cost its bytes twice (the WAL, then the checkpoint) plus a
 //! B-tree insert; the history thread spent about as much CPU recording a request as a proxy
-//! thread spent proxying it. Here a batch's events cost one `write` per channel, and the
-//! request row holds where its event is ([`EventSpot`]); the simulation of the history thread
-//! spent half the CPU per request (docs/BENCHMARKS.md, tuning step 21).
+//! thread spent proxying it. Here a batch's events cost one `write` per channel (per 256 KiB),
+//! and the request row holds where its event is ([`EventSpot`]); the simulation of the history
+//! thread spent half the CPU per request (docs/BENCHMARKS.md, tuning step 21).
 //!
 //! Layout: `<stem>-events/<channel id>/<segment>.events`, a segment growing to
 //! [`SEGMENT_BYTES`] before the next is started; each start of the ledger begins a new segment
 //! per channel, so a torn tail is never written after. Purging a channel removes its
 //! directory. Frames are written before the commit of the rows that point to them, and synced
-//! before each checkpoint ([`EventSync`]), so a row that reached the ledger file after a power
-//! loss finds its event; frames whose rows never committed are never read.
+//! before each checkpoint copies those rows to the ledger file ([`EventSync`]), so after a
+//! power loss a row finds its event; frames whose rows never committed are never read.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -29,6 +29,9 @@ use crate::event_codec;
 
 /// Size past which a channel's segment is closed and the next one started.
 const SEGMENT_BYTES: u64 = 64 << 20;
+/// Staged bytes of one channel past which they are written before the batch ends, so a batch
+/// of large previews is not held twice in memory.
+const FLUSH_BYTES: usize = 256 << 10;
 /// File name extension of a segment.
 const SEGMENT_EXT: &str = "events";
 
@@ -91,14 +94,14 @@ impl EventFiles {
         EventSync(self.unsynced.clone())
     }
 
-    /// Appends `events` (each with its channel), one write per channel; returns each one's
-    /// spot, in order. On failure nothing returned points anywhere, and the next append to a
-    /// failed channel starts a new segment.
+    /// Appends `events` (each with its channel), one write per channel (or per
+    /// [`FLUSH_BYTES`] of it); returns each one's spot, in order. On failure nothing returned
+    /// points anywhere, and the next append to a failed channel starts a new segment.
     pub(crate) fn append<'a>(
         &mut self,
         events: impl IntoIterator<Item = (Uuid, &'a EventRecord)>,
     ) -> io::Result<Vec<EventSpot>> {
-        // Frames staged per channel; each spot first holds its offset in the staged bytes.
+        // Frames not yet written, per channel of this batch.
         let mut staged: Vec<(Uuid, Vec<u8>)> = Vec::new();
         let mut spots = Vec::new();
         for (channel, event) in events {
@@ -109,33 +112,44 @@ impl EventFiles {
                     staged.len() - 1
                 }
             };
+            // Only a channel with nothing staged may move to a new segment.
+            let seg = self.segment(channel, staged[i].1.is_empty())?;
+            let (n, written) = (seg.seg, seg.len);
             let buf = &mut staged[i].1;
             let start = buf.len();
             event_codec::encode(event, buf);
-            spots.push((i, start as u64, (buf.len() - start) as u64));
-        }
-        let mut bases = Vec::with_capacity(staged.len());
-        for (channel, bytes) in &staged {
-            let seg = self.segment(*channel)?;
-            let base = (seg.seg, seg.len);
-            let written = (&*seg.file).write_all(bytes);
-            if let Err(e) = written {
-                self.open.remove(channel);
-                return Err(e);
+            spots.push(EventSpot {
+                seg: n as i64,
+                offset: (written + start as u64) as i64,
+                len: (buf.len() - start) as i64,
+            });
+            if buf.len() >= FLUSH_BYTES {
+                self.flush(channel, buf)?;
             }
-            seg.len += bytes.len() as u64;
-            let (n, file) = (seg.seg, seg.file.clone());
-            self.unsynced.lock().insert((*channel, n), file);
-            bases.push(base);
         }
-        Ok(spots
-            .into_iter()
-            .map(|(i, offset, len)| EventSpot {
-                seg: bases[i].0 as i64,
-                offset: (bases[i].1 + offset) as i64,
-                len: len as i64,
-            })
-            .collect())
+        for (channel, buf) in &mut staged {
+            if !buf.is_empty() {
+                self.flush(*channel, buf)?;
+            }
+        }
+        Ok(spots)
+    }
+
+    /// Writes `buf`, staged for `channel`'s open segment, and empties it.
+    fn flush(&mut self, channel: Uuid, buf: &mut Vec<u8>) -> io::Result<()> {
+        let seg = self
+            .open
+            .get_mut(&channel)
+            .expect("staged for an open segment");
+        if let Err(e) = (&*seg.file).write_all(buf) {
+            self.open.remove(&channel);
+            return Err(e);
+        }
+        seg.len += buf.len() as u64;
+        let (n, file) = (seg.seg, seg.file.clone());
+        self.unsynced.lock().insert((channel, n), file);
+        buf.clear();
+        Ok(())
     }
 
     /// Forgets a purged channel: removes its directory, and the segment open there.
@@ -146,12 +160,13 @@ impl EventFiles {
     }
 
     /// The channel's segment to append to: the open one, or a new one when there is none or
-    /// it is full.
-    fn segment(&mut self, channel: Uuid) -> io::Result<&mut Segment> {
-        let full = self
-            .open
-            .get(&channel)
-            .is_some_and(|s| s.len >= self.segment_bytes);
+    /// it is full and `may_move`.
+    fn segment(&mut self, channel: Uuid, may_move: bool) -> io::Result<&mut Segment> {
+        let full = may_move
+            && self
+                .open
+                .get(&channel)
+                .is_some_and(|s| s.len >= self.segment_bytes);
         if full || !self.open.contains_key(&channel) {
             let dir = self.dir.join(channel.to_string());
             let next = match self.open.get(&channel) {
@@ -315,6 +330,29 @@ mod tests {
         files.forget(a).unwrap();
         assert!(!dir.join(a.to_string()).exists());
         remove_channel(&dir, a).unwrap();
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_flush_size_reads_back_whole() {
+        let tmp = tempdir();
+        let main = tmp.join("sluice.db");
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let events: Vec<_> = (0..40u8)
+            .map(|n| {
+                let mut e = event(1);
+                e.request_body.preview = vec![n; 20 << 10];
+                e
+            })
+            .collect();
+        let channels: Vec<_> = (0..40).map(|i| if i % 3 == 0 { b } else { a }).collect();
+        // Segments of 100 KiB: a full one would move, but not with bytes still staged.
+        let mut files = EventFiles::sized(&main, 100 << 10);
+        for _ in 0..2 {
+            let spots = files.append(channels.iter().copied().zip(&events)).unwrap();
+            for ((spot, ev), channel) in spots.iter().zip(&events).zip(&channels) {
+                assert_eq!(&read(&events_dir(&main), *channel, *spot).unwrap(), ev);
+            }
+        }
     }
 
     #[test]

@@ -21,45 +21,72 @@ const REQ: &str = "id TEXT PRIMARY KEY, request_id TEXT NOT NULL, channel_id TEX
 const EV: &str = "request_id TEXT PRIMARY KEY, request_headers TEXT NOT NULL, response_headers TEXT NOT NULL, request_body_sha256 TEXT NOT NULL, request_body_size BIGINT NOT NULL, request_body_preview BLOB NOT NULL, request_body_truncated INTEGER NOT NULL, response_body_sha256 TEXT NOT NULL, response_body_size BIGINT NOT NULL, response_body_preview BLOB NOT NULL, response_body_truncated INTEGER NOT NULL, response_status BIGINT, latency_us BIGINT, ttfb_us BIGINT, connect_us BIGINT, send_us BIGINT, queue_us BIGINT, reused_connection INTEGER, error TEXT";
 const COLS: &str = "id, request_id, channel_id, snapshot_id, node_id, state, started_at, completed_at, client_identity, source_auth_method_id, source_auth_type, method, path, query, response_status, error, latency_us, ttfb_us, request_body_size, response_body_size";
 
-struct R { id: String, rid: String, started: i64 }
+struct R {
+    id: String,
+    rid: String,
+    started: i64,
+}
 
 fn io() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/self/io").unwrap();
-    let g = |k: &str| s.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+    let g = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
     (g("wchar:"), g("syscw:"))
 }
 fn cpu() -> f64 {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    (u.ru_utime.tv_sec as f64 + u.ru_utime.tv_usec as f64 / 1e6) + (u.ru_stime.tv_sec as f64 + u.ru_stime.tv_usec as f64 / 1e6)
+    (u.ru_utime.tv_sec as f64 + u.ru_utime.tv_usec as f64 / 1e6)
+        + (u.ru_stime.tv_sec as f64 + u.ru_stime.tv_usec as f64 / 1e6)
 }
 
 fn main() {
     let design = std::env::args().nth(1).unwrap();
-    let n: usize = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(30000);
+    let n: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(30000);
     let k = 5usize; // pendings per commit
     let lag: usize = if design.contains("lag0") { 0 } else { 120 }; // completions delayed by this many requests
     let inflight = design.contains("inflight");
     let worowid = design.contains("worowid");
     let merged = design.contains("merged");
     let path = format!("/tmp/ledger-sim-{design}.db");
-    for s in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{path}{s}")); }
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{s}"));
+    }
     let c = Connection::open(&path).unwrap();
     if let Some(ps) = design.split('_').find_map(|w| w.strip_prefix("ps")) {
-        c.pragma_update(None, "page_size", ps.parse::<i64>().unwrap()).unwrap();
+        c.pragma_update(None, "page_size", ps.parse::<i64>().unwrap())
+            .unwrap();
     }
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
     c.pragma_update(None, "cache_size", -8192).unwrap();
     c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-    let ev_cols = if merged { ", request_headers TEXT, response_headers TEXT, request_body_sha256 TEXT, request_body_preview BLOB, request_body_truncated INTEGER, response_body_sha256 TEXT, response_body_preview BLOB, response_body_truncated INTEGER, connect_us BIGINT, send_us BIGINT, queue_us BIGINT, reused_connection INTEGER".to_string() } else { String::new() };
+    let ev_cols = if merged {
+        ", request_headers TEXT, response_headers TEXT, request_body_sha256 TEXT, request_body_preview BLOB, request_body_truncated INTEGER, response_body_sha256 TEXT, response_body_preview BLOB, response_body_truncated INTEGER, connect_us BIGINT, send_us BIGINT, queue_us BIGINT, reused_connection INTEGER".to_string()
+    } else {
+        String::new()
+    };
     let wr = if worowid { " WITHOUT ROWID" } else { "" };
-    c.execute_batch(&format!("CREATE TABLE requests ({REQ}{ev_cols}){wr};
+    c.execute_batch(&format!(
+        "CREATE TABLE requests ({REQ}{ev_cols}){wr};
         CREATE INDEX requests_channel_started ON requests (channel_id, started_at DESC, id DESC);
         CREATE INDEX requests_request_id ON requests (request_id);
         CREATE INDEX requests_pending ON requests (node_id) WHERE state = 'pending';
         CREATE TABLE events ({EV});
-        CREATE TABLE inflight ({REQ}) WITHOUT ROWID;")).unwrap();
+        CREATE TABLE inflight ({REQ}) WITHOUT ROWID;"
+    ))
+    .unwrap();
     let ch = Uuid::now_v7().to_string();
     let snap = Uuid::now_v7().to_string();
     let hdrs = r#"[["host","127.0.0.1:4400"],["user-agent","wrk"],["content-length","1024"],["content-type","application/octet-stream"],["x-request-id","019ab0c0c0c0c0c0c0c0c0c0c0c0c0c0-sluice"],["x-forwarded-for","127.0.0.1"]]"#;
@@ -90,7 +117,8 @@ fn main() {
                 let id = Uuid::now_v7().to_string();
                 let rid = Uuid::now_v7().simple().to_string() + "-sluice";
                 let started = 1_700_000_000_000_000i64 + i as i64 * 80;
-                p.execute(params![id, rid, ch, snap, "pending", started]).unwrap();
+                p.execute(params![id, rid, ch, snap, "pending", started])
+                    .unwrap();
                 reqs.push(R { id, rid, started });
                 i += 1;
             }
@@ -99,12 +127,26 @@ fn main() {
             if due > completed && (lag == 0 || due - completed >= lag) {
                 for r in &reqs[completed..due] {
                     if merged {
-                        tx.prepare_cached(&merged_sql).unwrap().execute(params![r.id, r.started + 900, hdrs, rhdrs, sha, preq, pres]).unwrap();
+                        tx.prepare_cached(&merged_sql)
+                            .unwrap()
+                            .execute(params![r.id, r.started + 900, hdrs, rhdrs, sha, preq, pres])
+                            .unwrap();
                     } else {
-                        tx.prepare_cached(&comp_sql).unwrap().execute(params![r.id, r.rid, ch, snap, r.started, r.started + 900]).unwrap();
-                        tx.prepare_cached(ev_sql).unwrap().execute(params![r.id, hdrs, rhdrs, sha, preq, pres]).unwrap();
+                        tx.prepare_cached(&comp_sql)
+                            .unwrap()
+                            .execute(params![r.id, r.rid, ch, snap, r.started, r.started + 900])
+                            .unwrap();
+                        tx.prepare_cached(ev_sql)
+                            .unwrap()
+                            .execute(params![r.id, hdrs, rhdrs, sha, preq, pres])
+                            .unwrap();
                     }
-                    if inflight { tx.prepare_cached(del_sql).unwrap().execute(params![r.id]).unwrap(); }
+                    if inflight {
+                        tx.prepare_cached(del_sql)
+                            .unwrap()
+                            .execute(params![r.id])
+                            .unwrap();
+                    }
                 }
                 completed = due;
                 had = true;
@@ -112,9 +154,18 @@ fn main() {
         }
         tx.commit().unwrap();
         let e = ts.elapsed().as_secs_f64();
-        if had { tc += e; nc += 1 } else { tp += e; np += 1 }
+        if had {
+            tc += e;
+            nc += 1
+        } else {
+            tp += e;
+            np += 1
+        }
         commits += 1;
-        if commits % 120 == 0 { c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap(); }
+        if commits % 120 == 0 {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .unwrap();
+        }
     }
     let el = t0.elapsed().as_secs_f64();
     let c1 = cpu();

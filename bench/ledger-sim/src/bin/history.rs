@@ -111,7 +111,11 @@ fn main() {
          ttfb_us = excluded.ttfb_us, request_body_size = excluded.request_body_size, response_body_size = excluded.response_body_size"
     );
     let upsert_pointed = upsert
-        .replacen(") VALUES (", ", event_batch, event_offset, event_len) VALUES (", 1)
+        .replacen(
+            ") VALUES (",
+            ", event_batch, event_offset, event_len) VALUES (",
+            1,
+        )
         .replacen("256)", "256,?7,?8,?9)", 1);
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 

@@ -278,9 +278,14 @@ const LEDGER_PAGE_SIZE: &str = "PRAGMA page_size = 8192";
 /// The SQLite file holding the requests in flight beside the ledger file `main`
 /// (`sluice.db` → `sluice-inflight.db`).
 pub fn inflight_file(main: &std::path::Path) -> std::path::PathBuf {
+    beside(main, "-inflight.db")
+}
+
+/// The path beside the ledger file `main` named after its stem and `suffix`.
+pub(crate) fn beside(main: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     let stem = main
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ledger".into());
-    main.with_file_name(format!("{stem}-inflight.db"))
+    main.with_file_name(format!("{stem}{suffix}"))
 }

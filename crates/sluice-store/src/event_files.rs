@@ -37,11 +37,7 @@ const SEGMENT_EXT: &str = "events";
 
 /// The event directory beside the ledger file `main` (`sluice.db` → `sluice-events`).
 pub fn events_dir(main: &Path) -> PathBuf {
-    let stem = main
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ledger".into());
-    main.with_file_name(format!("{stem}-events"))
+    crate::db::beside(main, "-events")
 }
 
 /// Where an event's frame is in its channel's files; kept in the request row.

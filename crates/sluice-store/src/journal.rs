@@ -48,11 +48,7 @@ const SEGMENT_EXT: &str = "jsonl";
 
 /// The journal directory beside the ledger file `main` (`sluice.db` → `sluice-journal`).
 pub fn journal_dir(main: &Path) -> PathBuf {
-    let stem = main
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ledger".into());
-    main.with_file_name(format!("{stem}-journal"))
+    crate::db::beside(main, "-journal")
 }
 
 /// The journal of one running ledger.

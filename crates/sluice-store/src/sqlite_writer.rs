@@ -12,6 +12,9 @@
 //! its completion. Until then readers prefer the finished row, and a start after a crash closes
 //! only the rows that never finished.
 //!
+//! A finished request's event goes to the event files (`crate::event_files`) before the
+//! commit of its row, which holds where it is: the event's bytes never pass through the WAL.
+//!
 //! Checkpoints (copying the WAL back into the database file, with an fsync) do not run inside
 //! the writers' commits, where they stalled every request waiting for its pending record: a
 //! [`Checkpointer`] thread per file with its own connection runs passive checkpoints, which

@@ -119,6 +119,20 @@ fn main() {
         .replacen("256)", "256,?7,?8,?9)", 1);
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 
+    // The event's bytes as the file designs keep them.
+    let stage = |staged: &mut Vec<u8>, id: &str| {
+        for part in [
+            headers.as_bytes(),
+            response_headers.as_bytes(),
+            sha.as_bytes(),
+            sha.as_bytes(),
+            &request_preview,
+            &response_preview,
+            id.as_bytes(),
+        ] {
+            staged.extend_from_slice(part);
+        }
+    };
     let (w0, c0) = (wchar(), cpu());
     let mut checkpoint_cpu = 0.0;
     let (mut done, mut commits) = (0usize, 0usize);
@@ -131,17 +145,7 @@ fn main() {
             for _ in 0..BATCH {
                 let id = Uuid::now_v7().to_string();
                 let start = staged.len();
-                for part in [
-                    headers.as_bytes(),
-                    response_headers.as_bytes(),
-                    sha.as_bytes(),
-                    sha.as_bytes(),
-                ] {
-                    staged.extend_from_slice(part);
-                }
-                staged.extend_from_slice(&request_preview);
-                staged.extend_from_slice(&response_preview);
-                staged.extend_from_slice(id.as_bytes());
+                stage(&mut staged, &id);
                 slices.push((start as i64, (staged.len() - start) as i64));
                 ids.push(id);
             }
@@ -189,17 +193,7 @@ fn main() {
                     ])
                     .unwrap();
                 if segments {
-                    for part in [
-                        headers.as_bytes(),
-                        response_headers.as_bytes(),
-                        sha.as_bytes(),
-                        sha.as_bytes(),
-                    ] {
-                        staged.extend_from_slice(part);
-                    }
-                    staged.extend_from_slice(&request_preview);
-                    staged.extend_from_slice(&response_preview);
-                    staged.extend_from_slice(id.as_bytes());
+                    stage(&mut staged, &id);
                     done += 1;
                     continue;
                 }

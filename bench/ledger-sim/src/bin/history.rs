@@ -22,7 +22,8 @@
 //!
 //! The database goes to /tmp/ledger-sim-history-<design>.db.
 
-use rusqlite::{params, Connection};
+use rusqlite::types::ToSql;
+use rusqlite::{params, params_from_iter, Connection};
 use uuid::Uuid;
 
 const REQ: &str = "request_id TEXT NOT NULL, channel_id TEXT NOT NULL, snapshot_id TEXT NOT NULL, node_id TEXT NOT NULL, state TEXT NOT NULL, started_at BIGINT NOT NULL, completed_at BIGINT, client_identity TEXT NOT NULL, source_auth_method_id TEXT, source_auth_type TEXT, method TEXT NOT NULL, path TEXT NOT NULL, query TEXT, response_status BIGINT, error TEXT, latency_us BIGINT, ttfb_us BIGINT, request_body_size BIGINT, response_body_size BIGINT";
@@ -119,6 +120,18 @@ fn main() {
         .replacen("256)", "256,?7,?8,?9)", 1);
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 
+    // One request row, the `extra` values after its own.
+    let insert_row =
+        |stmt: &mut rusqlite::CachedStatement<'_>, id: &str, done: usize, extra: &[i64]| {
+            let request_id = format!("{}-sluice", Uuid::now_v7().simple());
+            let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+            let completed = started + 900;
+            let row: [&dyn ToSql; 6] =
+                [&id, &request_id, &channel, &snapshot, &started, &completed];
+            let extra = extra.iter().map(|v| v as &dyn ToSql);
+            stmt.execute(params_from_iter(row.iter().copied().chain(extra)))
+                .unwrap();
+        };
     // The event's bytes as the file designs keep them.
     let stage = |staged: &mut Vec<u8>, id: &str| {
         for part in [
@@ -158,21 +171,7 @@ fn main() {
             staged.clear();
             let mut request = tx.prepare_cached(&upsert_pointed).unwrap();
             for (id, (offset, len)) in ids.iter().zip(slices) {
-                let request_id = format!("{}-sluice", Uuid::now_v7().simple());
-                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
-                request
-                    .execute(params![
-                        id,
-                        request_id,
-                        channel,
-                        snapshot,
-                        started,
-                        started + 900,
-                        batch,
-                        offset,
-                        len
-                    ])
-                    .unwrap();
+                insert_row(&mut request, id, done, &[batch, offset, len]);
                 done += 1;
             }
         } else {
@@ -180,18 +179,7 @@ fn main() {
             let mut event = tx.prepare_cached(insert_event).unwrap();
             for _ in 0..BATCH {
                 let id = Uuid::now_v7().to_string();
-                let request_id = format!("{}-sluice", Uuid::now_v7().simple());
-                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
-                request
-                    .execute(params![
-                        id,
-                        request_id,
-                        channel,
-                        snapshot,
-                        started,
-                        started + 900
-                    ])
-                    .unwrap();
+                insert_row(&mut request, &id, done, &[]);
                 if segments {
                     stage(&mut staged, &id);
                     done += 1;

@@ -620,24 +620,35 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
         self.inflight.refresh().await;
+        // A finished SQLite row also says where its event is in the event files.
+        let spot_columns = match self.backend() {
+            Backend::Sqlite => format!(", {}", EVENT_SPOT_COLUMNS.join(", ")),
+            Backend::Postgres => String::new(),
+        };
         let mut found = None;
-        for table in ["requests", "requests_inflight"] {
+        for (table, extra) in [
+            ("requests", spot_columns.as_str()),
+            ("requests_inflight", ""),
+        ] {
             found = sqlx::query(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM {table} WHERE id = $1"
+                "SELECT {REQUEST_COLUMNS}{extra} FROM {table} WHERE id = $1"
             ))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
-            .await?;
+            .await?
+            .map(|r| (r, !extra.is_empty()));
             if found.is_some() {
                 break;
             }
         }
-        let Some(r) = found else {
+        let Some((r, spotted)) = found else {
             return Ok(None);
         };
         let req = request_from_row(&r)?;
-        if let Some(spotted) = self.spotted_event(&req).await? {
-            return Ok(Some((req, spotted)));
+        if spotted {
+            if let Some(ev) = self.spotted_event(&req, &r).await? {
+                return Ok(Some((req, ev)));
+            }
         }
         let ev = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE request_id = $1"
@@ -650,27 +661,21 @@ impl Store {
         Ok(Some((req, ev)))
     }
 
-    /// On SQLite, the event of `req` from the event files when its row says where it is: `None`
-    /// when it does not (the event, if any, is in `events`); `Some(None)` when the frame there
-    /// is missing or damaged (a power loss tore it), which is logged.
-    async fn spotted_event(&self, req: &RequestRecord) -> Result<Option<Option<EventRecord>>> {
-        let Some((path, _)) = self.sqlite_file() else {
-            return Ok(None);
-        };
-        let row = sqlx::query(
-            "SELECT event_seg, event_offset, event_len FROM requests \
-             WHERE id = $1 AND event_seg IS NOT NULL",
-        )
-        .bind(req.id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
+    /// The event of `req` from the event files, when its SQLite row `r` says where it is:
+    /// `None` when it does not (the event, if any, is in `events`); `Some(None)` when the frame
+    /// there is missing or damaged (a power loss tore it), which is logged.
+    async fn spotted_event(
+        &self,
+        req: &RequestRecord,
+        r: &AnyRow,
+    ) -> Result<Option<Option<EventRecord>>> {
+        let (Some((path, _)), Some(seg)) = (self.sqlite_file(), r.try_get("event_seg")?) else {
             return Ok(None);
         };
         let spot = EventSpot {
-            seg: row.try_get("event_seg")?,
-            offset: row.try_get("event_offset")?,
-            len: row.try_get("event_len")?,
+            seg,
+            offset: r.try_get("event_offset")?,
+            len: r.try_get("event_len")?,
         };
         let (dir, channel) = (event_files::events_dir(path), req.channel_id);
         let read = tokio::task::spawn_blocking(move || event_files::read(&dir, channel, spot))

@@ -298,10 +298,8 @@ impl Checkpointer {
                         Ok(frames) if frames > restart_frames => {
                             // Rare (a WAL of 64 MiB): a commit of its last moments may reach
                             // the ledger file before its events are synced.
-                            let synced = pin.as_ref().map_or(Ok(()), |(_, s)| s.sync());
-                            if let Err(e) = synced.map_err(|e| e.to_string()).and_then(|()| {
-                                checkpoint(&conn, "RESTART").map_err(|e| e.to_string())
-                            }) {
+                            let events = pin.as_ref().map(|(_, s)| s);
+                            if let Err(e) = synced_checkpoint(&conn, events, "RESTART") {
                                 tracing::warn!(error = %e, "WAL restart checkpoint failed");
                             }
                         }
@@ -310,11 +308,8 @@ impl Checkpointer {
                     }
                 }
                 // The writer has stopped: nothing is committed after this sync.
-                let synced = pin.as_ref().map_or(Ok(()), |(_, s)| s.sync());
-                if let Err(e) = synced
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| checkpoint(&conn, "TRUNCATE").map_err(|e| e.to_string()))
-                {
+                let events = pin.as_ref().map(|(_, s)| s);
+                if let Err(e) = synced_checkpoint(&conn, events, "TRUNCATE") {
                     tracing::warn!(error = %e, "final WAL checkpoint failed");
                 }
             })
@@ -333,21 +328,31 @@ fn pinned_checkpoint(
     pin: Option<&(Connection, EventSync)>,
 ) -> Result<i64, String> {
     let Some((reader, events)) = pin else {
-        return checkpoint(conn, "PASSIVE").map_err(|e| e.to_string());
+        return synced_checkpoint(conn, None, "PASSIVE");
     };
     reader.execute_batch("BEGIN").map_err(|e| e.to_string())?;
     let res = reader
         .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
         .map_err(|e| e.to_string())
-        .and_then(|()| {
-            events
-                .sync()
-                .map_err(|e| format!("syncing the event files: {e}"))
-        })
-        .and_then(|()| checkpoint(conn, "PASSIVE").map_err(|e| e.to_string()));
+        .and_then(|()| synced_checkpoint(conn, Some(events), "PASSIVE"));
     let ended = reader.execute_batch("COMMIT").map_err(|e| e.to_string());
     let frames = res?;
     ended.map(|()| frames)
+}
+
+/// Syncs the event files `events` fills, if any, then checkpoints in `mode`; returns the WAL's
+/// size in frames.
+fn synced_checkpoint(
+    conn: &Connection,
+    events: Option<&EventSync>,
+    mode: &str,
+) -> Result<i64, String> {
+    if let Some(events) = events {
+        events
+            .sync()
+            .map_err(|e| format!("syncing the event files: {e}"))?;
+    }
+    checkpoint(conn, mode).map_err(|e| e.to_string())
 }
 
 /// Runs `PRAGMA wal_checkpoint(mode)`; returns the WAL's size in frames.

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Where sluice's CPU goes, per request: runs wrk through a fresh sluice in front of the mock
+# sink and prints each sluice thread's CPU time divided by the requests wrk completed (from
+# /proc/<pid>/task/*/schedstat), with the machine's idle share over the run (/proc/stat).
+#
+#   bench/thread_cpu.sh                      # wrk -t1 -c20 -d10s POSTing 1 KiB, after a 3 s warm-up
+#   PERF=perf.data bench/thread_cpu.sh       # also `perf record -g` of sluice during the run
+#   SLUICE_BIN=/tmp/a bench/thread_cpu.sh    # another build (the sink is always $SINK_BIN)
+#
+# Run builds alternately: this machine drifts by ±10% between runs of one build.
+# Needs: wrk, curl, python3 (and perf for PERF=); a release build of sluice.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-20}
+PAYLOAD=${PAYLOAD:-1024}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
+SINK_BIN=${SINK_BIN:-$BIN}
+SINK_PORT=${SINK_PORT:-4401}
+SLUICE_PORT=${SLUICE_PORT:-4403}
+
+source "$(dirname "$0")/lib.sh" wrk curl python3
+
+"$SINK_BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
+pids+=($!)
+# No health probes: their rounds would land at random moments inside the measured run.
+"$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
+  >"$work/sluice.log" 2>&1 &
+SLUICE_PID=$!
+pids+=($SLUICE_PID)
+wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"
+TOKEN=$("$BIN" token create --name bench --data-dir "$work/data" 2>/dev/null | tail -n 1)
+CH=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' -d "{\"name\":\"cpu\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/"
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = string.rep("a", $PAYLOAD)
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+
+# threads: "<thread name> <ns on CPU>" for each sluice thread name, summed over threads sharing it.
+threads() {
+  for t in /proc/"$SLUICE_PID"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
+    awk '{ns[$1] += $2} END {for (k in ns) print k, ns[k]}' | sort
+}
+idle() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
+
+wrk -t1 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "$URL" >/dev/null
+threads >"$work/before"
+idle_before=$(idle)
+if [ -n "${PERF:-}" ]; then
+  perf record -F 999 -g -p "$SLUICE_PID" -o "$PERF" -- sleep "$(( DURATION > 2 ? DURATION - 2 : 1 ))" >/dev/null 2>&1 &
+  perf_pid=$!
+fi
+wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$URL" >"$work/wrk.out"
+idle_after=$(idle)
+threads >"$work/after"
+[ -n "${PERF:-}" ] && wait "$perf_pid"
+
+python3 - "$work/wrk.out" "$work/before" "$work/after" "$idle_before" "$idle_after" "$DURATION" "$CONNECTIONS" <<'PY'
+import os, re, sys
+out, before, after = (open(p).read() for p in sys.argv[1:4])
+idle = (int(sys.argv[5]) - int(sys.argv[4])) / os.sysconf("SC_CLK_TCK")
+n = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[6]}s: {n} requests, {rps:.0f} req/s, p99 {p99}, non-2xx {errors.group(1) if errors else 0}")
+print(f"machine idle: {100 * idle / (os.cpu_count() * int(sys.argv[6])):.0f}% of {os.cpu_count()} cores")
+b = dict(l.split() for l in before.splitlines())
+total = 0.0
+for line in after.splitlines():
+    name, ns = line.split()
+    us = (int(ns) - int(b.get(name, 0))) / 1000 / n
+    total += us
+    if us >= 0.01:
+        print(f"  {name:<20} {us:6.2f} us/request")
+print(f"  {'sluice in all':<20} {total:6.2f} us/request")
+PY

@@ -67,6 +67,12 @@ pub(crate) const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS live.reques
 /// time that grows with the checkpoint's size, so small frequent ones keep the tail short
 /// (wrk p99 at 20 connections: 15 ms every 50 ms, 27 ms every 200 ms, 35–98 ms every 1–5 s).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// Rows the history writer inserts between two offers of its core. A commit of a few hundred
+/// rows takes a millisecond or two of CPU; on a machine with as many busy threads as cores, a
+/// proxy thread woken meanwhile would otherwise wait for the scheduler to end the batch's
+/// slice (in ten alternating `wrk -c20` pairs the machine's idle time fell from 13–15% to 5–9%
+/// and req/s rose 5%; every 4 rows made the p99 worse).
+const ROWS_PER_YIELD: usize = 16;
 /// WAL size past which the checkpointer also restarts the WAL, briefly waiting for the writer,
 /// so the file cannot grow without bound under constant load.
 const WAL_RESTART_BYTES: i64 = 64 << 20;
@@ -179,7 +185,10 @@ impl HistoryWriter {
         {
             let mut upsert = tx.prepare_cached(&self.upsert)?;
             let mut spotted = tx.prepare_cached(&self.upsert_spotted)?;
-            for (r, event) in completions() {
+            for (i, (r, event)) in completions().enumerate() {
+                if i % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
+                    std::thread::yield_now();
+                }
                 if event.is_none() {
                     write_request(&mut upsert, node_id, r, &[])?;
                     continue;

@@ -41,11 +41,7 @@ CH=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "author
   -H 'content-type: application/json' -d "{\"name\":\"callgrind\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/bench"
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = string.rep("a", 1024)
-wrk.headers["Content-Type"] = "application/octet-stream"
-LUA
+post_lua 1024
 
 wrk -t1 -c"$CONNECTIONS" -d5s -s "$work/post.lua" "$URL" >/dev/null
 sleep 1

@@ -14,3 +14,12 @@ trap cleanup EXIT
 
 # wait_port PORT: waits up to 10 s for an HTTP answer on 127.0.0.1:PORT.
 wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }
+
+# post_lua BYTES: writes `$work/post.lua`, a wrk script POSTing BYTES bytes of octet-stream.
+post_lua() {
+  cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = string.rep("a", $1)
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+}

@@ -35,11 +35,7 @@ CH=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "author
   -H 'content-type: application/json' -d "{\"name\":\"cpu\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/"
-cat >"$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = string.rep("a", $PAYLOAD)
-wrk.headers["Content-Type"] = "application/octet-stream"
-LUA
+post_lua "$PAYLOAD"
 
 # threads: "<thread name> <ns on CPU>" for each sluice thread name, summed over threads sharing it.
 threads() {

@@ -62,11 +62,7 @@ channel() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
 
-cat >"$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = string.rep("a", $PAYLOAD)
-wrk.headers["Content-Type"] = "application/octet-stream"
-LUA
+post_lua "$PAYLOAD"
 
 # run <url> -> prints "rps p50_ms p99_ms requests"
 run() {

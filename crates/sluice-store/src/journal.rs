@@ -412,7 +412,7 @@ pub(crate) fn leftovers(main: &Path) -> io::Result<(Vec<RequestRecord>, Vec<Path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::RequestState;
+    use crate::test_support::pending_record as record;
 
     /// A ledger path in a fresh temporary directory, removed on drop.
     struct Scratch(PathBuf);
@@ -436,30 +436,6 @@ mod tests {
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn record(path: &str) -> RequestRecord {
-        RequestRecord {
-            id: Uuid::now_v7(),
-            request_id: format!("req-{}", Uuid::new_v4().simple()),
-            channel_id: Uuid::now_v7(),
-            snapshot_id: Uuid::now_v7(),
-            state: RequestState::Pending,
-            started_at: 1_700_000_000_000_000,
-            completed_at: None,
-            client_identity: "127.0.0.1".into(),
-            source_auth_method_id: None,
-            source_auth_type: None,
-            method: "POST".into(),
-            path: path.into(),
-            query: Some("a=1".into()),
-            response_status: None,
-            error: None,
-            latency_us: None,
-            ttfb_us: None,
-            request_body_size: None,
-            response_body_size: None,
         }
     }
 

@@ -80,6 +80,9 @@ pub(crate) enum HistoryMsg {
     Show(oneshot::Sender<()>),
     /// Every ledger handle is gone: commit what came before and stop.
     Stop,
+    /// Makes the thread panic, as a bug would (tests of what the proxy sees then).
+    #[cfg(test)]
+    Panic,
 }
 
 /// Sends [`HistoryMsg::Stop`] when the last ledger handle is dropped.
@@ -145,8 +148,10 @@ struct QueueDepth {
     n: AtomicI64,
     gauge: metrics::Gauge,
     batch_size: metrics::Histogram,
-    /// Woken whenever a batch is taken off the queue.
+    /// Woken whenever a batch is taken off the queue, and when the history thread ends.
     taken: tokio::sync::Notify,
+    /// The SQLite history thread has ended (normally only at shutdown; early if it panicked).
+    history_gone: std::sync::atomic::AtomicBool,
 }
 
 impl QueueDepth {
@@ -156,6 +161,7 @@ impl QueueDepth {
             gauge: metrics::gauge!("sluice_ledger_queue_depth"),
             batch_size: metrics::histogram!("sluice_ledger_batch_size"),
             taken: tokio::sync::Notify::new(),
+            history_gone: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -171,16 +177,45 @@ impl QueueDepth {
         self.taken.notify_waiters();
     }
 
-    /// Returns once at most [`MAX_BACKLOG`] operations are queued.
-    async fn admit(&self) {
-        while self.n.load(Ordering::Relaxed) > MAX_BACKLOG {
+    /// Returns once at most [`MAX_BACKLOG`] operations are queued; refuses once the history
+    /// thread has ended, since nothing would record the request's completion.
+    async fn admit(&self) -> Result<(), String> {
+        loop {
+            if self.history_gone.load(Ordering::Acquire) {
+                return Err("the ledger's history writer has stopped".into());
+            }
+            if self.n.load(Ordering::Relaxed) <= MAX_BACKLOG {
+                return Ok(());
+            }
+            // Registered before the checks are made again, so no wake-up is missed between.
             let mut taken = std::pin::pin!(self.taken.notified());
             taken.as_mut().enable();
-            if self.n.load(Ordering::Relaxed) <= MAX_BACKLOG {
-                return;
+            if self.history_gone.load(Ordering::Acquire)
+                || self.n.load(Ordering::Relaxed) <= MAX_BACKLOG
+            {
+                continue;
             }
             taken.await;
         }
+    }
+
+    /// Marks the history thread ended and wakes every request waiting in [`Self::admit`].
+    fn history_ended(&self) {
+        self.history_gone.store(true, Ordering::Release);
+        self.taken.notify_waiters();
+    }
+}
+
+/// Held by the history thread: when it ends, by returning or by a panic, new requests are
+/// refused instead of waiting for a writer that is gone.
+struct HistoryAlive(Arc<QueueDepth>);
+
+impl Drop for HistoryAlive {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the ledger's history writer panicked; refusing new requests");
+        }
+        self.0.history_ended();
     }
 }
 
@@ -224,6 +259,7 @@ impl Ledger {
         std::thread::Builder::new()
             .name("sluice-history".into())
             .spawn(move || {
+                let _alive = HistoryAlive(history_depth.clone());
                 history_writer(
                     history,
                     &cfg,
@@ -276,8 +312,11 @@ impl Ledger {
             } => {
                 // The append below never waits on the runtime: give other tasks their turn.
                 tokio::task::coop::consume_budget().await;
-                self.depth.admit().await;
-                return journal.append(&rec).map_err(|e| {
+                return match self.depth.admit().await {
+                    Ok(()) => journal.append(&rec),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| {
                     refused(events.as_ref(), &e, 1);
                     LedgerError::Unavailable(e)
                 });
@@ -559,6 +598,8 @@ impl Batch {
             HistoryMsg::Complete(op) => self.ops.push(op),
             HistoryMsg::Show(reader) => self.readers.push(reader),
             HistoryMsg::Stop => self.open = false,
+            #[cfg(test)]
+            HistoryMsg::Panic => panic!("history thread panic asked for by a test"),
         }
     }
 
@@ -650,5 +691,71 @@ fn report_failure(events: Option<&EventLog>, message: &str, details: serde_json:
             message,
             details,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::db::StoreOptions;
+    use crate::test_support::pending_record;
+
+    fn is_refusal(res: &Result<(), LedgerError>) -> bool {
+        matches!(res, Err(LedgerError::Unavailable(e)) if e.contains("history writer"))
+    }
+
+    #[tokio::test]
+    async fn a_panicked_history_thread_refuses_waiting_and_new_requests() {
+        let dir = std::env::temp_dir().join(format!("sluice-ledger-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/sluice.db", dir.display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let cfg = LedgerConfig {
+            node_id: "n".into(),
+            max_batch: 64,
+            completion_delay: Duration::from_millis(1),
+        };
+        let (ledger, task) = Ledger::start(store, cfg).unwrap();
+        ledger
+            .record_pending(pending_record("/"))
+            .await
+            .expect("a running ledger takes a pending record");
+
+        // A backlog past the limit: the next request waits for the history thread.
+        ledger.depth.add(MAX_BACKLOG + 1);
+        let waiting = tokio::spawn({
+            let ledger = ledger.clone();
+            async move { ledger.record_pending(pending_record("/")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "waits while the backlog is full");
+
+        let Queues::Journal { completions, .. } = &ledger.queues else {
+            panic!("a SQLite ledger has a history thread");
+        };
+        completions.send(HistoryMsg::Panic).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the ledger's task ends with its thread")
+            .unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting request is answered, not left waiting")
+            .unwrap();
+        assert!(is_refusal(&waited), "{waited:?}");
+
+        // With the backlog gone, a new request is still refused: nothing would record it.
+        ledger.depth.add(-(MAX_BACKLOG + 1));
+        let fresh = ledger.record_pending(pending_record("/")).await;
+        assert!(is_refusal(&fresh), "{fresh:?}");
+        drop(ledger);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -25,6 +25,8 @@ pub mod requests;
 mod rows;
 pub mod secrets;
 mod sqlite_writer;
+#[cfg(test)]
+mod test_support;
 pub mod tokens;
 
 pub use audit::{AuditEntry, AuditFilter};

@@ -47,6 +47,15 @@ impl MakeConnService {
             fallback: router,
         }
     }
+
+    /// The service of one connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> ConnService {
+        ConnService {
+            routes: self.clone(),
+            peer,
+            peer_ip: peer.ip().to_string().into(),
+        }
+    }
 }
 
 impl<'a, L> Service<IncomingStream<'a, L>> for MakeConnService
@@ -62,12 +71,7 @@ where
     }
 
     fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
-        let peer = *stream.remote_addr();
-        ready(Ok(ConnService {
-            routes: self.clone(),
-            peer,
-            peer_ip: peer.ip().to_string().into(),
-        }))
+        ready(Ok(self.connection(*stream.remote_addr())))
     }
 }
 

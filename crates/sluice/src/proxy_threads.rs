@@ -5,45 +5,74 @@
 //! socket) hop between workers, which park and wake each other: on a 2-core machine the cores
 //! sat idle ~19% of a load that kept nginx's at 5%. Here a connection, its requests and the sink
 //! connections they use stay on one thread, as nginx's workers keep theirs.
+//!
+//! Each thread serves its connections with hyper's server itself rather than `axum::serve`,
+//! which cannot bound the read buffer a connection grows ([`MAX_READ_BUFFER`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::Listener;
+use axum::body::Body;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sluice_proxy::service::MakeConnService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
+use tower::ServiceExt;
 
 /// An accepted connection on its way to a thread: the socket and the caller's address.
 type Accepted = (std::net::TcpStream, SocketAddr);
 
-/// The listener of one thread: the connections the acceptor hands it.
-struct Handoff {
-    rx: mpsc::UnboundedReceiver<Accepted>,
-    local: SocketAddr,
-}
+/// Largest read buffer of a caller's connection. hyper's default (~400 KiB) is reached by any
+/// fast upload, and a body chunk cut from a buffer keeps all of it alive until it is sent on:
+/// with twenty 1 MiB uploads in flight the peak RSS was 57–81 MiB, with 256 KiB 48–51 MiB
+/// (64 KiB: 46 MiB, but 15% fewer uploads a second; 256 KiB: 9%; docs/BENCHMARKS.md).
+const MAX_READ_BUFFER: usize = 256 << 10;
 
-impl Listener for Handoff {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            // With the acceptor gone no connection will come: shutdown ends the server.
-            let Some((tcp, peer)) = self.rx.recv().await else {
-                return std::future::pending().await;
-            };
-            match TcpStream::from_std(tcp) {
-                Ok(tcp) => return (tcp, peer),
-                Err(e) => tracing::warn!(error = %e, "could not take over an accepted connection"),
+/// Serves the connections arriving on `rx` until `stop` turns true (or the acceptor is gone),
+/// then waits for the exchanges in flight on them to finish.
+async fn serve(
+    mut rx: mpsc::UnboundedReceiver<Accepted>,
+    app: MakeConnService,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_READ_BUFFER);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = rx.recv() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+        };
+        let tcp = match TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take over an accepted connection");
+                continue;
             }
-        }
+        };
+        let service = app
+            .connection(peer)
+            .map_request(|req: Request<Incoming>| req.map(Body::new));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
+    graceful.shutdown().await;
 }
 
 /// The running threads.
@@ -64,14 +93,13 @@ pub fn spawn(
     threads: u16,
     stop: watch::Receiver<bool>,
 ) -> io::Result<ProxyThreads> {
-    let local = listener.local_addr()?;
     let (release, released) = watch::channel(());
     let mut queues = Vec::new();
     let mut ended = Vec::new();
     for i in 0..threads.max(1) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (done, end) = oneshot::channel();
-        let (app, mut stop, mut released) = (app.clone(), stop.clone(), released.clone());
+        let (app, stop, mut released) = (app.clone(), stop.clone(), released.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -79,12 +107,8 @@ pub fn spawn(
             .name(format!("sluice-proxy-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    let served = axum::serve(Handoff { rx, local }, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await;
-                    let _ = done.send(served);
+                    serve(rx, app, stop).await;
+                    let _ = done.send(());
                     // Nothing is ever sent: this returns once the sender is dropped.
                     let _ = released.changed().await;
                 });
@@ -96,9 +120,8 @@ pub fn spawn(
     let served = tokio::spawn(async move {
         let _ = acceptor.await;
         for end in ended {
-            match end.await {
-                Ok(served) => served?,
-                Err(_) => return Err(io::Error::other("a proxy thread ended abnormally")),
+            if end.await.is_err() {
+                return Err(io::Error::other("a proxy thread ended abnormally"));
             }
         }
         Ok(())

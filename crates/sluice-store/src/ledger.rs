@@ -259,13 +259,13 @@ impl Ledger {
         std::thread::Builder::new()
             .name("sluice-history".into())
             .spawn(move || {
-                let _alive = HistoryAlive(history_depth.clone());
+                let alive = HistoryAlive(history_depth);
                 history_writer(
                     history,
                     &cfg,
                     completions_rx,
                     history_journal,
-                    &history_depth,
+                    &alive.0,
                     history_events,
                 );
                 let _ = finished.send(());
@@ -312,14 +312,15 @@ impl Ledger {
             } => {
                 // The append below never waits on the runtime: give other tasks their turn.
                 tokio::task::coop::consume_budget().await;
-                return match self.depth.admit().await {
-                    Ok(()) => journal.append(&rec),
-                    Err(e) => Err(e),
-                }
-                .map_err(|e| {
-                    refused(events.as_ref(), &e, 1);
-                    LedgerError::Unavailable(e)
-                });
+                return self
+                    .depth
+                    .admit()
+                    .await
+                    .and_then(|()| journal.append(&rec))
+                    .map_err(|e| {
+                        refused(events.as_ref(), &e, 1);
+                        LedgerError::Unavailable(e)
+                    });
             }
         };
         let (done, wait) = oneshot::channel();

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -193,13 +194,31 @@ impl EventFiles {
 pub(crate) struct EventSync(Unsynced);
 
 impl EventSync {
-    /// Syncs every segment written to since the last call.
+    /// Syncs every segment written to since the last call, then drops its synced pages from
+    /// the page cache.
+    ///
+    /// Events are written once and read rarely (one request's detail). Left cached, they fill
+    /// the machine's memory at the gateway's write rate; and every new page the cache takes
+    /// is memory the system must hand out afresh, which on a VM that returns freed memory to
+    /// its host (free page reporting) faults in the host: there, writing the events cost the
+    /// history thread up to a third of its time (docs/BENCHMARKS.md, tuning step 24).
     pub(crate) fn sync(&self) -> io::Result<()> {
         let files = std::mem::take(&mut *self.0.lock());
         for file in files.values() {
             file.sync_data()?;
+            drop_cached(file);
         }
         Ok(())
+    }
+}
+
+/// Asks the kernel to drop `file`'s clean pages from the page cache (advice only: pages
+/// written since the last sync stay until they are on the disk).
+fn drop_cached(file: &File) {
+    // SAFETY: a plain system call on a descriptor that `file` keeps open.
+    let errno = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if errno != 0 {
+        tracing::debug!(error = %io::Error::from_raw_os_error(errno), "could not drop cached event pages");
     }
 }
 

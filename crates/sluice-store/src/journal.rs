@@ -1,11 +1,11 @@
 //! The journal of requests in flight on a SQLite ledger.
 //!
 //! A request's `pending` record must be durable before a byte goes to the sink. The journal
-//! keeps that promise by copying the record, as one JSON line, into a segment file mapped into
-//! memory. A request takes its place in the segment under a short lock and copies its own line
-//! outside it: no system call, and no request waits for another's write. When each request
-//! wrote its line with `write`, the file system's write path cost about 9% of the gateway's
-//! throughput (docs/BENCHMARKS.md, step 17).
+//! keeps that promise by copying the record, as one JSON line (`crate::journal_line`), into a
+//! segment file mapped into memory. A request takes its place in the segment under a short
+//! lock and copies its own line outside it: no system call, and no request waits for
+//! another's write. When each request wrote its line with `write`, the file system's write
+//! path cost about 9% of the gateway's throughput (docs/BENCHMARKS.md, step 17).
 //!
 //! A segment's disk blocks are reserved when it is created (`posix_fallocate`), so a copy never
 //! needs new room on the disk. A full disk shows when a segment cannot be created: the
@@ -126,8 +126,7 @@ impl Journal {
     pub(crate) fn append(&self, rec: &RequestRecord) -> Result<(), String> {
         let started = Instant::now();
         let mut line = Vec::with_capacity(512);
-        serde_json::to_writer(&mut line, rec)
-            .map_err(|e| format!("encoding the pending record: {e}"))?;
+        crate::journal_line::encode(rec, &mut line);
         line.push(b'\n');
         let (seg, map, offset) = self.active.lock().reserve(line.len() as u64)?;
         // SAFETY: `reserve` handed `offset..offset + line.len()` of this mapping to this call

@@ -17,6 +17,7 @@ pub mod event_files;
 pub mod event_log;
 pub mod health;
 pub mod journal;
+mod journal_line;
 pub mod leader;
 pub mod ledger;
 pub mod log_entries;

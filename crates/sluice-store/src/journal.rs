@@ -17,9 +17,10 @@
 //! nothing. A power loss may lose the last moments, as it may lose the WAL's last commits.
 //!
 //! A record leaves the journal when its completion has committed in the ledger file
-//! (`Journal::settle`). A full segment is sealed, and deleted once none of its requests is in
-//! flight. The active segment is zeroed whenever none of its requests is. A clean stop leaves
-//! no segment behind. A start after a crash reads what is left (`leftovers`), and the store
+//! (`Journal::settle`). A full segment is sealed, and once none of its requests is in flight it
+//! is retired: renamed out of the segments' names, then zeroed and named again as the next
+//! segment (`Journal::prepare`). The active segment is zeroed whenever none of its requests
+//! is. A clean stop leaves no segment behind. A start after a crash reads what is left (`leftovers`), and the store
 //! closes those requests as `interrupted`.
 //!
 //! `Journal::settle`, `Journal::prepare` and `Journal::in_flight` are called by one thread
@@ -166,7 +167,8 @@ impl Journal {
         let staged = staged_path(&dir);
         // One a crash left there.
         let _ = std::fs::remove_file(&staged);
-        let created = match map_new_file(&staged, segment_bytes) {
+        let recycled = reuse_retired(&dir, &staged, segment_bytes);
+        let created = match recycled.map_or_else(|| map_new_file(&staged, segment_bytes), Ok) {
             Ok(map) => map,
             // The request that needs it tries again, and is refused if it fails too.
             Err(e) => {
@@ -200,7 +202,7 @@ impl Journal {
             if left == Some(0) {
                 a.per_segment.remove(&spot.seg);
                 if spot.seg != a.seg {
-                    remove_segment(&a.dir, spot.seg);
+                    retire_segment(&a.dir, spot.seg);
                 }
             }
         }
@@ -284,7 +286,7 @@ impl Active {
         let had_one = self.map.replace(map.clone()).is_some();
         self.len = 0;
         if had_one && !self.per_segment.contains_key(&sealed) {
-            remove_segment(&self.dir, sealed);
+            retire_segment(&self.dir, sealed);
         }
         Ok(map)
     }
@@ -300,6 +302,7 @@ impl Drop for Journal {
         if a.map.is_some() && a.per_segment.is_empty() {
             remove_segment(&a.dir, a.seg);
         }
+        let _ = std::fs::remove_file(recycled_path(&a.dir));
     }
 }
 
@@ -349,6 +352,50 @@ fn allocate(file: &File, size: u64) -> io::Result<()> {
     match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
         0 => Ok(()),
         errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Where a sealed segment with nothing left in flight waits to become a later one (see
+/// [`reuse_retired`]): not a segment's name, so a start after a crash never reads it.
+fn recycled_path(dir: &Path) -> PathBuf {
+    dir.join("recycled.staged")
+}
+
+/// Retires sealed segment `seg`, none of whose requests is in flight, for reuse (replacing any
+/// retired before it); removes it if it cannot be renamed.
+fn retire_segment(dir: &Path, seg: u64) {
+    if std::fs::rename(segment_path(dir, seg), recycled_path(dir)).is_err() {
+        remove_segment(dir, seg);
+    }
+}
+
+/// The retired segment, if there is one of `size` bytes, moved to `staged`, mapped and
+/// zeroed.
+///
+/// Reusing it keeps its disk blocks and its pages in the page cache. A new segment took ~500
+/// fresh pages of memory about every 500 requests, and its file system calls; on a VM that
+/// returns freed memory to its host, each fresh page faults there (docs/BENCHMARKS.md, step
+/// 26).
+fn reuse_retired(dir: &Path, staged: &Path, size: u64) -> Option<Arc<MmapRaw>> {
+    std::fs::rename(recycled_path(dir), staged).ok()?;
+    let opened = OpenOptions::new().read(true).write(true).open(staged);
+    let map = opened.and_then(|file| {
+        if file.metadata()?.len() != size {
+            return Err(io::Error::other("a retired segment of another size"));
+        }
+        MmapOptions::new().map_raw(&file)
+    });
+    match map {
+        Ok(map) => {
+            // SAFETY: the mapping is this function's alone: the file was renamed to a name
+            // only `Journal::prepare` uses, and nothing else maps it.
+            unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 0, map.len()) };
+            Some(Arc::new(map))
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(staged);
+            None
+        }
     }
 }
 
@@ -511,6 +558,46 @@ mod tests {
             "settled segments are gone"
         );
         assert_eq!(files, s.segment_files());
+    }
+
+    #[test]
+    fn a_settled_segment_is_reused_for_a_later_one_without_its_old_lines() {
+        let s = Scratch::new();
+        let dir = journal_dir(&s.main());
+        let j = Journal::open_sized(&s.main(), 1_000).unwrap();
+        // ~500-byte lines: the first segment holds one, and the second seals it.
+        let old = [record("/old-0"), record("/old-1")];
+        append(&j, &old[0]);
+        let first = s.segment_files()[0].clone();
+        append(&j, &old[1]);
+        j.settle(old.iter().map(|r| r.id));
+        assert!(
+            !first.exists(),
+            "the settled, sealed segment is no segment any more"
+        );
+        assert!(recycled_path(&dir).exists(), "it waits to be reused");
+        j.prepare();
+        assert!(
+            !recycled_path(&dir).exists(),
+            "the next segment is the retired file"
+        );
+        let new: Vec<RequestRecord> = (0..3).map(|i| record(&format!("/new-{i}"))).collect();
+        for r in &new {
+            append(&j, r);
+        }
+        std::mem::forget(j); // a crash: what is on the disk is all a new start sees
+        let (left, _) = leftovers(&s.main()).unwrap();
+        assert_eq!(paths(left), ["/new-0", "/new-1", "/new-2"]);
+        // A clean stop leaves neither segments nor a retired file behind.
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open_sized(&s.main(), 1_000).unwrap();
+        let recs = [record("/a"), record("/b")];
+        for r in &recs {
+            append(&j, r);
+        }
+        j.settle(recs.iter().map(|r| r.id));
+        drop(j);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 
     #[test]

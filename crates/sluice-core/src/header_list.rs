@@ -68,26 +68,31 @@ impl Builder {
         self.0.push(b']');
     }
 
-    /// Appends `s` as a JSON string; copied as is when nothing in it needs escaping, as in
-    /// nearly every header (visible ASCII without `"` or `\`).
     fn string(&mut self, s: &str) {
-        // A fold without early exit, so the compiler can check many bytes at a time.
-        let needs_escape = s.bytes().fold(false, |acc, b| {
-            acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-        });
-        if !needs_escape {
-            self.0.push(b'"');
-            self.0.extend_from_slice(s.as_bytes());
-            self.0.push(b'"');
-        } else {
-            serde_json::to_writer(&mut self.0, s).expect("writing to a Vec cannot fail");
-        }
+        push_json_str(&mut self.0, s);
     }
 
     /// The finished list.
     pub fn finish(mut self) -> HeaderList {
         self.0.push(b']');
         HeaderList(String::from_utf8(self.0).expect("JSON text is UTF-8"))
+    }
+}
+
+/// Appends `s` to `out` as a JSON string, exactly as serde_json writes it; copied as is when
+/// nothing in it needs escaping, as in nearly every header and request field (no control
+/// character, `"` or `\`).
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // A fold without early exit, so the compiler can check many bytes at a time.
+    let needs_escape = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
     }
 }
 

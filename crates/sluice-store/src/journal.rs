@@ -20,8 +20,8 @@
 //! (`Journal::settle`). A full segment is sealed, and once none of its requests is in flight it
 //! is retired: renamed out of the segments' names, then zeroed and named again as the next
 //! segment (`Journal::prepare`). The active segment is zeroed whenever none of its requests
-//! is. A clean stop leaves no segment behind. A start after a crash reads what is left (`leftovers`), and the store
-//! closes those requests as `interrupted`.
+//! is. A clean stop leaves no segment behind. A start after a crash reads what is left
+//! (`leftovers`), and the store closes those requests as `interrupted`.
 //!
 //! `Journal::settle`, `Journal::prepare` and `Journal::in_flight` are called by one thread
 //! only, the history writer. Segments with requests in flight are deleted only there, so a

@@ -4,9 +4,10 @@
 //! escaped each field name and value byte by byte: about 7 000 instructions a record, a tenth
 //! of the proxy thread's own work per request (`bench/callgrind.sh`). Here the names are
 //! constants, the ids are encoded on the stack, and a text value is copied whole unless it
-//! holds a byte JSON must escape (then serde_json writes that one value). The line is the
-//! one serde_json writes for [`RequestRecord`], byte for byte, and is read back with it.
+//! holds a byte JSON must escape (`push_json_str`, shared with the recorded headers). The line
+//! is the one serde_json writes for [`RequestRecord`], byte for byte, and is read back with it.
 
+use sluice_core::header_list::push_json_str;
 use sluice_core::RequestRecord;
 use uuid::Uuid;
 
@@ -15,30 +16,27 @@ pub(crate) fn encode(rec: &RequestRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":");
     uuid(out, rec.id);
     out.extend_from_slice(b",\"request_id\":");
-    text(out, &rec.request_id);
+    push_json_str(out, &rec.request_id);
     out.extend_from_slice(b",\"channel_id\":");
     uuid(out, rec.channel_id);
     out.extend_from_slice(b",\"snapshot_id\":");
     uuid(out, rec.snapshot_id);
     out.extend_from_slice(b",\"state\":");
-    text(out, rec.state.as_str());
+    push_json_str(out, rec.state.as_str());
     out.extend_from_slice(b",\"started_at\":");
     int(out, rec.started_at);
     out.extend_from_slice(b",\"completed_at\":");
     opt_int(out, rec.completed_at);
     out.extend_from_slice(b",\"client_identity\":");
-    text(out, &rec.client_identity);
+    push_json_str(out, &rec.client_identity);
     out.extend_from_slice(b",\"source_auth_method_id\":");
-    match rec.source_auth_method_id {
-        Some(id) => uuid(out, id),
-        None => out.extend_from_slice(b"null"),
-    }
+    opt_uuid(out, rec.source_auth_method_id);
     out.extend_from_slice(b",\"source_auth_type\":");
     opt_text(out, rec.source_auth_type.as_deref());
     out.extend_from_slice(b",\"method\":");
-    text(out, &rec.method);
+    push_json_str(out, &rec.method);
     out.extend_from_slice(b",\"path\":");
-    text(out, &rec.path);
+    push_json_str(out, &rec.path);
     out.extend_from_slice(b",\"query\":");
     opt_text(out, rec.query.as_deref());
     out.extend_from_slice(b",\"response_status\":");
@@ -66,23 +64,16 @@ fn uuid(out: &mut Vec<u8>, id: Uuid) {
     out.push(b'"');
 }
 
-fn text(out: &mut Vec<u8>, s: &str) {
-    // Without early exit, so the compiler can check many bytes at a time.
-    let plain = !s.bytes().fold(false, |esc, b| {
-        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+fn opt_uuid(out: &mut Vec<u8>, id: Option<Uuid>) {
+    match id {
+        Some(id) => uuid(out, id),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
 fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
-        Some(s) => text(out, s),
+        Some(s) => push_json_str(out, s),
         None => out.extend_from_slice(b"null"),
     }
 }

@@ -33,6 +33,12 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// Staged bytes of one channel past which they are written before the batch ends, so a batch
 /// of large previews is not held twice in memory.
 const FLUSH_BYTES: usize = 256 << 10;
+/// Staging buffers kept between batches, so a batch does not grow fresh ones (every batch
+/// grew a new 64 KiB buffer to 256 KiB: reallocations, and page faults where the allocator had
+/// returned the memory to the OS).
+const SPARE_BUFFERS: usize = 2;
+/// Capacity past which a staging buffer (grown by one large frame) is not kept.
+const SPARE_MAX_BYTES: usize = 2 * FLUSH_BYTES;
 /// File name extension of a segment.
 const SEGMENT_EXT: &str = "events";
 
@@ -58,6 +64,7 @@ pub(crate) struct EventFiles {
     segment_bytes: u64,
     open: HashMap<Uuid, Segment>,
     unsynced: Unsynced,
+    spare: Vec<Vec<u8>>,
 }
 
 /// A channel's segment being appended to.
@@ -82,6 +89,7 @@ impl EventFiles {
             dir: events_dir(main),
             segment_bytes,
             open: HashMap::new(),
+            spare: Vec::new(),
             unsynced: Arc::default(),
         }
     }
@@ -105,7 +113,11 @@ impl EventFiles {
             let i = match staged.iter().position(|(c, _)| *c == channel) {
                 Some(i) => i,
                 None => {
-                    staged.push((channel, Vec::with_capacity(64 << 10)));
+                    let buf = self
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| Vec::with_capacity(FLUSH_BYTES + (16 << 10)));
+                    staged.push((channel, buf));
                     staged.len() - 1
                 }
             };
@@ -127,6 +139,11 @@ impl EventFiles {
         for (channel, buf) in &mut staged {
             if !buf.is_empty() {
                 self.flush(*channel, buf)?;
+            }
+        }
+        for (_, buf) in staged {
+            if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_BYTES {
+                self.spare.push(buf);
             }
         }
         Ok(spots)

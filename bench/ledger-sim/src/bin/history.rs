@@ -54,10 +54,10 @@ fn main() {
     let n: usize = std::env::args()
         .nth(2)
         .map_or(200_000, |s| s.parse().unwrap());
-    let wal = design != "persist";
+    let wal = !design.contains("persist");
     let path = format!("/tmp/ledger-sim-history-{design}.db");
-    let segments = design == "segments";
-    let batchblob = design == "batchblob";
+    let segments = design.contains("segments");
+    let batchblob = design.contains("batchblob");
     let mut segment_file =
         segments.then(|| std::fs::File::create(format!("{path}-events")).unwrap());
     let mut staged: Vec<u8> = Vec::with_capacity(BATCH * 2048);
@@ -71,16 +71,19 @@ fn main() {
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
     c.pragma_update(None, "cache_size", -8192).unwrap();
     c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-    let rowid = if design == "worowid" {
+    let rowid = if design.contains("worowid") {
         " WITHOUT ROWID"
     } else {
         ""
     };
-    let indexes = if design == "noindex" {
-        ""
+    let order = if design.contains("asc") { "" } else { " DESC" };
+    let indexes = if design.contains("noindex") {
+        String::new()
+    } else if design.contains("noreqidx") {
+        format!("CREATE INDEX requests_channel_started ON requests (channel_id, started_at{order}, id{order});")
     } else {
-        "CREATE INDEX requests_channel_started ON requests (channel_id, started_at DESC, id DESC);
-         CREATE INDEX requests_request_id ON requests (request_id);"
+        format!("CREATE INDEX requests_channel_started ON requests (channel_id, started_at{order}, id{order});
+         CREATE INDEX requests_request_id ON requests (request_id);")
     };
     let pointer = if batchblob {
         ", event_batch INTEGER, event_offset INTEGER, event_len INTEGER"
@@ -97,7 +100,7 @@ fn main() {
     let (channel, snapshot) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
     let headers = r#"[["host","127.0.0.1:4400"],["user-agent","wrk"],["content-length","1024"],["content-type","application/octet-stream"],["x-request-id","019ab0c0c0c0c0c0c0c0c0c0c0c0c0c0-sluice"],["x-forwarded-for","127.0.0.1"]]"#;
     let response_headers = r#"[["content-type","application/json"],["content-length","256"],["date","Tue, 24 Nov 2026 06:00:00 GMT"]]"#;
-    let previews = design != "nopreview";
+    let previews = !design.contains("nopreview");
     let request_preview: Vec<u8> = (0..if previews { 1024 } else { 0 })
         .map(|i| (i * 7 % 251) as u8)
         .collect();

@@ -119,7 +119,12 @@ sink_url="http://127.0.0.1:$sink_port"
 load=("${sluice[@]}" bench load --scenario "$scenario" --sink "$sink_url"
   --concurrency "$concurrency" "${passthrough[@]}")
 
-# measure NAME ARGS...: optional warm-up, then one measured run appending to the CSV.
+# cpu_ticks: the machine's stolen and total CPU ticks so far (/proc/stat; steal is the time the
+# VM's host ran something else while this guest had work).
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
+
+# measure NAME ARGS...: optional warm-up, then one measured run appending to the CSV; the share
+# of CPU stolen by the host during the run goes to $tmp/steal-NAME.
 measure() {
   local name="$1"
   shift
@@ -131,7 +136,12 @@ measure() {
   # Each side gets its own chart directory: the file names are per scenario, not per target.
   local charts_args=()
   [[ "$charts" == 1 ]] && charts_args=(--charts "$results/compare-$stamp-charts/$name")
+  local before after
+  before="$(cpu_ticks)"
   "${load[@]}" --duration "$duration" --csv "$csv" "${charts_args[@]}" "$@"
+  after="$(cpu_ticks)"
+  awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " ");
+    printf "%.1f\n", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }' > "$tmp/steal-$name"
 }
 
 if [[ "$only" != nginx ]]; then
@@ -209,5 +219,15 @@ awk -F, -v only="$only" '
     for (i = 1; i <= n; i++) if (name[i] == "sluice" && mem[i] != "")
       printf "sluice memory: start %.1f MiB, max %.1f MiB, delta %+.1f MiB\n", mstart[i] / 1024, mmax[i] / 1024, mem[i] / 1024
   }' "$csv"
+# Runs on a VM whose host takes CPU away are not comparable: the two runs are sequential, so
+# steal during one of them moves the ratio (seen here: 0–25% in 5 s windows).
+steal=""
+for name in sluice nginx; do
+  [[ -f "$tmp/steal-$name" ]] && steal+="${steal:+, }$name $(cat "$tmp/steal-$name")%"
+done
+echo "CPU stolen by the VM's host during the runs: $steal"
+if awk -v s="$steal" 'BEGIN { n = split(s, f, /[ %,]+/); for (i = 2; i <= n; i += 2) if (f[i] + 0 > 2) exit 0; exit 1 }'; then
+  echo "compare.sh: warning: over 2% of the CPU was stolen during a run; its ratios are not comparable"
+fi
 echo
 echo "compare.sh: log $log, CSV $csv"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where sluice's CPU goes, per request: runs wrk through a fresh sluice in front of the mock
 # sink and prints each sluice thread's CPU time divided by the requests wrk completed (from
-# /proc/<pid>/task/*/schedstat), with the machine's idle share over the run (/proc/stat).
+# /proc/<pid>/task/*/schedstat), with the machine's idle share over the run and the share the
+# VM's host stole (/proc/stat; a run with steal is not comparable with one without).
 #
 #   bench/thread_cpu.sh                      # wrk -t1 -c20 -d10s POSTing 1 KiB, after a 3 s warm-up
 #   PERF=perf.data bench/thread_cpu.sh       # also `perf record -g` of sluice during the run
@@ -42,7 +43,7 @@ threads() {
   for t in /proc/"$SLUICE_PID"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
     awk '{ns[$1] += $2} END {for (k in ns) print k, ns[k]}' | sort
 }
-idle() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
+idle() { awk '/^cpu / {print $5 + $6 " " $9}' /proc/stat; }
 
 wrk -t1 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "$URL" >/dev/null
 threads >"$work/before"
@@ -59,13 +60,15 @@ threads >"$work/after"
 python3 - "$work/wrk.out" "$work/before" "$work/after" "$idle_before" "$idle_after" "$DURATION" "$CONNECTIONS" <<'PY'
 import os, re, sys
 out, before, after = (open(p).read() for p in sys.argv[1:4])
-idle = (int(sys.argv[5]) - int(sys.argv[4])) / os.sysconf("SC_CLK_TCK")
+(idle0, steal0), (idle1, steal1) = (map(int, a.split()) for a in sys.argv[4:6])
+idle, steal = ((b - a) / os.sysconf("SC_CLK_TCK") for a, b in ((idle0, idle1), (steal0, steal1)))
 n = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[6]}s: {n} requests, {rps:.0f} req/s, p99 {p99}, non-2xx {errors.group(1) if errors else 0}")
-print(f"machine idle: {100 * idle / (os.cpu_count() * int(sys.argv[6])):.0f}% of {os.cpu_count()} cores")
+cores = os.cpu_count() * int(sys.argv[6])
+print(f"machine idle: {100 * idle / cores:.0f}% of {os.cpu_count()} cores, stolen by the host: {100 * steal / cores:.1f}%")
 b = dict(l.split() for l in before.splitlines())
 total = 0.0
 for line in after.splitlines():

@@ -14,6 +14,9 @@ Usage: bench/compare.sh [options]
   --duration D         length of each run, e.g. 30s        (default 30s)
   --warmup D           unmeasured run before each measured one (default: none)
   --only WHICH         run only "sluice" or "nginx"        (default: both)
+  --rounds N           alternate the runs N times (sluice, nginx, sluice, ...) and report
+                       each round's ratios and their median (default 1): the machine
+                       drifts between runs, neighbouring runs drift less
   --charts             write PNG charts next to the results
   --results DIR        where logs and CSV go               (default bench/results)
   -h, --help           this help
@@ -32,6 +35,7 @@ concurrency=20
 duration=30s
 warmup=""
 only=both
+rounds=1
 charts=0
 results="$here/results"
 passthrough=()
@@ -46,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --duration) duration="$2"; shift 2 ;;
     --warmup) warmup="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --charts) charts=1; shift ;;
     --results) results="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -53,6 +58,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 case "$only" in both|sluice|nginx) ;; *) echo "compare.sh: --only takes sluice or nginx" >&2; exit 2 ;; esac
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds takes a whole number from 1" >&2; exit 2; }
 
 default_bin="${CARGO_TARGET_DIR:-$repo/target}/release/sluice"
 [[ -x "$default_bin" ]] || default_bin=sluice
@@ -123,25 +129,26 @@ load=("${sluice[@]}" bench load --scenario "$scenario" --sink "$sink_url"
 # VM's host ran something else while this guest had work).
 cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
 
-# measure NAME ARGS...: optional warm-up, then one measured run appending to the CSV; the share
-# of CPU stolen by the host during the run goes to $tmp/steal-NAME.
+# measure NAME ROUND ARGS...: optional warm-up (first round only), then one measured run
+# appending to the CSV; the share of CPU stolen by the host during the run is appended to
+# $tmp/steal, a line per run in the CSV's order.
 measure() {
-  local name="$1"
-  shift
-  if [[ -n "$warmup" ]]; then
+  local name="$1" round="$2"
+  shift 2
+  if [[ -n "$warmup" && "$round" == 1 ]]; then
     echo "--- $name: warm-up ($warmup) ---"
     "${load[@]}" --duration "$warmup" "$@" > /dev/null
   fi
   echo "--- $name ---"
   # Each side gets its own chart directory: the file names are per scenario, not per target.
   local charts_args=()
-  [[ "$charts" == 1 ]] && charts_args=(--charts "$results/compare-$stamp-charts/$name")
+  [[ "$charts" == 1 ]] && charts_args=(--charts "$results/compare-$stamp-charts/$name-$round")
   local before after
   before="$(cpu_ticks)"
   "${load[@]}" --duration "$duration" --csv "$csv" "${charts_args[@]}" "$@"
   after="$(cpu_ticks)"
   awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " ");
-    printf "%.1f\n", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }' > "$tmp/steal-$name"
+    printf "%.1f\n", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }' >> "$tmp/steal"
 }
 
 if [[ "$only" != nginx ]]; then
@@ -152,7 +159,6 @@ if [[ "$only" != nginx ]]; then
   pids+=("$sluice_pid")
   wait_port "$sluice_port" "$sluice_pid" "sluice" "$tmp/sluice.log"
   token="$("${sluice[@]}" token create --name bench --data-dir "$SLUICE_DATA_DIR" | tail -n 1)"
-  measure sluice --target "http://127.0.0.1:$sluice_port" --token "$token" --proxy-pid "$sluice_pid"
 fi
 
 if [[ "$only" != sluice ]]; then
@@ -192,42 +198,83 @@ NGINX
   nginx_pid=$!
   pids+=("$nginx_pid")
   wait_port "$nginx_port" "$nginx_pid" "nginx" "$tmp/nginx/error.log"
-  measure nginx --raw-url "http://127.0.0.1:$nginx_port"
 fi
 
-# Summary from the CSV: one row per measured run (sluice first when both ran).
-awk -F, -v only="$only" '
+for round in $(seq 1 "$rounds"); do
+  [[ "$rounds" -gt 1 ]] && echo "=== round $round of $rounds ==="
+  if [[ "$only" != nginx ]]; then
+    measure sluice "$round" --target "http://127.0.0.1:$sluice_port" --token "$token" --proxy-pid "$sluice_pid"
+  fi
+  if [[ "$only" != sluice ]]; then
+    measure nginx "$round" --raw-url "http://127.0.0.1:$nginx_port"
+  fi
+done
+
+# Summary from the CSV (one row per measured run, sluice first in each round when both ran)
+# and the steal of each run. Over several rounds each side's figure is the median of its runs
+# and each ratio the median of the rounds' ratios.
+awk -F, -v only="$only" -v stealfile="$tmp/steal" '
+  function median(a, k,    i, j, t, b) {
+    for (i = 1; i <= k; i++) b[i] = a[i]
+    for (i = 2; i <= k; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
+    return (k % 2) ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
+  }
   NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
   {
     n++
-    name[n] = (only == "nginx" || (only == "both" && n == 2)) ? "nginx" : "sluice"
-    rps[n] = $col["throughput_rps"]; p50[n] = $col["p50_us"] / 1000; p99[n] = $col["p99_us"] / 1000
-    err[n] = $col["errors"]; req[n] = $col["requests"]
-    mem[n] = $col["mem_delta_kib"]; mstart[n] = $col["mem_start_kib"]; mmax[n] = $col["mem_max_kib"]
+    side = (only == "nginx" || (only == "both" && n % 2 == 0)) ? "nginx" : "sluice"
+    k = ++runs[side]
+    rps[side, k] = $col["throughput_rps"]; p50[side, k] = $col["p50_us"] / 1000; p99[side, k] = $col["p99_us"] / 1000
+    err[side] += $col["errors"]; req[side] += $col["requests"]
+    if ((getline line < stealfile) > 0) steal[side, k] = line
+    if (side == "sluice" && $col["mem_start_kib"] != "") {
+      if (k == 1) mstart = $col["mem_start_kib"]
+      if ($col["mem_max_kib"] > mmax) mmax = $col["mem_max_kib"]
+      mend = $col["mem_start_kib"] + $col["mem_delta_kib"]
+      mem = 1
+    }
   }
   END {
+    m = 0
+    for (si = 1; si <= 2; si++) {
+      s = (si == 1) ? "sluice" : "nginx"
+      if (!(s in runs)) continue
+      names[++m] = s
+      for (k = 1; k <= runs[s]; k++) { a[k] = rps[s, k]; b[k] = p50[s, k]; c[k] = p99[s, k] }
+      mrps[s] = median(a, runs[s]); mp50[s] = median(b, runs[s]); mp99[s] = median(c, runs[s])
+    }
+    both = (m == 2)
+    rounds = runs[names[1]]
+    if (both) for (k = 1; k <= rounds; k++) {
+      rr[k] = rps["sluice", k] / rps["nginx", k]; r50[k] = p50["sluice", k] / p50["nginx", k]; r99[k] = p99["sluice", k] / p99["nginx", k]
+    }
     print ""
-    printf "%-16s", ""; for (i = 1; i <= n; i++) printf "%14s", name[i]
-    if (n == 2) printf "%16s", "sluice/nginx"; print ""
-    printf "%-16s", "throughput req/s"; for (i = 1; i <= n; i++) printf "%14.1f", rps[i]
-    if (n == 2) printf "%16.2f", rps[1] / rps[2]; print ""
-    printf "%-16s", "p50 ms"; for (i = 1; i <= n; i++) printf "%14.3f", p50[i]
-    if (n == 2) printf "%16.2f", p50[1] / p50[2]; print ""
-    printf "%-16s", "p99 ms"; for (i = 1; i <= n; i++) printf "%14.3f", p99[i]
-    if (n == 2) printf "%16.2f", p99[1] / p99[2]; print ""
-    printf "%-16s", "errors/requests"; for (i = 1; i <= n; i++) printf "%14s", err[i] "/" req[i]; print ""
-    for (i = 1; i <= n; i++) if (name[i] == "sluice" && mem[i] != "")
-      printf "sluice memory: start %.1f MiB, max %.1f MiB, delta %+.1f MiB\n", mstart[i] / 1024, mmax[i] / 1024, mem[i] / 1024
+    if (both && rounds > 1) {
+      printf "%-6s%14s%14s%10s%10s%10s%16s\n", "round", "sluice req/s", "nginx req/s", "ratio", "p50", "p99", "stolen s/n %"
+      for (k = 1; k <= rounds; k++)
+        printf "%-6d%14.1f%14.1f%10.2f%10.2f%10.2f%16s\n", k, rps["sluice", k], rps["nginx", k], rr[k], r50[k], r99[k], steal["sluice", k] "/" steal["nginx", k]
+      print ""
+    }
+    label = (rounds > 1) ? "median of " rounds " runs" : ""
+    printf "%-16s", label; for (i = 1; i <= m; i++) printf "%14s", names[i]
+    if (both) printf "%16s", "sluice/nginx"; print ""
+    printf "%-16s", "throughput req/s"; for (i = 1; i <= m; i++) printf "%14.1f", mrps[names[i]]
+    if (both) printf "%16.2f", median(rr, rounds); print ""
+    printf "%-16s", "p50 ms"; for (i = 1; i <= m; i++) printf "%14.3f", mp50[names[i]]
+    if (both) printf "%16.2f", median(r50, rounds); print ""
+    printf "%-16s", "p99 ms"; for (i = 1; i <= m; i++) printf "%14.3f", mp99[names[i]]
+    if (both) printf "%16.2f", median(r99, rounds); print ""
+    printf "%-16s", "errors/requests"; for (i = 1; i <= m; i++) printf "%14s", err[names[i]] "/" req[names[i]]; print ""
+    if (mem) printf "sluice memory: start %.1f MiB, max %.1f MiB, delta %+.1f MiB\n", mstart / 1024, mmax / 1024, (mend - mstart) / 1024
+    # Runs on a VM whose host takes CPU away are not comparable: the runs are sequential, so
+    # steal during one of them moves the ratio (seen here: 0-25% in 5 s windows).
+    line = ""; worst = 0
+    for (i = 1; i <= m; i++) for (k = 1; k <= runs[names[i]]; k++) {
+      v = steal[names[i], k]; if (v + 0 > worst) worst = v + 0
+      if (rounds == 1) line = line (line == "" ? "" : ", ") names[i] " " v "%"
+    }
+    if (rounds == 1) print "CPU stolen by the VM'"'"'s host during the runs: " line
+    if (worst > 2) print "compare.sh: warning: over 2% of the CPU was stolen during a run; its ratios are not comparable"
   }' "$csv"
-# Runs on a VM whose host takes CPU away are not comparable: the two runs are sequential, so
-# steal during one of them moves the ratio (seen here: 0–25% in 5 s windows).
-steal=""
-for name in sluice nginx; do
-  [[ -f "$tmp/steal-$name" ]] && steal+="${steal:+, }$name $(cat "$tmp/steal-$name")%"
-done
-echo "CPU stolen by the VM's host during the runs: $steal"
-if awk -v s="$steal" 'BEGIN { n = split(s, f, /[ %,]+/); for (i = 2; i <= n; i += 2) if (f[i] + 0 > 2) exit 0; exit 1 }'; then
-  echo "compare.sh: warning: over 2% of the CPU was stolen during a run; its ratios are not comparable"
-fi
 echo
 echo "compare.sh: log $log, CSV $csv"

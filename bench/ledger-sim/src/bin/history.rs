@@ -17,6 +17,7 @@
 //! - `segments`: the event's bytes (headers, digests, previews) appended to a file of their
 //!   own with one `write` per batch, before the commit, and only the request row in SQLite: a
 //!   sketch of a cheaper history store;
+//! - `multi`: with `segments`, the request rows 16 at a time in multi-row upserts;
 //! - `batchblob`: the same bytes as one blob row per batch in SQLite (`event_batches`), each
 //!   request row pointing at its slice (batch, offset, length).
 //!
@@ -31,6 +32,8 @@ const EV: &str = "request_id TEXT PRIMARY KEY, request_headers TEXT NOT NULL, re
 const COLS: &str = "id, request_id, channel_id, snapshot_id, node_id, state, started_at, completed_at, client_identity, source_auth_method_id, source_auth_type, method, path, query, response_status, error, latency_us, ttfb_us, request_body_size, response_body_size";
 const BATCH: usize = 280;
 const CHECKPOINT_EVERY_COMMITS: usize = 4;
+/// Rows per statement in the `multi` design.
+const MULTI: usize = 16;
 
 /// This process's CPU time (user + system) in seconds.
 fn cpu() -> f64 {
@@ -121,6 +124,13 @@ fn main() {
             1,
         )
         .replacen("256)", "256,?7,?8,?9)", 1);
+    let multi = design.contains("multi");
+    let tuple = "(?,?,?,?,'node','success',?,?,'127.0.0.1:5555',NULL,NULL,'POST','/x',NULL,200,NULL,900,800,1024,256)";
+    let multi_sql = format!(
+        "INSERT INTO requests ({COLS}) VALUES {} ON CONFLICT{}",
+        vec![tuple; MULTI].join(","),
+        upsert.split_once(" ON CONFLICT").unwrap().1
+    );
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 
     // One request row, the `extra` values after its own.
@@ -176,6 +186,33 @@ fn main() {
             for (id, (offset, len)) in ids.iter().zip(slices) {
                 insert_row(&mut request, id, done, &[batch, offset, len]);
                 done += 1;
+            }
+        } else if multi {
+            // Rows MULTI at a time in one multi-row upsert, the rest one by one.
+            let mut many = tx.prepare_cached(&multi_sql).unwrap();
+            let mut request = tx.prepare_cached(&upsert).unwrap();
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(MULTI * 6);
+            for i in 0..BATCH {
+                let id = Uuid::now_v7().to_string();
+                stage(&mut staged, &id);
+                if BATCH - i <= BATCH % MULTI {
+                    insert_row(&mut request, &id, done, &[]);
+                    done += 1;
+                    continue;
+                }
+                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+                values.extend([
+                    id.into(),
+                    format!("{}-sluice", Uuid::now_v7().simple()).into(),
+                    channel.clone().into(),
+                    snapshot.clone().into(),
+                    started.into(),
+                    (started + 900).into(),
+                ]);
+                done += 1;
+                if values.len() == MULTI * 6 {
+                    many.execute(params_from_iter(values.drain(..))).unwrap();
+                }
             }
         } else {
             let mut request = tx.prepare_cached(&upsert).unwrap();

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 /// Page cache of each pooled SQLite reader connection (1 MiB; the writer keeps 8 MiB).
 const READER_CACHE_SIZE: &str = "PRAGMA cache_size = -1024";
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

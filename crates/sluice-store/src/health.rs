@@ -219,14 +219,10 @@ impl Store {
             return Ok(out);
         }
         self.inflight.refresh().await;
+        // Column 1 + i counts `RequestState::ALL[i]`.
         let counts: String = RequestState::ALL
             .iter()
-            .map(|s| {
-                format!(
-                    ", COUNT(CASE WHEN state = '{0}' THEN 1 END) AS n_{0}",
-                    s.as_str()
-                )
-            })
+            .map(|s| format!(", COUNT(CASE WHEN state = '{}' THEN 1 END)", s.as_str()))
             .collect();
         // Finished requests and those still in flight.
         for (table, unsettled) in crate::requests::TABLES {
@@ -243,8 +239,8 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let id = rows::uuid(&r, "channel_id")?;
                 let states = out.entry(id).or_insert_with(|| zero.clone());
-                for state in RequestState::ALL {
-                    let n: i64 = r.try_get(format!("n_{}", state.as_str()).as_str())?;
+                for (i, state) in RequestState::ALL.iter().enumerate() {
+                    let n: i64 = r.try_get(1 + i)?;
                     *states.entry(state.as_str().to_string()).or_insert(0) += n;
                 }
             }

@@ -134,11 +134,18 @@ fn main() {
     let insert_event = "INSERT INTO events VALUES (?1,?2,?3,?4,1024,?5,0,?4,256,?6,0,200,900,800,10,5,0,1,NULL) ON CONFLICT (request_id) DO NOTHING";
 
     // One request row, the `extra` values after its own.
+    // The request id, start and completion of the `done`-th row.
+    let row_values = |done: usize| {
+        let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+        (
+            format!("{}-sluice", Uuid::now_v7().simple()),
+            started,
+            started + 900,
+        )
+    };
     let insert_row =
         |stmt: &mut rusqlite::CachedStatement<'_>, id: &str, done: usize, extra: &[i64]| {
-            let request_id = format!("{}-sluice", Uuid::now_v7().simple());
-            let started = 1_700_000_000_000_000i64 + done as i64 * 40;
-            let completed = started + 900;
+            let (request_id, started, completed) = row_values(done);
             let row: [&dyn ToSql; 6] =
                 [&id, &request_id, &channel, &snapshot, &started, &completed];
             let extra = extra.iter().map(|v| v as &dyn ToSql);
@@ -200,14 +207,14 @@ fn main() {
                     done += 1;
                     continue;
                 }
-                let started = 1_700_000_000_000_000i64 + done as i64 * 40;
+                let (request_id, started, completed) = row_values(done);
                 values.extend([
                     id.into(),
-                    format!("{}-sluice", Uuid::now_v7().simple()).into(),
+                    request_id.into(),
                     channel.clone().into(),
                     snapshot.clone().into(),
                     started.into(),
-                    (started + 900).into(),
+                    completed.into(),
                 ]);
                 done += 1;
                 if values.len() == MULTI * 6 {

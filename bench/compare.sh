@@ -67,6 +67,7 @@ if ! command -v "${sluice[0]}" > /dev/null; then
   echo "compare.sh: '${sluice[0]}' not found; build it with 'cargo build --release -p sluice' or set SLUICE_BIN" >&2
   exit 1
 fi
+source "$(dirname "$0")/nginx_conf.sh"
 if [[ "$only" != sluice ]] && ! command -v nginx > /dev/null; then
   echo "compare.sh: nginx is not installed. On Debian/Ubuntu: apt-get install nginx-light wrk" >&2
   exit 1
@@ -162,38 +163,7 @@ if [[ "$only" != nginx ]]; then
 fi
 
 if [[ "$only" != sluice ]]; then
-  mkdir -p "$tmp/nginx"
-  cat > "$tmp/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes auto;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/nginx/client_body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
-  client_max_body_size 0;
-  upstream sink {
-    server 127.0.0.1:$sink_port;
-    keepalive 512;
-  }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / {
-      proxy_pass http://sink;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      # Stream both ways, like sluice does.
-      proxy_request_buffering off;
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+  nginx_conf "$tmp/nginx" "$nginx_port" "$sink_port"
   nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" > "$tmp/nginx.log" 2>&1 &
   nginx_pid=$!
   pids+=("$nginx_pid")

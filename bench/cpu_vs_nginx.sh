@@ -26,35 +26,13 @@ NGINX_PORT=${NGINX_PORT:-4502}
 SLUICE_PORT=${SLUICE_PORT:-4503}
 
 source "$(dirname "$0")/lib.sh" nginx wrk curl python3
+source "$(dirname "$0")/nginx_conf.sh"
 
 "$SINK_BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
 SINK_PID=$!
 pids+=($SINK_PID)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-error_log $work/nginx/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  upstream sink { server 127.0.0.1:$SINK_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://sink;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_request_buffering off;
-      proxy_buffering off;
-    }
-  }
-}
-CONF
-nginx -c "$work/nginx/nginx.conf" &
+nginx_conf "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
+nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" >"$work/nginx.log" 2>&1 &
 NGINX_PID=$!
 pids+=($NGINX_PID)
 # No health probes: their rounds would land at random moments inside the measured runs.

@@ -67,7 +67,7 @@ if ! command -v "${sluice[0]}" > /dev/null; then
   echo "compare.sh: '${sluice[0]}' not found; build it with 'cargo build --release -p sluice' or set SLUICE_BIN" >&2
   exit 1
 fi
-source "$(dirname "$0")/nginx_conf.sh"
+source "$(dirname "$0")/nginx.sh"
 if [[ "$only" != sluice ]] && ! command -v nginx > /dev/null; then
   echo "compare.sh: nginx is not installed. On Debian/Ubuntu: apt-get install nginx-light wrk" >&2
   exit 1
@@ -163,11 +163,8 @@ if [[ "$only" != nginx ]]; then
 fi
 
 if [[ "$only" != sluice ]]; then
-  nginx_conf "$tmp/nginx" "$nginx_port" "$sink_port"
-  nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" > "$tmp/nginx.log" 2>&1 &
-  nginx_pid=$!
-  pids+=("$nginx_pid")
-  wait_port "$nginx_port" "$nginx_pid" "nginx" "$tmp/nginx/error.log"
+  start_nginx "$tmp/nginx" "$nginx_port" "$sink_port"
+  wait_port "$nginx_port" "$NGINX_PID" "nginx" "$tmp/nginx/error.log"
 fi
 
 for round in $(seq 1 "$rounds"); do

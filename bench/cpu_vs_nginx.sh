@@ -26,15 +26,12 @@ NGINX_PORT=${NGINX_PORT:-4502}
 SLUICE_PORT=${SLUICE_PORT:-4503}
 
 source "$(dirname "$0")/lib.sh" nginx wrk curl python3
-source "$(dirname "$0")/nginx_conf.sh"
+source "$(dirname "$0")/nginx.sh"
 
 "$SINK_BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
 SINK_PID=$!
 pids+=($SINK_PID)
-nginx_conf "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
-nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" >"$work/nginx.log" 2>&1 &
-NGINX_PID=$!
-pids+=($NGINX_PID)
+start_nginx "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
 # No health probes: their rounds would land at random moments inside the measured runs.
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
   >"$work/sluice.log" 2>&1 &

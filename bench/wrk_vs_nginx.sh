@@ -21,13 +21,11 @@ NGINX_PORT=${NGINX_PORT:-4302}
 SLUICE_PORT=${SLUICE_PORT:-4303}
 
 source "$(dirname "$0")/lib.sh" nginx wrk curl python3
-source "$(dirname "$0")/nginx_conf.sh"
+source "$(dirname "$0")/nginx.sh"
 
 "$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
 pids+=($!)
-nginx_conf "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
-nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" >"$work/nginx.log" 2>&1 &
-pids+=($!)
+start_nginx "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" >"$work/sluice.log" 2>&1 &
 SLUICE_PID=$!
 pids+=($SLUICE_PID)

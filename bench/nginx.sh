@@ -1,10 +1,10 @@
-# Shared by the scripts that put nginx beside sluice: `source "$(dirname "$0")/nginx_conf.sh"`.
+# Shared by the scripts that put nginx beside sluice: `source "$(dirname "$0")/nginx.sh"`.
 
-# nginx_conf DIR LISTEN_PORT SINK_PORT: writes DIR/nginx.conf, an nginx reverse proxy on
+# start_nginx DIR LISTEN_PORT SINK_PORT: starts nginx in the background as a reverse proxy on
 # 127.0.0.1:LISTEN_PORT in front of the sink on SINK_PORT, streaming both ways like sluice
-# (request and response buffering off) over kept-alive sink connections; run it with
-# `nginx -p DIR -e DIR/error.log -c DIR/nginx.conf` (it stays in the foreground).
-nginx_conf() {
+# (request and response buffering off) over kept-alive sink connections, with its config, logs
+# and temporary files in DIR; sets NGINX_PID and adds it to the caller's `pids`.
+start_nginx() {
   mkdir -p "$1"
   cat >"$1/nginx.conf" <<NGINX
 daemon off;
@@ -36,4 +36,7 @@ http {
   }
 }
 NGINX
+  nginx -p "$1" -e "$1/error.log" -c "$1/nginx.conf" >"$1/nginx.log" 2>&1 &
+  NGINX_PID=$!
+  pids+=("$NGINX_PID")
 }

@@ -37,9 +37,7 @@ valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
 VG=$!
 pids+=($VG)
 for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$SLUICE_PORT/healthz" && break; sleep 0.2; done
-CH=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "authorization: Bearer $TOKEN" \
-  -H 'content-type: application/json' -d "{\"name\":\"callgrind\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+CH=$(new_channel callgrind)
 URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/bench"
 post_lua 1024
 

@@ -23,3 +23,11 @@ wrk.body = string.rep("a", $1)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
 }
+
+# new_channel NAME: creates a channel NAME in front of the sink on $SINK_PORT through sluice's API
+# on $SLUICE_PORT with $TOKEN, and prints its id.
+new_channel() {
+  curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d "{\"name\":\"$1\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}

@@ -32,9 +32,7 @@ SLUICE_PID=$!
 pids+=($SLUICE_PID)
 wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"
 TOKEN=$("$BIN" token create --name bench --data-dir "$work/data" 2>/dev/null | tail -n 1)
-CH=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "authorization: Bearer $TOKEN" \
-  -H 'content-type: application/json' -d "{\"name\":\"cpu\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+CH=$(new_channel cpu)
 URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/"
 post_lua "$PAYLOAD"
 

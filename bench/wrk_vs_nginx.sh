@@ -32,12 +32,6 @@ pids+=($SLUICE_PID)
 wait_port "$SINK_PORT"; wait_port "$NGINX_PORT"; wait_port "$SLUICE_PORT"
 TOKEN=$("$BIN" token create --name bench --data-dir "$work/data" 2>/dev/null | tail -n 1)
 
-channel() {
-  curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" -H "authorization: Bearer $TOKEN" \
-    -H 'content-type: application/json' -d "{\"name\":\"$1\",\"sink_url\":\"http://127.0.0.1:$SINK_PORT/\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
-}
-
 post_lua "$PAYLOAD"
 
 # run <url> -> prints "rps p50_ms p99_ms requests"
@@ -58,7 +52,7 @@ print(f"{rps:.0f} {ms('50%'):.3f} {ms('99%'):.3f} {n} {errors.group(1) if errors
 PY
 }
 
-warm=$(channel warmup)
+warm=$(new_channel warmup)
 wrk -t1 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "http://127.0.0.1:$NGINX_PORT/warm" >/dev/null
 wrk -t1 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "http://127.0.0.1:$SLUICE_PORT/channels/$warm/warm" >/dev/null
 
@@ -68,7 +62,7 @@ total_wrk=0
 for round in $(seq 1 "$ROUNDS"); do
   read -r n_rps n_p50 n_p99 n_req n_err _ < <(run "http://127.0.0.1:$NGINX_PORT/r$round")
   printf "%-8s %-6s %10s %9s %9s %10s %7s\n" "$round" nginx "$n_rps" "$n_p50" "$n_p99" "$n_req" "$n_err"
-  ch=$(channel "round-$round")
+  ch=$(new_channel "round-$round")
   rss_before=$(awk '/VmRSS/ {print $2}' /proc/$SLUICE_PID/status)
   read -r s_rps s_p50 s_p99 s_req s_err _ < <(run "http://127.0.0.1:$SLUICE_PORT/channels/$ch/r$round")
   rss_after=$(awk '/VmRSS/ {print $2}' /proc/$SLUICE_PID/status)

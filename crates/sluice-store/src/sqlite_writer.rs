@@ -63,10 +63,12 @@ pub(crate) const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS live.reques
     response_body_size BIGINT
 ) WITHOUT ROWID";
 
-/// How often the checkpointer runs. A checkpoint's fsyncs stall the writer's WAL appends for a
-/// time that grows with the checkpoint's size, so small frequent ones keep the tail short
-/// (wrk p99 at 20 connections: 15 ms every 50 ms, 27 ms every 200 ms, 35–98 ms every 1–5 s).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// How often the checkpointer runs. Each run syncs the event files and copies the WAL's new
+/// pages, so rarer runs cost less per request (1.3–1.5 µs of CPU every 250 ms against
+/// 2.0–2.4 every 50 ms, no further gain at 500 ms; docs/BENCHMARKS.md, tuning step 28), while
+/// a power loss may lose the history committed since the last run. Builds before the event
+/// files stalled the writer on larger checkpoints (a p99 of 27 ms every 200 ms, against 15).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Rows the history writer inserts between two offers of its core. A commit of a few hundred
 /// rows takes a millisecond or two of CPU; on a machine with as many busy threads as cores, a
 /// proxy thread woken meanwhile would otherwise wait for the scheduler to end the batch's

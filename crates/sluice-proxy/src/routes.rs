@@ -1,7 +1,6 @@
 //! The in-memory route table: channels as the hot path needs them, loaded on first use and
 //! dropped when the ledger's change feed says they changed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +54,8 @@ pub struct Route {
 pub struct Routes {
     store: Store,
     cfg: Arc<ProxyConfig>,
-    map: RwLock<HashMap<Uuid, Arc<Route>>>,
+    /// Hashed with foldhash: looked up for every request.
+    map: RwLock<foldhash::HashMap<Uuid, Arc<Route>>>,
     generation: AtomicU64,
 }
 
@@ -65,7 +65,7 @@ impl Routes {
         let routes = Arc::new(Self {
             store,
             cfg,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(foldhash::HashMap::default()),
             generation: AtomicU64::new(0),
         });
         routes.store.on_change(&routes, invalidate_on_change);

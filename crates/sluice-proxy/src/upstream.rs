@@ -8,7 +8,6 @@
 //! request. An idle connection waits in the pool, unpolled; it is checked when taken out and
 //! swept now and then, so one the sink has closed is never used and never lingers for long.
 
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::path::Path;
@@ -20,6 +19,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -47,7 +47,9 @@ const MAX_IDLE_PER_SINK: usize = 256;
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// A sink's scheme and authority: connections are pooled per key.
 type PoolKey = (Scheme, Authority);
-/// Idle connections per sink.
+/// Idle connections per sink. The pool's maps hash with foldhash: with std's SipHash, hashing
+/// the key byte by byte (an authority hashes case-insensitively) cost ~1 300 instructions per
+/// lookup, two lookups per request (docs/BENCHMARKS.md, tuning step 29).
 #[allow(
     clippy::vec_box,
     reason = "a `Conn` is several KiB: moved by pointer, not copied"

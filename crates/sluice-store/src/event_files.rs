@@ -62,7 +62,7 @@ pub(crate) struct EventSpot {
 pub(crate) struct EventFiles {
     dir: PathBuf,
     segment_bytes: u64,
-    open: HashMap<Uuid, Segment>,
+    open: foldhash::HashMap<Uuid, Segment>,
     unsynced: Unsynced,
     spare: Vec<Vec<u8>>,
 }
@@ -88,7 +88,7 @@ impl EventFiles {
         Self {
             dir: events_dir(main),
             segment_bytes,
-            open: HashMap::new(),
+            open: foldhash::HashMap::default(),
             spare: Vec::new(),
             unsynced: Arc::default(),
         }

@@ -268,7 +268,12 @@ async fn request_id_forwarded_headers_and_host() {
             [returned.as_str()],
             "the sink sees the same id"
         );
-        s.finished(&ch, &returned).await;
+        let rec = s.finished(&ch, &returned).await;
+        assert_eq!(
+            returned,
+            format!("{}-sluice", rec["id"].as_str().unwrap().replace('-', "")),
+            "a generated id names the request's record"
+        );
     }
     let res = s.http().get(s.proxy_url(&ch, "/")).send().await.unwrap();
     assert!(

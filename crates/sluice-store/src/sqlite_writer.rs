@@ -79,10 +79,22 @@ const ROWS_PER_YIELD: usize = 16;
 /// so the file cannot grow without bound under constant load.
 const WAL_RESTART_BYTES: i64 = 64 << 20;
 
+/// Heap the process's SQLite connections may use before their page caches recycle pages
+/// rather than allocate more: the writer's 8 MiB, the eight readers' 1 MiB each, and 8 MiB
+/// for everything else. The bundled SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`,
+/// so all connections' caches share one pool, as large as all their `cache_size`s together
+/// (with every attached file's default 2 MiB): readers' scans filled it, ~50 MiB after a
+/// few dozen channel listings of a busy ledger; with this limit, ~15 MiB (docs/BENCHMARKS.md,
+/// session 19). Shrinking the unused caches instead made each scan evict the pages it was
+/// about to reread, and a listing three times slower.
+const SOFT_HEAP_LIMIT: i64 = 24 << 20;
+
 /// Opens `path` for writing with the ledger's pragmas.
 fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(busy_timeout)?;
+    // Process-wide; set here, where every SQLite ledger is opened.
+    conn.pragma_update(None, "soft_heap_limit", SOFT_HEAP_LIMIT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 8 MiB of page cache keeps the hot index pages of the request tables in memory.

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# sluice's memory and listing time as the channel list is read again and again after a load:
+# each `GET /api/v1/channels` counts every channel's requests of the last 24 hours, a scan of
+# the ledger whose pages pass through the SQLite readers' page caches.
+#
+#   bench/listing_memory.sh                            # the release build
+#   SLUICE_BIN=/tmp/sluice-old LISTINGS=60 bench/listing_memory.sh
+#
+# Loads one channel with `wrk -t1 -c20` POSTing 1 KiB for LOAD seconds (~30k requests a
+# second here), then lists the channels LISTINGS times, printing sluice's anonymous memory
+# (`RssAnon`) every ten listings and the listings' times.
+#
+# Needs: wrk, curl, python3 (apt-get install wrk curl).
+set -euo pipefail
+
+LOAD=${LOAD:-15}
+LISTINGS=${LISTINGS:-60}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
+SINK_PORT=${SINK_PORT:-4521}
+SLUICE_PORT=${SLUICE_PORT:-4523}
+
+source "$(dirname "$0")/lib.sh" wrk curl python3
+
+"$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
+pids+=($!)
+"$BIN" migrate --data-dir "$work/data" >/dev/null 2>&1
+TOKEN=$("$BIN" token create --name listing --data-dir "$work/data" 2>/dev/null | tail -n 1)
+"$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
+  >"$work/sluice.log" 2>&1 &
+SLUICE_PID=$!
+pids+=($SLUICE_PID)
+wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"
+CH=$(new_channel listing)
+post_lua 1024
+
+anon() { awk '/^RssAnon/ {printf "%.1f MiB", $2 / 1024}' "/proc/$SLUICE_PID/status"; }
+wrk -t1 -c20 -d"${LOAD}s" -s "$work/post.lua" "http://127.0.0.1:$SLUICE_PORT/channels/$CH/" |
+  awk '/requests in/ {print "load: " $1 " requests"}'
+echo "after the load: $(anon) anonymous"
+times=()
+for i in $(seq 1 "$LISTINGS"); do
+  t=$(curl -sf -o /dev/null -w '%{time_total}' -H "authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$SLUICE_PORT/api/v1/channels")
+  times+=("$t")
+  if [ $((i % 10)) = 0 ]; then echo "after $i listings: $(anon) anonymous"; fi
+done
+echo "listing seconds, in order: ${times[*]}"

@@ -14,15 +14,12 @@ DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-20}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4311}
 SLUICE_PORT=${SLUICE_PORT:-4313}
 
 source "$(dirname "$0")/lib.sh" wrk curl python3
 
-"$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink --body-size 256
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" >"$work/sluice.log" 2>&1 &
 pids+=($!)
 wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"

@@ -21,15 +21,12 @@ set -euo pipefail
 
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-4}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4311}
 SLUICE_PORT=${SLUICE_PORT:-4313}
 
 source "$(dirname "$0")/lib.sh" valgrind callgrind_control callgrind_annotate wrk curl python3
 
-"$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink --body-size 256
 "$BIN" migrate --data-dir "$work/data" >/dev/null 2>&1
 TOKEN=$("$BIN" token create --name callgrind --data-dir "$work/data" 2>/dev/null | tail -n 1)
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \

@@ -18,9 +18,6 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-20}
 PAYLOAD=${PAYLOAD:-1024}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
-SINK_BIN=${SINK_BIN:-$BIN}
 SINK_PORT=${SINK_PORT:-4501}
 NGINX_PORT=${NGINX_PORT:-4502}
 SLUICE_PORT=${SLUICE_PORT:-4503}
@@ -28,9 +25,7 @@ SLUICE_PORT=${SLUICE_PORT:-4503}
 source "$(dirname "$0")/lib.sh" nginx wrk curl python3
 source "$(dirname "$0")/nginx.sh"
 
-"$SINK_BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-SINK_PID=$!
-pids+=($SINK_PID)
+start_sink --body-size 256
 start_nginx "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
 # No health probes: their rounds would land at random moments inside the measured runs.
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \

@@ -1,6 +1,12 @@
-# Shared by the bench scripts: `source "$(dirname "$0")/lib.sh" TOOL...` after setting BIN.
-# Checks that TOOL... and the sluice binary exist, makes the scratch directory `$work`, and on
-# exit stops every process whose pid was added to `pids` and removes `$work`.
+# Shared by the bench scripts: `source "$(dirname "$0")/lib.sh" TOOL...`.
+# Sets BIN (the sluice binary: $SLUICE_BIN, else the release build) and SINK_BIN (the mock
+# sink's: $SINK_BIN, else BIN), checks that TOOL... and the sluice binary exist, makes the
+# scratch directory `$work`, and on exit stops every process whose pid was added to `pids` and
+# removes `$work`.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
+SINK_BIN=${SINK_BIN:-$BIN}
 
 for tool in "$@"; do
   command -v "$tool" >/dev/null || { echo "missing $tool (the script's header says what to install)" >&2; exit 1; }
@@ -11,6 +17,14 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+
+# start_sink [ARG...]: starts the mock sink ($SINK_BIN) on $SINK_PORT with ARG..., logging to
+# `$work/sink.log`; its pid joins `pids` and is left in SINK_PID.
+start_sink() {
+  "$SINK_BIN" bench sink --port "$SINK_PORT" "$@" >"$work/sink.log" 2>&1 &
+  SINK_PID=$!
+  pids+=($SINK_PID)
+}
 
 # wait_port PORT: waits up to 10 s for an HTTP answer on 127.0.0.1:PORT.
 wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }

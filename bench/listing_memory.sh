@@ -15,15 +15,12 @@ set -euo pipefail
 
 LOAD=${LOAD:-15}
 LISTINGS=${LISTINGS:-60}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4521}
 SLUICE_PORT=${SLUICE_PORT:-4523}
 
 source "$(dirname "$0")/lib.sh" wrk curl python3
 
-"$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink --body-size 256
 "$BIN" migrate --data-dir "$work/data" >/dev/null 2>&1
 TOKEN=$("$BIN" token create --name listing --data-dir "$work/data" 2>/dev/null | tail -n 1)
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \

@@ -9,14 +9,11 @@ set -euo pipefail
 
 SIZE=${SIZE:-1073741824}
 LIMIT_MIB=${LIMIT_MIB:-64}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4311}
 SLUICE_PORT=${SLUICE_PORT:-4313}
 source "$(dirname "$0")/lib.sh" curl python3
 
-"$BIN" bench sink --port "$SINK_PORT" >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" >"$work/sluice.log" 2>&1 &
 PID=$!
 pids+=($PID)

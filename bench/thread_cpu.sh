@@ -15,16 +15,12 @@ set -euo pipefail
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-20}
 PAYLOAD=${PAYLOAD:-1024}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
-SINK_BIN=${SINK_BIN:-$BIN}
 SINK_PORT=${SINK_PORT:-4401}
 SLUICE_PORT=${SLUICE_PORT:-4403}
 
 source "$(dirname "$0")/lib.sh" wrk curl python3
 
-"$SINK_BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink --body-size 256
 # No health probes: their rounds would land at random moments inside the measured run.
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
   >"$work/sluice.log" 2>&1 &

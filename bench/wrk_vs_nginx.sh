@@ -14,8 +14,6 @@ CONNECTIONS=${CONNECTIONS:-20}
 THREADS=${THREADS:-1}
 PAYLOAD=${PAYLOAD:-1024}
 ROUNDS=${ROUNDS:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_PORT=${SINK_PORT:-4301}
 NGINX_PORT=${NGINX_PORT:-4302}
 SLUICE_PORT=${SLUICE_PORT:-4303}
@@ -23,8 +21,7 @@ SLUICE_PORT=${SLUICE_PORT:-4303}
 source "$(dirname "$0")/lib.sh" nginx wrk curl python3
 source "$(dirname "$0")/nginx.sh"
 
-"$BIN" bench sink --port "$SINK_PORT" --body-size 256 >"$work/sink.log" 2>&1 &
-pids+=($!)
+start_sink --body-size 256
 start_nginx "$work/nginx" "$NGINX_PORT" "$SINK_PORT"
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" >"$work/sluice.log" 2>&1 &
 SLUICE_PID=$!

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod ops;
+pub mod prometheus;
 pub mod schemas;
 pub mod wire;
 
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_health::Validator;
 use sluice_store::{EventLog, Store};
 use uuid::Uuid;
@@ -34,7 +34,7 @@ pub struct AdminState {
     /// Project used when a channel is created without one.
     pub default_project: Uuid,
     /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
+    pub metrics: prometheus::Metrics,
     /// The destination validation pipeline.
     pub validator: Validator,
     /// The event log (list, live stream).

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::{json, Value};
+use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::{BundledSchemas, CredentialSchema, SchemaSource};
 use sluice_admin::AdminState;
 use sluice_core::keyring::generate_key;
@@ -97,7 +97,7 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
         stale_threshold: std::time::Duration::from_secs(7 * 86_400),
         public_url: "http://sluice.test".into(),
         default_project: project.id,
-        metrics: PrometheusBuilder::new().build_recorder().handle(),
+        metrics: Metrics::with_recorder().0,
         validator: Validator::new(ValidatorConfig::default()),
         schemas: Arc::new(WithMailchimp {
             bundled: BundledSchemas::new(),

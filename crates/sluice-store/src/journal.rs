@@ -27,6 +27,7 @@
 //! only, the history writer. Segments with requests in flight are deleted only there, so a
 //! segment that `in_flight` reads cannot vanish under it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -46,6 +47,16 @@ use uuid::Uuid;
 const SEGMENT_BYTES: u64 = 256 << 10;
 /// File name extension of a segment.
 const SEGMENT_EXT: &str = "jsonl";
+/// Capacity a thread's line buffer keeps between appends (a longer line's is given back).
+const LINE_KEPT: usize = 4 << 10;
+
+thread_local! {
+    /// The thread's buffer a line is encoded into before it is copied into the segment. A
+    /// new buffer per request cost an allocation, a reallocation (most lines pass 512 bytes)
+    /// and, on memory the allocator had returned to the OS, page faults: 45% of a proxy
+    /// thread's page faults (docs/BENCHMARKS.md, step 31).
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_KEPT));
+}
 
 /// The journal directory beside the ledger file `main` (`sluice.db` → `sluice-journal`).
 pub fn journal_dir(main: &Path) -> PathBuf {
@@ -127,24 +138,24 @@ impl Journal {
     /// segment could be created for it).
     pub(crate) fn append(&self, rec: &RequestRecord) -> Result<(), String> {
         let started = Instant::now();
-        let mut line = Vec::with_capacity(512);
-        crate::journal_line::encode(rec, &mut line);
-        line.push(b'\n');
-        let (seg, map, offset) = self.active.lock().reserve(line.len() as u64)?;
-        // SAFETY: `reserve` handed `offset..offset + line.len()` of this mapping to this call
-        // alone, inside the mapping's length, and `map` keeps the mapping alive.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                line.as_ptr(),
-                map.as_mut_ptr().add(offset as usize),
-                line.len(),
-            );
-        }
-        let spot = Spot {
-            seg,
-            offset,
-            len: line.len() as u32,
-        };
+        let spot = LINE.with_borrow_mut(|line| {
+            line.clear();
+            crate::journal_line::encode(rec, line);
+            line.push(b'\n');
+            let (seg, map, offset) = self.active.lock().reserve(line.len() as u64)?;
+            // SAFETY: `reserve` handed `offset..offset + line.len()` of this mapping to this
+            // call alone, inside the mapping's length, and `map` keeps the mapping alive.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    line.as_ptr(),
+                    map.as_mut_ptr().add(offset as usize),
+                    line.len(),
+                );
+            }
+            let len = line.len() as u32;
+            line.shrink_to(LINE_KEPT);
+            Ok::<_, String>(Spot { seg, offset, len })
+        })?;
         self.active.lock().live.insert(rec.id, spot);
         self.append_seconds.record(started.elapsed().as_secs_f64());
         Ok(())

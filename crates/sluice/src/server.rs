@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::BundledSchemas;
 use sluice_admin::AdminState;
 use sluice_core::clock::now_us;
@@ -23,39 +23,12 @@ use tokio::sync::watch;
 use crate::cli::ServeArgs;
 use crate::proxy_threads;
 
-/// Histogram buckets (seconds) of every `*_seconds` series.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
-];
-/// Buckets of the ledger batch-size histogram.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
-
-/// How often histogram samples are drained into their buckets.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
-
-fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("sluice_ledger_batch_size".into()),
-            BATCH_BUCKETS,
-        )?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+/// Installs the metrics recorder and records the process id (`sluice bench load` finds the
+/// process it measures by it).
+fn install_metrics() -> anyhow::Result<Metrics> {
+    let metrics = Metrics::install().context("installing the metrics recorder")?;
     metrics::gauge!("sluice_process_pid").set(f64::from(std::process::id()));
-    // The recorder keeps raw histogram samples until they are drained into their buckets; with
-    // `install_recorder` nothing drains them but a scrape, so an unscraped sluice would grow by
-    // every sample it records (~1 MiB/s at 9k req/s).
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(METRICS_UPKEEP);
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(handle)
+    Ok(metrics)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where sluice's CPU goes, per request: runs wrk through a fresh sluice in front of the mock
-# sink and prints each sluice thread's CPU time divided by the requests wrk completed (from
-# /proc/<pid>/task/*/schedstat), with the machine's idle share over the run and the share the
-# VM's host stole (/proc/stat; a run with steal is not comparable with one without).
+# sink and prints each sluice thread's CPU time and page faults divided by the requests wrk
+# completed (from /proc/<pid>/task/*/schedstat and stat), with the machine's idle share over the
+# run and the share the VM's host stole (/proc/stat; a run with steal is not comparable with one
+# without).
 #
 #   bench/thread_cpu.sh                      # wrk -t1 -c20 -d10s POSTing 1 KiB, after a 3 s warm-up
 #   PERF=perf.data bench/thread_cpu.sh       # also `perf record -g` of sluice during the run
@@ -32,10 +33,13 @@ CH=$(new_channel cpu)
 URL="http://127.0.0.1:$SLUICE_PORT/channels/$CH/"
 post_lua "$PAYLOAD"
 
-# threads: "<thread name> <ns on CPU>" for each sluice thread name, summed over threads sharing it.
+# threads: "<thread name> <ns on CPU> <minor page faults>" for each sluice thread name, summed
+# over threads sharing it (the fault count is field 10 of stat; the name has no space once
+# `tr` is through with it).
 threads() {
-  for t in /proc/"$SLUICE_PID"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
-    awk '{ns[$1] += $2} END {for (k in ns) print k, ns[k]}' | sort
+  for t in /proc/"$SLUICE_PID"/task/*; do
+    echo "$(tr ' ' _ <"$t/comm") $(cut -d' ' -f1 "$t/schedstat") $(cut -d')' -f2 "$t/stat" | awk '{print $8}')"
+  done | awk '{ns[$1] += $2; pf[$1] += $3} END {for (k in ns) print k, ns[k], pf[k]}' | sort
 }
 idle() { awk '/^cpu / {print $5 + $6 " " $9}' /proc/stat; }
 
@@ -63,13 +67,16 @@ errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[6]}s: {n} requests, {rps:.0f} req/s, p99 {p99}, non-2xx {errors.group(1) if errors else 0}")
 cores = os.cpu_count() * int(sys.argv[6])
 print(f"machine idle: {100 * idle / cores:.0f}% of {os.cpu_count()} cores, stolen by the host: {100 * steal / cores:.1f}%")
-b = dict(l.split() for l in before.splitlines())
-total = 0.0
+b = {l.split()[0]: l.split()[1:] for l in before.splitlines()}
+total, total_faults = 0.0, 0.0
 for line in after.splitlines():
-    name, ns = line.split()
-    us = (int(ns) - int(b.get(name, 0))) / 1000 / n
+    name, ns, faults = line.split()
+    ns0, faults0 = b.get(name, (0, 0))
+    us = (int(ns) - int(ns0)) / 1000 / n
+    pf = (int(faults) - int(faults0)) / n
     total += us
+    total_faults += pf
     if us >= 0.01:
-        print(f"  {name:<20} {us:6.2f} us/request")
-print(f"  {'sluice in all':<20} {total:6.2f} us/request")
+        print(f"  {name:<20} {us:6.2f} us/request  {pf:6.3f} page faults/request")
+print(f"  {'sluice in all':<20} {total:6.2f} us/request  {total_faults:6.3f} page faults/request")
 PY

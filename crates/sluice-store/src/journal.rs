@@ -88,13 +88,6 @@ struct Active {
     live: foldhash::HashMap<Uuid, Spot>,
     /// Requests per segment that have a place there and are not yet settled.
     per_segment: BTreeMap<u64, usize>,
-    /// The mappings of sealed segments with requests in flight, kept for reuse.
-    sealed: BTreeMap<u64, Arc<MmapRaw>>,
-    /// The mapping of the retired segment waiting for reuse, if it is known.
-    recycled: Option<Arc<MmapRaw>>,
-    /// Segments retired so far: tells `Journal::prepare` whether `recycled` is still the
-    /// mapping of the file it took.
-    retired: u64,
 }
 
 /// Where a live request's line is.
@@ -136,9 +129,6 @@ impl Journal {
                 spare: None,
                 live: foldhash::HashMap::default(),
                 per_segment: BTreeMap::new(),
-                sealed: BTreeMap::new(),
-                recycled: None,
-                retired: 0,
             }),
             append_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
         })
@@ -179,29 +169,17 @@ impl Journal {
     /// that rotates meanwhile creates its own next segment, and the staged one becomes the one
     /// after it.
     pub(crate) fn prepare(&self) {
-        let (dir, segment_bytes, mut mapped, retired) = {
-            let mut a = self.active.lock();
+        let (dir, segment_bytes) = {
+            let a = self.active.lock();
             if a.spare.is_some() {
                 return;
             }
-            (a.dir.clone(), a.segment_bytes, a.recycled.take(), a.retired)
+            (a.dir.clone(), a.segment_bytes)
         };
         let staged = staged_path(&dir);
         // One a crash left there.
         let _ = std::fs::remove_file(&staged);
-        let moved = std::fs::rename(recycled_path(&dir), &staged).is_ok();
-        {
-            let mut a = self.active.lock();
-            if a.retired != retired {
-                // A request retired a segment meanwhile: which file was moved is not known,
-                // so neither mapping is trusted.
-                mapped = None;
-                a.recycled = None;
-            }
-        }
-        let recycled = moved
-            .then(|| reuse_retired(&staged, segment_bytes, mapped))
-            .flatten();
+        let recycled = reuse_retired(&dir, &staged, segment_bytes);
         let created = match recycled.map_or_else(|| map_new_file(&staged, segment_bytes), Ok) {
             Ok(map) => map,
             // The request that needs it tries again, and is refused if it fails too.
@@ -236,8 +214,7 @@ impl Journal {
             if left == Some(0) {
                 a.per_segment.remove(&spot.seg);
                 if spot.seg != a.seg {
-                    let map = a.sealed.remove(&spot.seg);
-                    a.retire(spot.seg, map);
+                    retire_segment(&a.dir, spot.seg);
                 }
             }
         }
@@ -318,27 +295,12 @@ impl Active {
             }
         };
         let sealed = std::mem::replace(&mut self.seg, next);
-        let old = self.map.replace(map.clone());
+        let had_one = self.map.replace(map.clone()).is_some();
         self.len = 0;
-        if let Some(old) = old {
-            if self.per_segment.contains_key(&sealed) {
-                self.sealed.insert(sealed, old);
-            } else {
-                self.retire(sealed, Some(old));
-            }
+        if had_one && !self.per_segment.contains_key(&sealed) {
+            retire_segment(&self.dir, sealed);
         }
         Ok(map)
-    }
-
-    /// Retires sealed segment `seg` (mapped at `map`), none of whose requests is in flight,
-    /// for reuse, replacing any retired before it; removes it if it cannot be renamed.
-    fn retire(&mut self, seg: u64, map: Option<Arc<MmapRaw>>) {
-        if std::fs::rename(segment_path(&self.dir, seg), recycled_path(&self.dir)).is_ok() {
-            self.recycled = map;
-            self.retired += 1;
-        } else {
-            remove_segment(&self.dir, seg);
-        }
     }
 }
 
@@ -411,33 +373,38 @@ fn recycled_path(dir: &Path) -> PathBuf {
     dir.join("recycled.staged")
 }
 
-/// The retired segment, moved to `staged`, zeroed, if it is of `size` bytes; through `map`, its
-/// mapping while it was in use, if given.
+/// Retires sealed segment `seg`, none of whose requests is in flight, for reuse (replacing any
+/// retired before it); removes it if it cannot be renamed.
+fn retire_segment(dir: &Path, seg: u64) {
+    if std::fs::rename(segment_path(dir, seg), recycled_path(dir)).is_err() {
+        remove_segment(dir, seg);
+    }
+}
+
+/// The retired segment, if there is one of `size` bytes, moved to `staged`, mapped and
+/// zeroed.
 ///
 /// Reusing it keeps its disk blocks and its pages in the page cache. A new segment took ~500
 /// fresh pages of memory about every 500 requests, and its file system calls; on a VM that
 /// returns freed memory to its host, each fresh page faults there (docs/BENCHMARKS.md, step
-/// 26). Zeroing it through a new mapping took a write fault per page (64 per segment); its old
-/// mapping has them in place (step 32).
-fn reuse_retired(staged: &Path, size: u64, map: Option<Arc<MmapRaw>>) -> Option<Arc<MmapRaw>> {
-    let map = match map {
-        Some(map) => Ok(map),
-        None => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(staged)
-            .and_then(|file| MmapOptions::new().map_raw(&file))
-            .map(Arc::new),
-    };
-    match map {
-        Ok(map) if map.len() as u64 == size => {
-            // SAFETY: the mapping is this function's alone: the file was renamed to a name
-            // only `Journal::prepare` uses, and the segment it was had nothing in flight, so
-            // no copy into it is under way.
-            unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 0, map.len()) };
-            Some(map)
+/// 26).
+fn reuse_retired(dir: &Path, staged: &Path, size: u64) -> Option<Arc<MmapRaw>> {
+    std::fs::rename(recycled_path(dir), staged).ok()?;
+    let opened = OpenOptions::new().read(true).write(true).open(staged);
+    let map = opened.and_then(|file| {
+        if file.metadata()?.len() != size {
+            return Err(io::Error::other("a retired segment of another size"));
         }
-        _ => {
+        MmapOptions::new().map_raw(&file)
+    });
+    match map {
+        Ok(map) => {
+            // SAFETY: the mapping is this function's alone: the file was renamed to a name
+            // only `Journal::prepare` uses, and nothing else maps it.
+            unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 0, map.len()) };
+            Some(Arc::new(map))
+        }
+        Err(_) => {
             let _ = std::fs::remove_file(staged);
             None
         }

@@ -3,7 +3,7 @@
 //!
 //! The exporter keeps every histogram sample in a shared lock-free list until they are drained
 //! into buckets: each record pins a crossbeam epoch and contends with the other threads for the
-//! list's tail. With six samples per proxied request that cost ~1.5 µs of a proxy thread's CPU
+//! list's tail. With six samples per proxied request that cost ~1.3 µs of a proxy thread's CPU
 //! per request (docs/BENCHMARKS.md, tuning step 31). Here a record is two atomic operations on
 //! the recording thread's own cache lines, and the buckets are summed when `/metrics` is read.
 

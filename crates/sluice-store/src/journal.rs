@@ -52,9 +52,8 @@ const LINE_KEPT: usize = 4 << 10;
 
 thread_local! {
     /// The thread's buffer a line is encoded into before it is copied into the segment. A
-    /// new buffer per request cost an allocation, a reallocation (most lines pass 512 bytes)
-    /// and, on memory the allocator had returned to the OS, page faults: 45% of a proxy
-    /// thread's page faults (docs/BENCHMARKS.md, step 31).
+    /// new buffer per request cost an allocation and a reallocation (most lines pass 512
+    /// bytes): ~550 instructions per request (docs/BENCHMARKS.md, step 31).
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_KEPT));
 }
 

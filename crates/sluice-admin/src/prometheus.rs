@@ -123,19 +123,15 @@ impl Histograms {
 
     /// Appends every histogram to `out`, a family (one name) at a time, as the exporter does.
     fn render(&self, out: &mut String) {
-        let all: Vec<(Key, Arc<Sharded>)> = {
+        let mut series: Vec<(String, Vec<String>, Arc<Sharded>)> = {
             let all = self.0.lock().expect("histogram registry poisoned");
             all.iter()
-                .map(|(k, h)| (k.clone(), Arc::clone(h)))
+                .map(|(key, h)| {
+                    let (name, labels) = key_to_parts(key, None);
+                    (name, labels, Arc::clone(h))
+                })
                 .collect()
         };
-        let mut series: Vec<(String, Vec<String>, Arc<Sharded>)> = all
-            .into_iter()
-            .map(|(key, h)| {
-                let (name, labels) = key_to_parts(&key, None);
-                (name, labels, h)
-            })
-            .collect();
         series.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         for (i, (name, labels, h)) in series.iter().enumerate() {
             if i == 0 || series[i - 1].0 != *name {

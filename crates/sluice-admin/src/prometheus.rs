@@ -220,15 +220,8 @@ impl HistogramFn for Sharded {
         // The first bound at or above the value: Prometheus buckets are `le`.
         let bucket = self.bounds.partition_point(|bound| *bound < value);
         shard.counts[bucket].fetch_add(1, Relaxed);
-        let mut sum = shard.sum.load(Relaxed);
-        while let Err(now) = shard.sum.compare_exchange_weak(
-            sum,
-            (f64::from_bits(sum) + value).to_bits(),
-            Relaxed,
-            Relaxed,
-        ) {
-            sum = now;
-        }
+        let add = |sum: u64| Some((f64::from_bits(sum) + value).to_bits());
+        let _ = shard.sum.fetch_update(Relaxed, Relaxed, add);
     }
 }
 

@@ -13,8 +13,50 @@ use uuid::Uuid;
 /// Bytes before a frame's payload: its length and its checksum.
 pub(crate) const FRAME_HEAD: usize = 8;
 
+/// `event` as one frame, in a buffer of the right size: made on the proxy thread that
+/// finished the exchange, so that the event's parts are freed where they were allocated and
+/// only this buffer crosses to the history thread.
+pub(crate) fn frame(event: &EventRecord) -> Vec<u8> {
+    let len = FRAME_HEAD
+        + 16
+        + 4
+        + event.request_headers.as_json().len()
+        + 4
+        + event.response_headers.as_json().len()
+        + body_len(&event.request_body)
+        + body_len(&event.response_body)
+        + integers(event)
+            .iter()
+            .map(|v| 1 + v.map_or(0, |_| 8))
+            .sum::<usize>()
+        + 1
+        + event.error.as_ref().map_or(0, |e| 4 + e.len());
+    let mut out = Vec::with_capacity(len);
+    encode(event, &mut out);
+    out
+}
+
+/// The event's optional integers, in their order in a frame.
+fn integers(event: &EventRecord) -> [Option<i64>; 7] {
+    let t = &event.timings;
+    [
+        event.response_status.map(i64::from),
+        t.latency_us,
+        t.ttfb_us,
+        t.connect_us,
+        t.send_us,
+        t.queue_us,
+        t.reused_connection.map(i64::from),
+    ]
+}
+
+/// The bytes [`put_body`] writes for `b`.
+fn body_len(b: &BodyObservation) -> usize {
+    4 + b.sha256.len() + 8 + 4 + b.preview.len() + 1
+}
+
 /// Appends `event` to `out` as one frame.
-pub(crate) fn encode(event: &EventRecord, out: &mut Vec<u8>) {
+fn encode(event: &EventRecord, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEAD]);
     out.extend_from_slice(event.request_id.as_bytes());
@@ -22,12 +64,9 @@ pub(crate) fn encode(event: &EventRecord, out: &mut Vec<u8>) {
     put_bytes(out, event.response_headers.as_json().as_bytes());
     put_body(out, &event.request_body);
     put_body(out, &event.response_body);
-    put_opt_i64(out, event.response_status.map(i64::from));
-    let t = &event.timings;
-    for v in [t.latency_us, t.ttfb_us, t.connect_us, t.send_us, t.queue_us] {
+    for v in integers(event) {
         put_opt_i64(out, v);
     }
-    put_opt_i64(out, t.reused_connection.map(i64::from));
     match &event.error {
         Some(e) => {
             out.push(1);
@@ -205,6 +244,15 @@ mod tests {
             out.truncate(3);
             encode(&ev, &mut out);
             assert_eq!(decode(&out[3..]).unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn a_frame_is_allocated_at_its_exact_size() {
+        for ev in [full(), EventRecord::default()] {
+            let f = frame(&ev);
+            assert_eq!(f.len(), f.capacity(), "no reallocation, no slack");
+            assert_eq!(decode(&f).unwrap(), ev);
         }
     }
 

@@ -99,17 +99,18 @@ impl EventFiles {
         EventSync(self.unsynced.clone())
     }
 
-    /// Appends `events` (each with its channel), one write per channel (or per
-    /// [`FLUSH_BYTES`] of it); returns each one's spot, in order. On failure nothing returned
-    /// points anywhere, and the next append to a failed channel starts a new segment.
+    /// Appends `frames` (each an event as [`event_codec::frame`] encodes it, with its
+    /// channel), one write per channel (or per [`FLUSH_BYTES`] of it); returns each one's
+    /// spot, in order. On failure nothing returned points anywhere, and the next append to a
+    /// failed channel starts a new segment.
     pub(crate) fn append<'a>(
         &mut self,
-        events: impl IntoIterator<Item = (Uuid, &'a EventRecord)>,
+        frames: impl IntoIterator<Item = (Uuid, &'a [u8])>,
     ) -> io::Result<Vec<EventSpot>> {
         // Frames not yet written, per channel of this batch.
         let mut staged: Vec<(Uuid, Vec<u8>)> = Vec::new();
         let mut spots = Vec::new();
-        for (channel, event) in events {
+        for (channel, frame) in frames {
             let i = match staged.iter().position(|(c, _)| *c == channel) {
                 Some(i) => i,
                 None => {
@@ -125,13 +126,12 @@ impl EventFiles {
             let seg = self.segment(channel, staged[i].1.is_empty())?;
             let (n, written) = (seg.seg, seg.len);
             let buf = &mut staged[i].1;
-            let start = buf.len();
-            event_codec::encode(event, buf);
             spots.push(EventSpot {
                 seg: n as i64,
-                offset: (written + start as u64) as i64,
-                len: (buf.len() - start) as i64,
+                offset: (written + buf.len() as u64) as i64,
+                len: frame.len() as i64,
             });
+            buf.extend_from_slice(frame);
             if buf.len() >= FLUSH_BYTES {
                 self.flush(channel, buf)?;
             }
@@ -291,6 +291,18 @@ fn last_segment(dir: &Path) -> io::Result<Option<u64>> {
 mod tests {
     use super::*;
 
+    /// Appends `events` as the history thread does, encoded into their frames.
+    fn append<'a>(
+        files: &mut EventFiles,
+        events: impl IntoIterator<Item = (Uuid, &'a EventRecord)>,
+    ) -> io::Result<Vec<EventSpot>> {
+        let frames: Vec<_> = events
+            .into_iter()
+            .map(|(channel, e)| (channel, event_codec::frame(e)))
+            .collect();
+        files.append(frames.iter().map(|(c, f)| (*c, f.as_slice())))
+    }
+
     fn event(n: u8) -> EventRecord {
         let mut e = EventRecord {
             request_id: Uuid::now_v7(),
@@ -309,12 +321,8 @@ mod tests {
         let events: Vec<_> = (1..=6).map(event).collect();
         let mut files = EventFiles::new(&main);
         let channels = [a, b, a, a, b, a];
-        let first = files
-            .append(channels.iter().copied().zip(&events[..3]))
-            .unwrap();
-        let second = files
-            .append(channels[3..].iter().copied().zip(&events[3..]))
-            .unwrap();
+        let first = append(&mut files, channels.iter().copied().zip(&events[..3])).unwrap();
+        let second = append(&mut files, channels[3..].iter().copied().zip(&events[3..])).unwrap();
         let dir = events_dir(&main);
         for ((spot, ev), channel) in first.iter().chain(&second).zip(&events).zip(channels) {
             assert_eq!(&read(&dir, channel, *spot).unwrap(), ev);
@@ -337,7 +345,7 @@ mod tests {
         let main = tmp.join("sluice.db");
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (e1, e2) = (event(1), event(2));
-        let old = EventFiles::new(&main).append([(a, &e1)]).unwrap()[0];
+        let old = append(&mut EventFiles::new(&main), [(a, &e1)]).unwrap()[0];
         // A torn tail left by a crash is never appended to: the next start begins segment 2.
         let torn = segment_path(&events_dir(&main), a, 1);
         OpenOptions::new()
@@ -347,7 +355,7 @@ mod tests {
             .write_all(b"torn")
             .unwrap();
         let mut files = EventFiles::new(&main);
-        let new = files.append([(a, &e2), (b, &e1)]).unwrap();
+        let new = append(&mut files, [(a, &e2), (b, &e1)]).unwrap();
         assert_eq!((old.seg, new[0].seg), (1, 2));
         let dir = events_dir(&main);
         assert_eq!(read(&dir, a, old).unwrap(), e1);
@@ -358,7 +366,7 @@ mod tests {
         assert!(!dir.join(a.to_string()).exists());
         assert_eq!(read(&dir, b, new[1]).unwrap(), e1, "other channels stay");
         // A late completion of the purged channel starts over, and can be forgotten again.
-        files.append([(a, &e1)]).unwrap();
+        append(&mut files, [(a, &e1)]).unwrap();
         files.forget(a).unwrap();
         assert!(!dir.join(a.to_string()).exists());
         remove_channel(&dir, a).unwrap();
@@ -380,7 +388,7 @@ mod tests {
         // Segments of 100 KiB: a full one would move, but not with bytes still staged.
         let mut files = EventFiles::sized(&main, 100 << 10);
         for _ in 0..2 {
-            let spots = files.append(channels.iter().copied().zip(&events)).unwrap();
+            let spots = append(&mut files, channels.iter().copied().zip(&events)).unwrap();
             for ((spot, ev), channel) in spots.iter().zip(&events).zip(&channels) {
                 assert_eq!(&read(&events_dir(&main), *channel, *spot).unwrap(), ev);
             }
@@ -396,7 +404,7 @@ mod tests {
         let mut files = EventFiles::sized(&main, 150);
         let spots: Vec<_> = events
             .iter()
-            .map(|e| files.append([(a, e)]).unwrap()[0])
+            .map(|e| append(&mut files, [(a, e)]).unwrap()[0])
             .collect();
         // 100 B of preview and more: each event fills a segment.
         assert_eq!(spots.iter().map(|s| s.seg).collect::<Vec<_>>(), [1, 2, 3]);

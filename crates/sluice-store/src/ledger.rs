@@ -26,11 +26,12 @@ use tokio::task::JoinHandle;
 
 use crate::db::Store;
 use crate::error::StoreError;
+use crate::event_codec;
 use crate::event_log::EventLog;
 use crate::journal::Journal;
 use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
-use crate::sqlite_writer::HistoryWriter;
+use crate::sqlite_writer::{Completion, HistoryWriter};
 
 /// Most completions committed together with waiting pending records (a 120-completion commit
 /// took 1.1–1.9 ms in the ledger simulation of docs/BENCHMARKS.md, stalling every request that
@@ -75,7 +76,7 @@ struct Job {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum HistoryMsg {
     /// A completion to commit.
-    Complete(LedgerOp),
+    Complete(Completion),
     /// A reader wants every request in flight in the in-flight file; answered once they are.
     Show(oneshot::Sender<()>),
     /// Every ledger handle is gone: commit what came before and stop.
@@ -343,11 +344,15 @@ impl Ledger {
 
     /// Queues the final state (and event) of a request; nobody waits for it.
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
-        let op = LedgerOp::Complete(rec, event.map(Box::new));
         let sent = match &self.queues {
-            Queues::Task(tx) => tx.send(Job { op, done: None }).is_ok(),
+            Queues::Task(tx) => {
+                let op = LedgerOp::Complete(rec, event.map(Box::new));
+                tx.send(Job { op, done: None }).is_ok()
+            }
             Queues::Journal { completions, .. } => {
-                completions.send(HistoryMsg::Complete(op)).is_ok()
+                let frame = event.as_ref().map(event_codec::frame);
+                let done = Completion { record: rec, frame };
+                completions.send(HistoryMsg::Complete(done)).is_ok()
             }
         };
         if sent {
@@ -587,7 +592,7 @@ fn history_writer(
 
 /// What the history thread gathered for one commit.
 struct Batch {
-    ops: Vec<LedgerOp>,
+    ops: Vec<Completion>,
     readers: Vec<oneshot::Sender<()>>,
     /// No [`HistoryMsg::Stop`] yet.
     open: bool,
@@ -596,7 +601,7 @@ struct Batch {
 impl Batch {
     fn take(&mut self, msg: HistoryMsg) {
         match msg {
-            HistoryMsg::Complete(op) => self.ops.push(op),
+            HistoryMsg::Complete(done) => self.ops.push(done),
             HistoryMsg::Show(reader) => self.readers.push(reader),
             HistoryMsg::Stop => self.open = false,
             #[cfg(test)]
@@ -640,33 +645,33 @@ fn publish(
 fn commit_history(
     conn: &mut HistoryWriter,
     node_id: &str,
-    ops: &mut Vec<LedgerOp>,
+    ops: &mut Vec<Completion>,
     published: &mut HashSet<uuid::Uuid>,
     events: Option<&EventLog>,
 ) -> Vec<uuid::Uuid> {
     let unpublish: Vec<uuid::Uuid> = ops
         .iter()
-        .map(|op| op.record().id)
+        .map(|c| c.record.id)
         .filter(|id| published.remove(id))
         .collect();
     let started = Instant::now();
     let res = conn.write(node_id, ops, &unpublish);
     metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     match res {
-        Ok(()) => return ops.drain(..).map(|op| op.record().id).collect(),
+        Ok(()) => return ops.drain(..).map(|c| c.record.id).collect(),
         Err(e) => {
             tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts")
         }
     }
     let mut settled = Vec::with_capacity(ops.len());
     for op in ops.drain(..) {
-        let id = op.record().id;
+        let id = op.record.id;
         let mine: &[uuid::Uuid] = if unpublish.contains(&id) { &[id] } else { &[] };
         match conn.write(node_id, std::slice::from_ref(&op), mine) {
             Ok(()) => settled.push(id),
             Err(e) => {
                 let marked = conn
-                    .write_failed(node_id, op.record(), PERSISTENCE_FAILED, now_us())
+                    .write_failed(node_id, &op.record, PERSISTENCE_FAILED, now_us())
                     .map_err(|e| e.to_string());
                 if marked.is_ok() {
                     settled.push(id);

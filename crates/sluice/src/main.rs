@@ -22,8 +22,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed memory stays with mimalloc before it is returned to the OS, in ms.
 /// mimalloc v3's default is 1 s (v2's was 10 ms): with 20 uploads of 1 MiB in flight, a second
-/// of freed body buffers kept RSS ~20 MiB above what was in use (docs/BENCHMARKS.md).
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
+/// of freed body buffers kept RSS ~20 MiB above what was in use (docs/BENCHMARKS.md). At 10 ms
+/// the proxy threads returned and faulted in again ~0.14 pages per request, each return an
+/// `madvise` that interrupts the other core to flush its TLB; at 250 ms, ~0.05, for 0.85 µs
+/// less CPU per request and ~10 MiB more peak RSS under 1 MiB uploads (tuning step 34).
+const PURGE_DELAY_MS: std::ffi::c_long = 250;
 
 /// Sets the allocator's purge delay, unless `MIMALLOC_PURGE_DELAY` asks for another.
 fn tune_allocator() {

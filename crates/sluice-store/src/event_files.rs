@@ -99,7 +99,7 @@ impl EventFiles {
         EventSync(self.unsynced.clone())
     }
 
-    /// Appends `frames` (each an event as [`event_codec::frame`] encodes it, with its
+    /// Appends `frames` (each an event as [`event_codec::encode`] encodes it, with its
     /// channel), one write per channel (or per [`FLUSH_BYTES`] of it); returns each one's
     /// spot, in order. On failure nothing returned points anywhere, and the next append to a
     /// failed channel starts a new segment.
@@ -298,7 +298,11 @@ mod tests {
     ) -> io::Result<Vec<EventSpot>> {
         let frames: Vec<_> = events
             .into_iter()
-            .map(|(channel, e)| (channel, event_codec::frame(e)))
+            .map(|(channel, e)| {
+                let mut frame = Vec::new();
+                event_codec::encode(e, &mut frame);
+                (channel, frame)
+            })
             .collect();
         files.append(frames.iter().map(|(c, f)| (*c, f.as_slice())))
     }

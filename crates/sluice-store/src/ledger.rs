@@ -24,14 +24,14 @@ use sluice_core::{EventRecord, RequestRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::completion::Completion;
 use crate::db::Store;
 use crate::error::StoreError;
-use crate::event_codec;
 use crate::event_log::EventLog;
 use crate::journal::Journal;
 use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
-use crate::sqlite_writer::{Completion, HistoryWriter};
+use crate::sqlite_writer::HistoryWriter;
 
 /// Most completions committed together with waiting pending records (a 120-completion commit
 /// took 1.1–1.9 ms in the ledger simulation of docs/BENCHMARKS.md, stalling every request that
@@ -350,8 +350,7 @@ impl Ledger {
                 tx.send(Job { op, done: None }).is_ok()
             }
             Queues::Journal { completions, .. } => {
-                let frame = event.as_ref().map(event_codec::frame);
-                let done = Completion { record: rec, frame };
+                let done = Completion::pack(rec, event);
                 completions.send(HistoryMsg::Complete(done)).is_ok()
             }
         };
@@ -601,7 +600,10 @@ struct Batch {
 impl Batch {
     fn take(&mut self, msg: HistoryMsg) {
         match msg {
-            HistoryMsg::Complete(done) => self.ops.push(done),
+            HistoryMsg::Complete(mut done) => {
+                done.unpack();
+                self.ops.push(done)
+            }
             HistoryMsg::Show(reader) => self.readers.push(reader),
             HistoryMsg::Stop => self.open = false,
             #[cfg(test)]

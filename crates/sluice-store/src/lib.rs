@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth_methods;
 pub mod changes;
 pub mod channels;
+mod completion;
 pub mod credentials;
 pub mod db;
 pub mod error;

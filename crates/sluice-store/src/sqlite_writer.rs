@@ -32,6 +32,7 @@ use rusqlite::{params, params_from_iter, CachedStatement, Connection};
 use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
 
+use crate::completion::Completion;
 use crate::db::Backend;
 use crate::event_files::{EventFiles, EventSpot, EventSync};
 use crate::requests::{
@@ -102,19 +103,6 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     conn.set_prepared_statement_cache_capacity(16);
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
-}
-
-/// A finished request on its way to the history thread: its row, and its event already
-/// encoded as a frame for the event files ([`crate::event_codec::frame`]). Encoding it on
-/// the proxy thread frees the event's parts (its header lists, digests and previews) on the
-/// thread that allocated them, and sends one buffer across instead of seven: a block freed
-/// by another thread comes back to its owner's allocator through an atomic list, and cold
-/// in this core's cache (docs/BENCHMARKS.md, tuning step 33).
-pub(crate) struct Completion {
-    /// The finished request.
-    pub(crate) record: RequestRecord,
-    /// Its event's frame, when the exchange got that far.
-    pub(crate) frame: Option<Vec<u8>>,
 }
 
 /// The write connection to the ledger file, for finished requests, with the event files that
@@ -202,7 +190,7 @@ impl HistoryWriter {
             .append(
                 completions
                     .iter()
-                    .filter_map(|c| Some((c.record.channel_id, c.frame.as_deref()?))),
+                    .filter_map(|c| Some((c.record.channel_id, c.frame()?))),
             )
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let mut spots = spots.into_iter();
@@ -214,7 +202,7 @@ impl HistoryWriter {
                 if i % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
                     std::thread::yield_now();
                 }
-                if c.frame.is_none() {
+                if c.frame().is_none() {
                     write_request(&mut upsert, node_id, &c.record, &[])?;
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! A finished request on its way from the proxy thread that finished it to the SQLite history
-//! thread, packed into one buffer.
+//! thread, packed into one buffer ([`Packed`]), and as the history thread unpacks it
+//! ([`Completion`]).
 //!
 //! A block of memory freed by a thread other than the one that allocated it goes back to its
 //! owner's allocator through an atomic list, and the owner reuses it cold: on these VMs a cache
@@ -16,15 +17,21 @@ use crate::event_codec;
 /// Length prefix of a text that is `None`.
 const ABSENT: u32 = u32::MAX;
 
-/// A finished request and its event, packed on the proxy thread ([`Completion::pack`]) and
-/// unpacked on the history thread ([`Completion::unpack`]).
-pub(crate) struct Completion {
-    /// The finished request; its texts are empty while packed.
-    pub(crate) record: RequestRecord,
-    /// The event's frame, then (while packed) the record's texts.
+/// A finished request and its event as they cross to the history thread: the record without
+/// its texts, and one buffer holding the event's frame and then the texts.
+pub(crate) struct Packed {
+    record: RequestRecord,
     buf: Vec<u8>,
     /// Length of the frame at the start of `buf` (0: no event).
     frame_len: usize,
+}
+
+/// A finished request and its event's frame, unpacked on the history thread.
+pub(crate) struct Completion {
+    /// The finished request.
+    pub(crate) record: RequestRecord,
+    /// The event's frame (empty: no event).
+    frame: Vec<u8>,
 }
 
 /// The record's text fields, in their order in the buffer.
@@ -42,9 +49,9 @@ fn optional_texts(r: &mut RequestRecord) -> [&mut Option<String>; 3] {
     [&mut r.source_auth_type, &mut r.query, &mut r.error]
 }
 
-impl Completion {
+impl Packed {
     /// Packs `record` and its `event` into one buffer, freeing their parts on this thread.
-    pub(crate) fn pack(mut record: RequestRecord, event: Option<EventRecord>) -> Self {
+    pub(crate) fn new(mut record: RequestRecord, event: Option<EventRecord>) -> Self {
         let frame_len = event.as_ref().map_or(0, event_codec::frame_len);
         let texts_len: usize = texts(&mut record)
             .iter()
@@ -73,20 +80,28 @@ impl Completion {
 
     /// Puts the record's texts back into it, in allocations of this thread's, keeping only the
     /// frame in the buffer.
-    pub(crate) fn unpack(&mut self) {
-        let mut rest = &self.buf[self.frame_len..];
-        for t in texts(&mut self.record) {
+    pub(crate) fn unpack(self) -> Completion {
+        let Self {
+            mut record,
+            mut buf,
+            frame_len,
+        } = self;
+        let mut rest = &buf[frame_len..];
+        for t in texts(&mut record) {
             *t = take_text(&mut rest).unwrap_or_default();
         }
-        for t in optional_texts(&mut self.record) {
+        for t in optional_texts(&mut record) {
             *t = take_text(&mut rest);
         }
-        self.buf.truncate(self.frame_len);
+        buf.truncate(frame_len);
+        Completion { record, frame: buf }
     }
+}
 
+impl Completion {
     /// The event's frame, if the exchange got that far to have one.
     pub(crate) fn frame(&self) -> Option<&[u8]> {
-        (self.frame_len > 0).then(|| &self.buf[..self.frame_len])
+        (!self.frame.is_empty()).then_some(&self.frame[..])
     }
 }
 
@@ -165,17 +180,16 @@ mod tests {
         };
         for optional in [None, Some("x"), Some("")] {
             let original = record(optional);
-            let mut packed = Completion::pack(original.clone(), Some(event.clone()));
+            let packed = Packed::new(original.clone(), Some(event.clone()));
             assert_eq!(packed.record.request_id, "", "texts travel in the buffer");
             assert_eq!(packed.buf.len(), packed.buf.capacity(), "sized exactly");
-            packed.unpack();
-            assert_eq!(packed.record, original);
-            let frame = packed.frame().expect("an event was packed");
+            let done = packed.unpack();
+            assert_eq!(done.record, original);
+            let frame = done.frame().expect("an event was packed");
             assert_eq!(event_codec::decode(frame).unwrap(), event);
         }
         let original = record(Some("y"));
-        let mut bare = Completion::pack(original.clone(), None);
-        bare.unpack();
+        let bare = Packed::new(original.clone(), None).unpack();
         assert_eq!(bare.record, original);
         assert!(bare.frame().is_none());
     }

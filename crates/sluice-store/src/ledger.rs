@@ -24,7 +24,7 @@ use sluice_core::{EventRecord, RequestRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::completion::Completion;
+use crate::completion::{Completion, Packed};
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::event_log::EventLog;
@@ -76,7 +76,7 @@ struct Job {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum HistoryMsg {
     /// A completion to commit.
-    Complete(Completion),
+    Complete(Packed),
     /// A reader wants every request in flight in the in-flight file; answered once they are.
     Show(oneshot::Sender<()>),
     /// Every ledger handle is gone: commit what came before and stop.
@@ -350,7 +350,7 @@ impl Ledger {
                 tx.send(Job { op, done: None }).is_ok()
             }
             Queues::Journal { completions, .. } => {
-                let done = Completion::pack(rec, event);
+                let done = Packed::new(rec, event);
                 completions.send(HistoryMsg::Complete(done)).is_ok()
             }
         };
@@ -600,10 +600,7 @@ struct Batch {
 impl Batch {
     fn take(&mut self, msg: HistoryMsg) {
         match msg {
-            HistoryMsg::Complete(mut done) => {
-                done.unpack();
-                self.ops.push(done)
-            }
+            HistoryMsg::Complete(done) => self.ops.push(done.unpack()),
             HistoryMsg::Show(reader) => self.readers.push(reader),
             HistoryMsg::Stop => self.open = false,
             #[cfg(test)]

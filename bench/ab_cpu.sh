@@ -10,9 +10,12 @@
 # these VMs slow down or speed up by a third within an hour, so a 3% change needs many
 # alternations to show. Run at once, both see the same machine; the ports (and with them which
 # build starts first) swap every round. Both share the two cores, so the absolute numbers are
-# higher than thread_cpu.sh's alone; the difference is what to read. Both use build A's mock
-# sink (override with SINK_BIN). To compare settings rather than builds, pass a wrapper script
-# as a build, e.g. `printf '#!/bin/sh\nMIMALLOC_PURGE_DELAY=100 exec /tmp/sluice "$@"\n'`.
+# higher than thread_cpu.sh's alone; the difference is what to read, with the chance that a
+# split of the rounds as lopsided as this one comes from noise alone (a two-sided sign test:
+# 6 of 6 rounds, 0.03; 6 of 8, 0.29). Run a build against itself to see the noise. Both use
+# build A's mock sink (override with SINK_BIN). To compare settings rather than builds, pass a
+# wrapper script as a build, e.g.
+# `printf '#!/bin/sh\nMIMALLOC_PURGE_DELAY=100 exec /tmp/sluice "$@"\n'`.
 # Needs what thread_cpu.sh needs.
 set -euo pipefail
 
@@ -37,7 +40,7 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$out" "$ROUNDS" "$A" "$B" <<'PY'
-import re, statistics, sys
+import math, re, statistics, sys
 out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:5]
 
 def parse(path):
@@ -60,8 +63,13 @@ for i in range(1, rounds + 1):
         diffs[key].append(b[j] - a[j])
         cells.append(f"{key} {a[j]:.2f} / {b[j]:.2f} ({b[j] - a[j]:+.2f})")
     print(f"{i:<6}{a[0]:>9}{b[0]:>9}   " + "   ".join(cells))
+def by_chance(k, n):
+    """The chance that a coin lands the same way in k or more of n tosses (a sign test)."""
+    k = max(k, n - k)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n)
+
 for key, d in diffs.items():
     lower = sum(x < 0 for x in d)
     print(f"{key:<8} B − A: mean {statistics.mean(d):+.2f} µs, median {statistics.median(d):+.2f}; "
-          f"B lower in {lower} of {len(d)} rounds")
+          f"B lower in {lower} of {len(d)} rounds (as lopsided by chance: {by_chance(lower, len(d)):.2f})")
 PY

@@ -108,11 +108,7 @@ impl Completion {
 /// Appends `text` with its length (or [`ABSENT`]).
 fn put_text(buf: &mut Vec<u8>, text: Option<&str>) {
     match text {
-        Some(t) => {
-            let len = u32::try_from(t.len()).expect("a request's text is smaller than 4 GiB");
-            buf.extend_from_slice(&len.to_le_bytes());
-            buf.extend_from_slice(t.as_bytes());
-        }
+        Some(t) => event_codec::put_bytes(buf, t.as_bytes()),
         None => buf.extend_from_slice(&ABSENT.to_le_bytes()),
     }
 }

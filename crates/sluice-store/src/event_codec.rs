@@ -124,7 +124,8 @@ pub(crate) fn decode(frame: &[u8]) -> io::Result<EventRecord> {
     })
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+/// Appends `b` prefixed with its `u32` length.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     let len = u32::try_from(b.len()).expect("a field is smaller than 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(b);

@@ -19,7 +19,13 @@
 //!   sketch of a cheaper history store;
 //! - `multi`: with `segments`, the request rows 16 at a time in multi-row upserts;
 //! - `batchblob`: the same bytes as one blob row per batch in SQLite (`event_batches`), each
-//!   request row pointing at its slice (batch, offset, length).
+//!   request row pointing at its slice (batch, offset, length);
+//! - `segments_batchrows`: with `segments`, the batch's request rows encoded into one blob row
+//!   (`request_batches`: channel, first and last start, the rows) instead of a row each: a
+//!   sketch of a history store with one SQLite row per batch (listings read a channel's
+//!   batches by start; a lookup by id would use the UUIDv7's time);
+//! - `segments_batchrows_idindex`: the same, plus one narrow row per request (its 16-byte id
+//!   and its batch, WITHOUT ROWID) for lookups by id.
 //!
 //! The database goes to /tmp/ledger-sim-history-<design>.db.
 
@@ -53,7 +59,7 @@ fn wchar() -> u64 {
 fn main() {
     let design = std::env::args()
         .nth(1)
-        .expect("design: current, nopreview, noindex, worowid, persist, segments, batchblob");
+        .expect("design: current, nopreview, noindex, worowid, persist, segments, multi, batchblob, segments_batchrows[_idindex]");
     let n: usize = std::env::args()
         .nth(2)
         .map_or(200_000, |s| s.parse().unwrap());
@@ -95,7 +101,10 @@ fn main() {
     };
     c.execute_batch(&format!(
         "CREATE TABLE requests (id TEXT PRIMARY KEY, {REQ}{pointer}){rowid}; {indexes} CREATE TABLE events ({EV});
-         CREATE TABLE event_batches (id INTEGER PRIMARY KEY, channel_id TEXT NOT NULL, data BLOB NOT NULL);"
+         CREATE TABLE event_batches (id INTEGER PRIMARY KEY, channel_id TEXT NOT NULL, data BLOB NOT NULL);
+         CREATE TABLE request_batches (id INTEGER PRIMARY KEY, channel_id TEXT NOT NULL, first_started BIGINT NOT NULL, last_started BIGINT NOT NULL, rows BLOB NOT NULL);
+         CREATE INDEX request_batches_channel ON request_batches (channel_id, first_started);
+         CREATE TABLE request_ids (id BLOB PRIMARY KEY, batch INTEGER NOT NULL) WITHOUT ROWID;"
     ))
     .unwrap();
     let checkpointer = Connection::open(&path).unwrap();
@@ -125,6 +134,8 @@ fn main() {
         )
         .replacen("256)", "256,?7,?8,?9)", 1);
     let multi = design.contains("multi");
+    let batchrows = design.contains("batchrows");
+    let idindex = design.contains("idindex");
     let tuple = "(?,?,?,?,'node','success',?,?,'127.0.0.1:5555',NULL,NULL,'POST','/x',NULL,200,NULL,900,800,1024,256)";
     let multi_sql = format!(
         "INSERT INTO requests ({COLS}) VALUES {} ON CONFLICT{}",
@@ -194,6 +205,51 @@ fn main() {
                 insert_row(&mut request, id, done, &[batch, offset, len]);
                 done += 1;
             }
+        } else if batchrows {
+            // The rows' values, length-prefixed, in one buffer: about the bytes of the rows.
+            let mut rows: Vec<u8> = Vec::with_capacity(BATCH * 320);
+            let mut ids = Vec::with_capacity(BATCH);
+            let first = row_values(done).1;
+            let mut last = first;
+            for i in 0..BATCH {
+                let id = Uuid::now_v7();
+                stage(&mut staged, &id.to_string());
+                let (request_id, started, completed) = row_values(done + i);
+                last = started;
+                for text in [
+                    id.to_string().as_str(),
+                    &request_id,
+                    &channel,
+                    &snapshot,
+                    "node",
+                    "success",
+                    "127.0.0.1:5555",
+                    "POST",
+                    "/x",
+                ] {
+                    rows.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                    rows.extend_from_slice(text.as_bytes());
+                }
+                for v in [started, completed, 200, 900, 800, 1024, 256] {
+                    rows.extend_from_slice(&v.to_le_bytes());
+                }
+                ids.push(id);
+            }
+            tx.execute(
+                "INSERT INTO request_batches (channel_id, first_started, last_started, rows) VALUES (?1, ?2, ?3, ?4)",
+                params![channel, first, last, rows],
+            )
+            .unwrap();
+            if idindex {
+                let batch = tx.last_insert_rowid();
+                let mut index = tx
+                    .prepare_cached("INSERT INTO request_ids (id, batch) VALUES (?1, ?2)")
+                    .unwrap();
+                for id in &ids {
+                    index.execute(params![&id.as_bytes()[..], batch]).unwrap();
+                }
+            }
+            done += BATCH;
         } else if multi {
             // Rows MULTI at a time in one multi-row upsert, the rest one by one.
             let mut many = tx.prepare_cached(&multi_sql).unwrap();

@@ -663,14 +663,14 @@ fn commit_history(
         }
     }
     let mut settled = Vec::with_capacity(ops.len());
-    for op in ops.drain(..) {
-        let id = op.record.id;
+    for done in ops.drain(..) {
+        let id = done.record.id;
         let mine: &[uuid::Uuid] = if unpublish.contains(&id) { &[id] } else { &[] };
-        match conn.write(node_id, std::slice::from_ref(&op), mine) {
+        match conn.write(node_id, std::slice::from_ref(&done), mine) {
             Ok(()) => settled.push(id),
             Err(e) => {
                 let marked = conn
-                    .write_failed(node_id, &op.record, PERSISTENCE_FAILED, now_us())
+                    .write_failed(node_id, &done.record, PERSISTENCE_FAILED, now_us())
                     .map_err(|e| e.to_string());
                 if marked.is_ok() {
                     settled.push(id);

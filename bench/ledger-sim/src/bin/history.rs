@@ -209,15 +209,16 @@ fn main() {
             // The rows' values, length-prefixed, in one buffer: about the bytes of the rows.
             let mut rows: Vec<u8> = Vec::with_capacity(BATCH * 320);
             let mut ids = Vec::with_capacity(BATCH);
-            let first = row_values(done).1;
-            let mut last = first;
+            let (mut first, mut last) = (None, 0);
             for i in 0..BATCH {
                 let id = Uuid::now_v7();
-                stage(&mut staged, &id.to_string());
+                let id_text = id.to_string();
+                stage(&mut staged, &id_text);
                 let (request_id, started, completed) = row_values(done + i);
+                first.get_or_insert(started);
                 last = started;
                 for text in [
-                    id.to_string().as_str(),
+                    id_text.as_str(),
                     &request_id,
                     &channel,
                     &snapshot,
@@ -237,7 +238,7 @@ fn main() {
             }
             tx.execute(
                 "INSERT INTO request_batches (channel_id, first_started, last_started, rows) VALUES (?1, ?2, ?3, ?4)",
-                params![channel, first, last, rows],
+                params![channel, first.expect("a batch has rows"), last, rows],
             )
             .unwrap();
             if idindex {

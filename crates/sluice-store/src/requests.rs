@@ -138,6 +138,20 @@ enum Arg {
     Int(i64),
 }
 
+/// `q` with `args` bound, in order.
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
 fn request_from_row(r: &AnyRow) -> Result<RequestRecord> {
     let state: String = r.try_get("state")?;
     let status: Option<i64> = r.try_get("response_status")?;
@@ -438,6 +452,69 @@ async fn insert_events(
     Ok(())
 }
 
+/// A history listing's query (its table left as `{table}`) and its arguments.
+fn list_sql(
+    backend: Backend,
+    channel_id: Uuid,
+    f: &RequestFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> (String, Vec<Arg>) {
+    // Given a request id, SQLite would walk the channel's index newest first, which yields
+    // the order asked for, until the id turned up: the channel's whole history for an id that
+    // is in it once. The unary `+` keeps SQLite off that index, on the request id's, and it
+    // sorts the few rows found. PostgreSQL plans by its statistics (and has no unary `+` on
+    // text).
+    let channel = match (backend, &f.request_id) {
+        (Backend::Sqlite, Some(_)) => "+channel_id",
+        _ => "channel_id",
+    };
+    let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM {{table}} WHERE {channel} = $1");
+    let mut args = vec![Arg::Text(channel_id.to_string())];
+    let mut push = |sql: &mut String, clause: &str, a: Arg| {
+        args.push(a);
+        sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+    };
+    if let Some(st) = f.state {
+        push(&mut sql, " AND state = $?", Arg::Text(st.as_str().into()));
+    }
+    if let Some(m) = &f.method {
+        push(
+            &mut sql,
+            " AND method = $?",
+            Arg::Text(m.to_ascii_uppercase()),
+        );
+    }
+    if let Some(s) = f.status {
+        let (lo, hi) = s.range();
+        push(&mut sql, " AND response_status >= $?", Arg::Int(lo));
+        push(&mut sql, " AND response_status <= $?", Arg::Int(hi));
+    }
+    if let Some(t) = f.since {
+        push(&mut sql, " AND started_at >= $?", Arg::Int(t));
+    }
+    if let Some(t) = f.until {
+        push(&mut sql, " AND started_at < $?", Arg::Int(t));
+    }
+    if let Some(p) = &f.path_prefix {
+        push(
+            &mut sql,
+            &format!(" AND substr(path, 1, {}) = $?", p.len()),
+            Arg::Text(p.clone()),
+        );
+    }
+    if let Some(r) = &f.request_id {
+        push(&mut sql, " AND request_id = $?", Arg::Text(r.clone()));
+    }
+    if let Some(c) = after {
+        push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
+        push(&mut sql, " OR (started_at = $?", Arg::Int(c.started_at));
+        push(&mut sql, " AND id < $?))", Arg::Text(c.id.to_string()));
+    }
+    sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
+    (sql, args)
+}
+
 /// `UPDATE` marking request `$3` of `table` `error` with error `$1` at `$2`.
 pub(crate) fn mark_error_sql(table: &str) -> String {
     format!("UPDATE {table} SET state = 'error', error = $1, completed_at = $2 WHERE id = $3")
@@ -545,62 +622,14 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
         self.inflight.refresh().await;
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM {{table}} WHERE channel_id = $1");
-        let mut args = vec![Arg::Text(channel_id.to_string())];
-        let mut push = |sql: &mut String, clause: &str, a: Arg| {
-            args.push(a);
-            sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
-        };
-        if let Some(st) = f.state {
-            push(&mut sql, " AND state = $?", Arg::Text(st.as_str().into()));
-        }
-        if let Some(m) = &f.method {
-            push(
-                &mut sql,
-                " AND method = $?",
-                Arg::Text(m.to_ascii_uppercase()),
-            );
-        }
-        if let Some(s) = f.status {
-            let (lo, hi) = s.range();
-            push(&mut sql, " AND response_status >= $?", Arg::Int(lo));
-            push(&mut sql, " AND response_status <= $?", Arg::Int(hi));
-        }
-        if let Some(t) = f.since {
-            push(&mut sql, " AND started_at >= $?", Arg::Int(t));
-        }
-        if let Some(t) = f.until {
-            push(&mut sql, " AND started_at < $?", Arg::Int(t));
-        }
-        if let Some(p) = &f.path_prefix {
-            push(
-                &mut sql,
-                &format!(" AND substr(path, 1, {}) = $?", p.len()),
-                Arg::Text(p.clone()),
-            );
-        }
-        if let Some(r) = &f.request_id {
-            push(&mut sql, " AND request_id = $?", Arg::Text(r.clone()));
-        }
-        if let Some(c) = after {
-            push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
-            push(&mut sql, " OR (started_at = $?", Arg::Int(c.started_at));
-            push(&mut sql, " AND id < $?))", Arg::Text(c.id.to_string()));
-        }
-        sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
+        let (sql, args) = list_sql(self.backend(), channel_id, f, after, limit);
         // Each table answers its newest `limit` through its own index; the merge keeps the
         // newest `limit` of both.
         let mut out: Vec<RequestRecord> = Vec::new();
         for table in ["requests", "requests_inflight"] {
             let sql = sql.replace("{table}", table);
             let finished = out.len();
-            let mut q = sqlx::query(&sql);
-            for a in args.iter().cloned() {
-                q = match a {
-                    Arg::Text(s) => q.bind(s),
-                    Arg::Int(i) => q.bind(i),
-                };
-            }
+            let q = bind_all(sqlx::query(&sql), args.clone());
             for r in q.fetch_all(&self.pool).await? {
                 let rec = request_from_row(&r)?;
                 // A request whose completion has just committed may still be in flight too.
@@ -777,6 +806,48 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::StoreOptions;
+
+    /// The `detail` lines of SQLite's plan for a listing of `requests` with filter `f`.
+    async fn sqlite_listing_plan(f: &RequestFilter) -> String {
+        let dir = std::env::temp_dir().join(format!("sluice-plan-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/sluice.db", dir.display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let (sql, args) = list_sql(Backend::Sqlite, Uuid::now_v7(), f, None, 50);
+        let explain = format!("EXPLAIN QUERY PLAN {}", sql.replace("{table}", "requests"));
+        let plan: Vec<String> = bind_all(sqlx::query(&explain), args)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        plan.join("; ")
+    }
+
+    #[tokio::test]
+    async fn a_request_id_lookup_on_sqlite_uses_its_index_not_a_walk_of_the_channel() {
+        let plan = sqlite_listing_plan(&RequestFilter {
+            request_id: Some("req-1".into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(
+            plan.contains("USING INDEX requests_request_id"),
+            "plan: {plan}"
+        );
+        // A plain listing still reads the channel's index newest first, with no sort.
+        let plan = sqlite_listing_plan(&RequestFilter::default()).await;
+        assert!(
+            plan.contains("USING INDEX requests_channel_started") && !plan.contains("B-TREE"),
+            "plan: {plan}"
+        );
+    }
 
     #[test]
     fn status_filters_parse() {

@@ -703,11 +703,8 @@ fn report_failure(events: Option<&EventLog>, message: &str, details: serde_json:
 mod tests {
     use std::time::Duration;
 
-    use uuid::Uuid;
-
     use super::*;
-    use crate::db::StoreOptions;
-    use crate::test_support::pending_record;
+    use crate::test_support::{pending_record, sqlite_store};
 
     fn is_refusal(res: &Result<(), LedgerError>) -> bool {
         matches!(res, Err(LedgerError::Unavailable(e)) if e.contains("history writer"))
@@ -715,13 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicked_history_thread_refuses_waiting_and_new_requests() {
-        let dir = std::env::temp_dir().join(format!("sluice-ledger-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/sluice.db", dir.display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = sqlite_store("ledger").await;
         let cfg = LedgerConfig {
             node_id: "n".into(),
             max_batch: 64,

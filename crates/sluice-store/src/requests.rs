@@ -806,17 +806,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::StoreOptions;
+    use crate::test_support::sqlite_store;
 
     /// The `detail` lines of SQLite's plan for a listing of `requests` with filter `f`.
     async fn sqlite_listing_plan(f: &RequestFilter) -> String {
-        let dir = std::env::temp_dir().join(format!("sluice-plan-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/sluice.db", dir.display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = sqlite_store("plan").await;
         let (sql, args) = list_sql(Backend::Sqlite, Uuid::now_v7(), f, None, 50);
         let explain = format!("EXPLAIN QUERY PLAN {}", sql.replace("{table}", "requests"));
         let plan: Vec<String> = bind_all(sqlx::query(&explain), args)

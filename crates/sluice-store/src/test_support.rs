@@ -1,7 +1,24 @@
 //! What the crate's unit tests share.
 
+use std::path::PathBuf;
+
 use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
+
+use crate::db::{Store, StoreOptions};
+
+/// A migrated SQLite ledger in a fresh directory (`sluice-<name>-<uuid>` under the system's
+/// temporary one), and that directory, for the test to remove.
+pub(crate) async fn sqlite_store(name: &str) -> (Store, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/sluice.db", dir.display());
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
 
 /// A fresh `pending` POST to `path` (query `a=1`) on a channel of its own.
 pub(crate) fn pending_record(path: &str) -> RequestRecord {

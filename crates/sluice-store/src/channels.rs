@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry};
 use crate::changes::Change;
-use crate::db::Store;
+use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
 use crate::rows;
 
@@ -196,16 +196,27 @@ impl Store {
             return Ok(DeleteOutcome::NotFound);
         };
         let id_s = id.to_string();
-        let has_history = sqlx::query(
-            "SELECT 1 AS one FROM requests WHERE channel_id = $1 \
+        let batched = match self.backend() {
+            Backend::Sqlite => {
+                "UNION ALL SELECT 1 AS one FROM request_batches WHERE channel_id = $1 "
+            }
+            Backend::Postgres => "",
+        };
+        let has_history = sqlx::query(&format!(
+            "SELECT 1 AS one FROM requests WHERE channel_id = $1 {batched}\
              UNION ALL SELECT 1 AS one FROM requests_inflight WHERE channel_id = $1 LIMIT 1",
-        )
+        ))
         .bind(&id_s)
         .fetch_optional(&mut *tx)
         .await?
         .is_some();
         if has_history && !purge {
             return Ok(DeleteOutcome::HasHistory);
+        }
+        if self.backend() == Backend::Sqlite {
+            for sql in crate::batches::FORGET_CHANNEL_SQL {
+                sqlx::query(sql).bind(&id_s).execute(&mut *tx).await?;
+            }
         }
         for sql in [
             "DELETE FROM events WHERE request_id IN (SELECT id FROM requests WHERE channel_id = $1)",
@@ -328,11 +339,16 @@ impl Store {
     /// Time of the most recent request of a channel.
     pub async fn last_request_at(&self, channel_id: Uuid) -> Result<Option<Micros>> {
         self.inflight.refresh().await;
-        let r = sqlx::query(
-            "SELECT MAX(last) AS last FROM ( \
-             SELECT MAX(started_at) AS last FROM requests WHERE channel_id = $1 \
-             UNION ALL SELECT MAX(started_at) AS last FROM requests_inflight WHERE channel_id = $1) AS t",
-        )
+        let batched = match self.backend() {
+            Backend::Sqlite => format!(" UNION ALL {}", crate::batches::last_started_sql("$1")),
+            Backend::Postgres => String::new(),
+        };
+        let r = sqlx::query(&format!(
+            "SELECT MAX(t) AS last FROM ( \
+             SELECT MAX(started_at) AS t FROM requests WHERE channel_id = $1 \
+             UNION ALL SELECT MAX(started_at) AS t FROM requests_inflight WHERE channel_id = $1\
+             {batched}) AS u",
+        ))
         .bind(channel_id.to_string())
         .fetch_one(&self.pool)
         .await?;

@@ -12,7 +12,7 @@ use sluice_core::RequestState;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::Store;
+use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
 use crate::rows;
 
@@ -93,20 +93,33 @@ pub struct HealthUpdate {
     pub hint: Option<String>,
 }
 
-fn in_list(from: usize, n: usize) -> String {
+/// `$from, $from+1, …`: `n` numbered parameters.
+pub(crate) fn in_list(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-const HEALTH_COLUMNS: &str = "id, enabled, health_status, health_checked_at, health_failure, \
-     health_hint, stale_logged, created_at, \
-     (SELECT MAX(t) FROM ( \
-       SELECT MAX(r.started_at) AS t FROM requests r WHERE r.channel_id = channels.id \
-       UNION ALL \
-       SELECT MAX(f.started_at) AS t FROM requests_inflight f WHERE f.channel_id = channels.id \
-     ) AS u) AS last_request_at";
+/// The columns of a channel's health, with when its newest request started: in its rows, in
+/// flight, and on SQLite in its batches.
+fn health_columns(backend: Backend) -> String {
+    let batched = match backend {
+        Backend::Sqlite => format!(
+            " UNION ALL {}",
+            crate::batches::last_started_sql("channels.id")
+        ),
+        Backend::Postgres => String::new(),
+    };
+    format!(
+        "id, enabled, health_status, health_checked_at, health_failure, health_hint, \
+         stale_logged, created_at, (SELECT MAX(t) FROM ( \
+           SELECT MAX(r.started_at) AS t FROM requests r WHERE r.channel_id = channels.id \
+           UNION ALL \
+           SELECT MAX(f.started_at) AS t FROM requests_inflight f WHERE f.channel_id = channels.id\
+           {batched}) AS u) AS last_request_at"
+    )
+}
 
 fn health_from_row(r: &sqlx::any::AnyRow) -> Result<ChannelHealth> {
     let status: String = r.try_get("health_status")?;
@@ -166,7 +179,8 @@ impl Store {
         }
         self.inflight.refresh().await;
         let sql = format!(
-            "SELECT {HEALTH_COLUMNS} FROM channels WHERE id IN ({})",
+            "SELECT {} FROM channels WHERE id IN ({})",
+            health_columns(self.backend()),
             in_list(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
@@ -188,7 +202,8 @@ impl Store {
     ) -> Result<Vec<ChannelHealth>> {
         self.inflight.refresh().await;
         sqlx::query(&format!(
-            "SELECT {HEALTH_COLUMNS} FROM channels WHERE id > $1 ORDER BY id LIMIT $2"
+            "SELECT {} FROM channels WHERE id > $1 ORDER BY id LIMIT $2",
+            health_columns(self.backend())
         ))
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit)
@@ -224,26 +239,28 @@ impl Store {
             .iter()
             .map(|s| format!(", COUNT(CASE WHEN state = '{}' THEN 1 END)", s.as_str()))
             .collect();
-        // Finished requests and those still in flight.
-        for (table, unsettled) in crate::requests::TABLES {
-            let sql = format!(
-                "SELECT channel_id{counts} FROM {table} \
-                 WHERE started_at >= $1 AND channel_id IN ({}){unsettled} \
-                 GROUP BY channel_id",
-                in_list(2, ids.len())
-            );
-            let mut q = sqlx::query(&sql).bind(since);
-            for id in ids {
-                q = q.bind(id.to_string());
+        // Finished requests: rows, batches, and those still in flight.
+        let sql = format!(
+            "SELECT channel_id{counts} FROM requests \
+             WHERE started_at >= $1 AND channel_id IN ({}) GROUP BY channel_id",
+            in_list(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(since);
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let id = rows::uuid(&r, "channel_id")?;
+            let states = out.entry(id).or_insert_with(|| zero.clone());
+            for (i, state) in RequestState::ALL.iter().enumerate() {
+                let n: i64 = r.try_get(1 + i)?;
+                *states.entry(state.as_str().to_string()).or_insert(0) += n;
             }
-            for r in q.fetch_all(&self.pool).await? {
-                let id = rows::uuid(&r, "channel_id")?;
-                let states = out.entry(id).or_insert_with(|| zero.clone());
-                for (i, state) in RequestState::ALL.iter().enumerate() {
-                    let n: i64 = r.try_get(1 + i)?;
-                    *states.entry(state.as_str().to_string()).or_insert(0) += n;
-                }
-            }
+        }
+        self.batched_counts_since(ids, since, &mut out).await?;
+        for r in self.unsettled_inflight(ids, since).await? {
+            let states = out.entry(r.channel_id).or_insert_with(|| zero.clone());
+            *states.entry(r.state.as_str().to_string()).or_insert(0) += 1;
         }
         Ok(out)
     }

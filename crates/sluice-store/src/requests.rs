@@ -38,12 +38,6 @@ macro_rules! unsettled {
 }
 const UNSETTLED: &str = unsettled!();
 
-/// The request tables, each with the condition that counts a request once.
-pub(crate) const TABLES: [(&str, &str); 2] = [
-    ("requests", ""),
-    ("requests_inflight", concat!(" AND ", unsettled!())),
-];
-
 /// One write handed to the group-commit writer.
 #[derive(Debug, Clone)]
 pub enum LedgerOp {
@@ -83,7 +77,7 @@ impl StatusFilter {
         (100..=599).contains(&n).then_some(StatusFilter::Exact(n))
     }
 
-    fn range(self) -> (i64, i64) {
+    pub(crate) fn range(self) -> (i64, i64) {
         match self {
             StatusFilter::Exact(n) => (i64::from(n), i64::from(n)),
             StatusFilter::Class(d) => (i64::from(d) * 100, i64::from(d) * 100 + 99),
@@ -258,35 +252,21 @@ pub(crate) fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
 
 /// `INSERT … ON CONFLICT (id) DO UPDATE` of `rows` request rows.
 pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
-    upsert_sql(backend, rows, &[])
-}
-
-/// The columns of a SQLite request row that say where its event is in the event files
-/// (`crate::event_files::EventSpot`); empty for rows whose event is in `events`.
-const EVENT_SPOT_COLUMNS: [&str; 3] = ["event_seg", "event_offset", "event_len"];
-
-/// `INSERT … ON CONFLICT (id) DO UPDATE` of one SQLite request row followed by its event's spot.
-pub(crate) fn upsert_spotted_request_sql() -> String {
-    upsert_sql(Backend::Sqlite, 1, &EVENT_SPOT_COLUMNS)
-}
-
-/// The upsert of `rows` request rows with the `extra` columns after the request's own.
-fn upsert_sql(backend: Backend, rows: usize, extra: &[&str]) -> String {
-    let (mut columns, mut updates) = (REQUEST_COLUMNS.to_string(), String::new());
-    for c in extra {
-        columns.push_str(&format!(", {c}"));
-        updates.push_str(&format!(", {c} = excluded.{c}"));
-    }
     format!(
-        "INSERT INTO requests ({columns}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+        "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
          state = excluded.state, completed_at = excluded.completed_at, \
          response_status = excluded.response_status, error = excluded.error, \
          latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
          request_body_size = excluded.request_body_size, \
-         response_body_size = excluded.response_body_size{updates}",
-        placeholders(backend, rows, REQUEST_COLUMN_COUNT + extra.len())
+         response_body_size = excluded.response_body_size",
+        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
     )
 }
+
+/// The columns of a SQLite request row that say where its event is in the event files
+/// (`crate::event_files::EventSpot`); empty for rows whose event is in `events`. Rows written
+/// before request batches have them.
+const EVENT_SPOT_COLUMNS: [&str; 3] = ["event_seg", "event_offset", "event_len"];
 
 /// Finds a channel that still exists; on PostgreSQL it also holds the channel's row until the
 /// batch commits, so a purge cannot delete it between this check and the commit (on SQLite the
@@ -564,9 +544,23 @@ impl Store {
                 .map_err(|e| StoreError::Sqlite(format!("reading the ledger journal: {e}")))?,
             None => (Vec::new(), Vec::new()),
         };
+        // Those already finished in a batch are not interrupted (readers see them finished):
+        // their in-flight rows go, with the rest of the node's.
+        let mut ids: Vec<Uuid> = journaled.iter().map(|r| r.id).collect();
+        for r in sqlx::query("SELECT id FROM requests_inflight WHERE node_id = $1")
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            ids.push(rows::uuid(&r, "id")?);
+        }
+        let settled = self.batched_by_id(&ids).await?;
         let mut tx = self.pool.begin().await?;
         // A journaled request may also be in the in-flight file (published) or finished.
-        let journaled: Vec<&RequestRecord> = journaled.iter().collect();
+        let journaled: Vec<&RequestRecord> = journaled
+            .iter()
+            .filter(|r| !settled.contains_key(&r.id))
+            .collect();
         write_requests(
             &mut tx,
             self.backend(),
@@ -575,6 +569,8 @@ impl Store {
             &journaled,
         )
         .await?;
+        let settled: Vec<&RequestRecord> = settled.values().map(|(r, _)| r).collect();
+        delete_inflight(&mut tx, self.backend(), &settled).await?;
         let moved = sqlx::query(&format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) SELECT {} FROM requests_inflight \
              WHERE node_id = $2 AND {UNSETTLED}",
@@ -623,17 +619,22 @@ impl Store {
     ) -> Result<Vec<RequestRecord>> {
         self.inflight.refresh().await;
         let (sql, args) = list_sql(self.backend(), channel_id, f, after, limit);
-        // Each table answers its newest `limit` through its own index; the merge keeps the
-        // newest `limit` of both.
-        let mut out: Vec<RequestRecord> = Vec::new();
+        // The batches, the rows and the requests in flight each answer their newest `limit`;
+        // the merge keeps the newest `limit` of all.
+        let mut out = self.batched_page(channel_id, f, after, limit).await?;
         for table in ["requests", "requests_inflight"] {
             let sql = sql.replace("{table}", table);
-            let finished = out.len();
             let q = bind_all(sqlx::query(&sql), args.clone());
+            let mut found = Vec::new();
             for r in q.fetch_all(&self.pool).await? {
-                let rec = request_from_row(&r)?;
+                found.push(request_from_row(&r)?);
+            }
+            if table == "requests_inflight" {
                 // A request whose completion has just committed may still be in flight too.
-                if !out[..finished].iter().any(|f| f.id == rec.id) {
+                found = self.unsettled(found).await?;
+            }
+            for rec in found {
+                if !out.iter().any(|o| o.id == rec.id) {
                     out.push(rec);
                 }
             }
@@ -654,30 +655,39 @@ impl Store {
             Backend::Sqlite => format!(", {}", EVENT_SPOT_COLUMNS.join(", ")),
             Backend::Postgres => String::new(),
         };
-        let mut found = None;
-        for (table, extra) in [
-            ("requests", spot_columns.as_str()),
-            ("requests_inflight", ""),
-        ] {
-            found = sqlx::query(&format!(
-                "SELECT {REQUEST_COLUMNS}{extra} FROM {table} WHERE id = $1"
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| (r, !extra.is_empty()));
-            if found.is_some() {
-                break;
+        let row = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS}{spot_columns} FROM requests WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (req, spot) = match row {
+            Some(r) => {
+                let spot = match self.backend() {
+                    Backend::Sqlite => row_spot(&r)?,
+                    Backend::Postgres => None,
+                };
+                (request_from_row(&r)?, spot)
             }
-        }
-        let Some((r, spotted)) = found else {
-            return Ok(None);
+            None => match self.batched_by_id(&[id]).await?.remove(&id) {
+                Some(found) => found,
+                None => {
+                    let inflight = sqlx::query(&format!(
+                        "SELECT {REQUEST_COLUMNS} FROM requests_inflight WHERE id = $1"
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    match inflight {
+                        Some(r) => (request_from_row(&r)?, None),
+                        None => return Ok(None),
+                    }
+                }
+            },
         };
-        let req = request_from_row(&r)?;
-        if spotted {
-            if let Some(ev) = self.spotted_event(&req, &r).await? {
-                return Ok(Some((req, ev)));
-            }
+        if let Some(spot) = spot {
+            let ev = self.spotted_event(&req, spot).await?;
+            return Ok(Some((req, ev)));
         }
         let ev = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE request_id = $1"
@@ -690,49 +700,66 @@ impl Store {
         Ok(Some((req, ev)))
     }
 
-    /// The event of `req` from the event files, when its SQLite row `r` says where it is:
-    /// `None` when it does not (the event, if any, is in `events`); `Some(None)` when the frame
-    /// there is missing or damaged (a power loss tore it), which is logged.
+    /// The event of `req` at `spot` in the event files: `None` when the frame there is missing
+    /// or damaged (a power loss tore it), which is logged.
     async fn spotted_event(
         &self,
         req: &RequestRecord,
-        r: &AnyRow,
-    ) -> Result<Option<Option<EventRecord>>> {
-        let (Some((path, _)), Some(seg)) = (self.sqlite_file(), r.try_get("event_seg")?) else {
+        spot: EventSpot,
+    ) -> Result<Option<EventRecord>> {
+        let Some((path, _)) = self.sqlite_file() else {
             return Ok(None);
-        };
-        let spot = EventSpot {
-            seg,
-            offset: r.try_get("event_offset")?,
-            len: r.try_get("event_len")?,
         };
         let (dir, channel) = (event_files::events_dir(path), req.channel_id);
         let read = tokio::task::spawn_blocking(move || event_files::read(&dir, channel, spot))
             .await
             .map_err(|e| StoreError::Sqlite(format!("reading an event: {e}")))?;
         match read {
-            Ok(ev) => Ok(Some(Some(ev))),
+            Ok(ev) => Ok(Some(ev)),
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, ?spot, "event unreadable");
-                Ok(Some(None))
+                Ok(None)
             }
         }
+    }
+
+    /// The requests in flight of `channels` started since `since`, without those already
+    /// finished.
+    pub(crate) async fn unsettled_inflight(
+        &self,
+        channels: &[Uuid],
+        since: Micros,
+    ) -> Result<Vec<RequestRecord>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests_inflight \
+             WHERE started_at >= $1 AND channel_id IN ({}) AND {UNSETTLED}",
+            crate::health::in_list(2, channels.len())
+        );
+        let mut q = sqlx::query(&sql).bind(since);
+        for c in channels {
+            q = q.bind(c.to_string());
+        }
+        let mut found = Vec::new();
+        for r in q.fetch_all(&self.pool).await? {
+            found.push(request_from_row(&r)?);
+        }
+        self.unsettled(found).await
     }
 
     /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
         self.inflight.refresh().await;
-        let mut n = 0;
-        for (table, unsettled) in TABLES {
-            let r = sqlx::query(&format!(
-                "SELECT COUNT(*) AS n FROM {table} WHERE channel_id = $1{unsettled}"
-            ))
+        let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE channel_id = $1")
             .bind(channel_id.to_string())
             .fetch_one(&self.pool)
-            .await?;
-            n += r.try_get::<i64, _>("n")?;
-        }
-        Ok(n)
+            .await?
+            .try_get("n")?;
+        let batched = self.batched_count(channel_id).await?;
+        let inflight = self.unsettled_inflight(&[channel_id], Micros::MIN).await?;
+        Ok(rows + batched + inflight.len() as i64)
     }
 
     /// Counts by state, requests per minute and latency percentiles since `since`.
@@ -744,63 +771,95 @@ impl Store {
             stats.by_state.insert(st.as_str().to_string(), 0);
         }
         let mut per_minute = BTreeMap::new();
-        for (table, unsettled) in TABLES {
-            for r in sqlx::query(&format!(
-                "SELECT state, COUNT(*) AS n FROM {table} \
-                 WHERE channel_id = $1 AND started_at >= $2{unsettled} GROUP BY state"
-            ))
-            .bind(&id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?
-            {
-                let n: i64 = r.try_get("n")?;
-                stats.total += n;
-                *stats.by_state.entry(r.try_get("state")?).or_insert(0) += n;
-            }
-            for r in sqlx::query(&format!(
-                "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM {table} \
-                 WHERE channel_id = $1 AND started_at >= $2{unsettled} \
-                 GROUP BY started_at / 60000000"
-            ))
-            .bind(&id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?
-            {
-                let m: i64 = r.try_get("m")?;
-                *per_minute.entry(m * 60_000_000).or_insert(0) += r.try_get::<i64, _>("n")?;
-            }
-        }
-        stats.per_minute = per_minute.into_iter().collect();
-        // Percentiles by rank in the database: memory stays flat however long the window.
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(latency_us) AS n FROM requests WHERE channel_id = $1 AND started_at >= $2",
+        for r in sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM requests \
+             WHERE channel_id = $1 AND started_at >= $2 GROUP BY state",
         )
         .bind(&id)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?
-        .try_get("n")?;
+        {
+            let n: i64 = r.try_get("n")?;
+            stats.total += n;
+            *stats.by_state.entry(r.try_get("state")?).or_insert(0) += n;
+        }
+        for r in sqlx::query(
+            "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM requests \
+             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000",
+        )
+        .bind(&id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let m: i64 = r.try_get("m")?;
+            *per_minute.entry(m * 60_000_000).or_insert(0) += r.try_get::<i64, _>("n")?;
+        }
+        // Latencies as counts per distinct value: memory follows the distinct latencies, not
+        // the window's length.
+        let mut latencies: BTreeMap<i64, i64> = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT latency_us, COUNT(*) AS n FROM requests WHERE channel_id = $1 \
+             AND started_at >= $2 AND latency_us IS NOT NULL GROUP BY latency_us",
+        )
+        .bind(&id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            *latencies.entry(r.try_get("latency_us")?).or_insert(0) += r.try_get::<i64, _>("n")?;
+        }
+        let batched = self.batched_window(channel_id, since).await?;
+        let inflight = self.unsettled_inflight(&[channel_id], since).await?;
+        let states = batched
+            .by_state
+            .into_iter()
+            .chain(inflight.iter().map(|r| (r.state, 1)));
+        for (state, n) in states {
+            stats.total += n;
+            *stats
+                .by_state
+                .entry(state.as_str().to_string())
+                .or_insert(0) += n;
+        }
+        let minutes = batched.per_minute.into_iter().chain(
+            inflight
+                .iter()
+                .map(|r| (r.started_at.div_euclid(60_000_000) * 60_000_000, 1)),
+        );
+        for (minute, n) in minutes {
+            *per_minute.entry(minute).or_insert(0) += n;
+        }
+        stats.per_minute = per_minute.into_iter().collect();
+        for (latency, n) in batched.latencies {
+            *latencies.entry(latency).or_insert(0) += n;
+        }
+        let n: i64 = latencies.values().sum();
         for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-            let value = match nearest_rank(n, p) {
-                None => None,
-                Some(rank) => sqlx::query(
-                    "SELECT latency_us FROM requests WHERE channel_id = $1 AND started_at >= $2 \
-                     AND latency_us IS NOT NULL ORDER BY latency_us LIMIT 1 OFFSET $3",
-                )
-                .bind(&id)
-                .bind(since)
-                .bind(rank - 1)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get::<i64, _>("latency_us"))
-                .transpose()?,
-            };
+            let value = nearest_rank(n, p).and_then(|rank| {
+                let mut seen = 0;
+                latencies.iter().find_map(|(l, k)| {
+                    seen += k;
+                    (seen >= rank).then_some(*l)
+                })
+            });
             stats.latency_us.insert(name.to_string(), value);
         }
         Ok(stats)
     }
+}
+
+/// Where the event of a SQLite request row is in the event files, when the row says.
+fn row_spot(r: &AnyRow) -> Result<Option<EventSpot>> {
+    let Some(seg) = r.try_get("event_seg")? else {
+        return Ok(None);
+    };
+    Ok(Some(EventSpot {
+        seg,
+        offset: r.try_get("event_offset")?,
+        len: r.try_get("event_len")?,
+    }))
 }
 
 #[cfg(test)]

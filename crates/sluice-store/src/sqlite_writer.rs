@@ -32,12 +32,13 @@ use rusqlite::{params, params_from_iter, CachedStatement, Connection};
 use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
 
+use crate::batches::{Batches, FORGET_CHANNEL_SQL, INSERT_BATCH_SQL, INSERT_KEY_SQL};
 use crate::completion::Completion;
 use crate::db::Backend;
-use crate::event_files::{EventFiles, EventSpot, EventSync};
+use crate::event_files::{EventFiles, EventSync};
 use crate::requests::{
     channel_exists_sql, delete_inflight_sql, finished_channels, recover_inflight_sql,
-    upsert_requests_sql, upsert_spotted_request_sql, FORGET_PURGED_SQL,
+    upsert_requests_sql, FORGET_PURGED_SQL,
 };
 
 /// The in-flight table, created in the `live` file when the ledger is opened.
@@ -70,8 +71,8 @@ pub(crate) const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS live.reques
 /// a power loss may lose the history committed since the last run. Builds before the event
 /// files stalled the writer on larger checkpoints (a p99 of 27 ms every 200 ms, against 15).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// Rows the history writer inserts between two offers of its core. A commit of a few hundred
-/// rows takes a millisecond or two of CPU; on a machine with as many busy threads as cores, a
+/// Requests the history writer encodes between two offers of its core. A commit of a few
+/// hundred requests took a millisecond or two of CPU as rows; on a machine with as many busy threads as cores, a
 /// proxy thread woken meanwhile would otherwise wait for the scheduler to end the batch's
 /// slice (in ten alternating `wrk -c20` pairs the machine's idle time fell from 13–15% to 5–9%
 /// and req/s rose 5%; every 4 rows made the p99 worse).
@@ -111,7 +112,6 @@ pub(crate) struct HistoryWriter {
     conn: Connection,
     files: EventFiles,
     upsert: String,
-    upsert_spotted: String,
     publish: String,
     unpublish: String,
     _checkpointer: Checkpointer,
@@ -132,7 +132,6 @@ impl HistoryWriter {
         Ok(Self {
             conn,
             upsert: upsert_requests_sql(Backend::Sqlite, 1),
-            upsert_spotted: upsert_spotted_request_sql(),
             publish: recover_inflight_sql(Backend::Sqlite, 1),
             unpublish: delete_inflight_sql(Backend::Sqlite, 1),
             _checkpointer: Checkpointer::start(path.to_path_buf(), busy_timeout, Some(sync))?,
@@ -194,20 +193,42 @@ impl HistoryWriter {
             )
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let mut spots = spots.into_iter();
+        let mut batches = Batches::default();
+        for (i, c) in completions.iter().enumerate() {
+            if i % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
+                std::thread::yield_now();
+            }
+            let spot = c.frame().map(|_| spots.next().expect("one spot per event"));
+            batches.push(&c.record, spot);
+        }
         let tx = self.conn.transaction()?;
         {
-            let mut upsert = tx.prepare_cached(&self.upsert)?;
-            let mut spotted = tx.prepare_cached(&self.upsert_spotted)?;
-            for (i, c) in completions.iter().enumerate() {
-                if i % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
-                    std::thread::yield_now();
+            let mut insert = tx.prepare_cached(INSERT_BATCH_SQL)?;
+            let mut key = tx.prepare_cached(INSERT_KEY_SQL)?;
+            for b in batches.into_vec() {
+                let [pending, success, failed, timeout, error] = b.counts;
+                insert.execute(params![
+                    &*b.channel_id
+                        .hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer()),
+                    node_id,
+                    b.first_started,
+                    b.last_started,
+                    b.id_bucket,
+                    &b.min_id.as_bytes()[..],
+                    &b.max_id.as_bytes()[..],
+                    b.len(),
+                    pending,
+                    success,
+                    failed,
+                    timeout,
+                    error,
+                    b.rows,
+                ])?;
+                let batch = tx.last_insert_rowid();
+                for request_id in b.keys {
+                    key.execute(params![request_id, batch])?;
                 }
-                if c.frame().is_none() {
-                    write_request(&mut upsert, node_id, &c.record, &[])?;
-                    continue;
-                }
-                let EventSpot { seg, offset, len } = spots.next().expect("one spot per event");
-                write_request(&mut spotted, node_id, &c.record, &[&seg, &offset, &len])?;
             }
             // After the writes, which hold the file's write lock: a purge either committed
             // before them (the channel is gone) or waits until this commit.
@@ -215,7 +236,7 @@ impl HistoryWriter {
             for channel in finished_channels(completions.iter().map(|c| &c.record)) {
                 let id = channel.to_string();
                 if !exists.exists(params![id])? {
-                    for sql in FORGET_PURGED_SQL {
+                    for sql in FORGET_PURGED_SQL.iter().chain(&FORGET_CHANNEL_SQL) {
                         tx.execute(sql, params![id])?;
                     }
                     if let Err(e) = self.files.forget(channel) {

@@ -1743,3 +1743,247 @@ async fn events_survive_a_restart_and_a_purge_removes_them() {
     })
     .await;
 }
+
+/// The newest-first order of the history.
+fn newest_first(recs: &mut [RequestRecord]) {
+    recs.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+}
+
+/// The start and id of each of `recs`, in order.
+fn ids(recs: &[RequestRecord]) -> Vec<(i64, Uuid)> {
+    recs.iter().map(|r| (r.started_at, r.id)).collect()
+}
+
+/// Every page of a listing of `ch` with filter `f`, `per_page` at a time, joined.
+async fn every_page(s: &Store, ch: Uuid, f: &RequestFilter, per_page: i64) -> Vec<RequestRecord> {
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let page = s.list_requests(ch, f, after, per_page).await.unwrap();
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = Some(Cursor {
+            started_at: last.started_at,
+            id: last.id,
+        });
+        all.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn the_ledgers_history_reads_back_whole_through_every_reader() {
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ch = channel(p.id, "history");
+        let quiet = channel(p.id, "quiet");
+        for c in [&ch, &quiet] {
+            s.create_channel(c, "t").await.unwrap();
+        }
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let (ledger, task) = start_ledger(&s, 2);
+        // Starts spread over six seconds and recorded out of order (a slow request finishes
+        // with later ones), statuses, methods and paths of every kind, request ids supplied by
+        // callers and generated from the record's id.
+        let base = now_us() - 10_000_000;
+        let mut recorded = Vec::new();
+        for i in 0..120i64 {
+            let started = base + (i * 7_919 % 120) * 50_000 + i;
+            let (method, path) =
+                [("POST", "/a/x"), ("GET", "/b/y"), ("PUT", "/a/z")][i as usize % 3];
+            let mut r = pending(&ch, snap.id, started, method, path);
+            if i % 4 == 0 {
+                r.request_id = format!("{}-sluice", r.id.simple());
+            }
+            if i == 7 {
+                r.request_id = "shared-id".into();
+            }
+            ledger.record_pending(r.clone()).await.unwrap();
+            let status = [200, 201, 404, 503, 200][i as usize % 5];
+            let (done, ev) = completed(r, status, 1_000 + (i * 37) % 500);
+            ledger.record_completion(done.clone(), Some(ev.clone()));
+            recorded.push((done, ev));
+            if i % 25 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        // The newest second: one commit's batch spans it (a slow request finishing with a
+        // fast one), and twenty later commits' batches start inside that span. A listing must
+        // read past all twenty to find the slow one's newer partner.
+        let second = (base / 1_000_000 + 8) * 1_000_000;
+        let mut commit = |started: i64| {
+            let r = pending(&ch, snap.id, second + started, "POST", "/a/x");
+            let (done, ev) = completed(r.clone(), 200, 1_000);
+            recorded.push((done.clone(), ev.clone()));
+            (r, done, ev)
+        };
+        let together = [commit(50_000), commit(950_000)];
+        let apart: Vec<_> = (0..20).map(|k| commit(100_000 + k * 10_000)).collect();
+        for (r, _, _) in together.iter().chain(&apart) {
+            ledger.record_pending(r.clone()).await.unwrap();
+        }
+        for (_, done, ev) in &together {
+            ledger.record_completion(done.clone(), Some(ev.clone()));
+        }
+        for (_, done, ev) in &apart {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            ledger.record_completion(done.clone(), Some(ev.clone()));
+        }
+        // One request still in flight, and one of the same caller's id in another channel.
+        let open = pending(&ch, snap.id, base + 6_500_000, "POST", "/a/open");
+        ledger.record_pending(open.clone()).await.unwrap();
+        let qsnap = s.snapshot_for(&quiet).await.unwrap();
+        let mut elsewhere = pending(&quiet, qsnap.id, base + 1, "POST", "/a/x");
+        elsewhere.request_id = "shared-id".into();
+        ledger.record_pending(elsewhere.clone()).await.unwrap();
+        let (done, _) = completed(elsewhere.clone(), 200, 5);
+        ledger.record_completion(done, None);
+        // Every completion committed, `open` still in flight (the ledger publishes it).
+        for _ in 0..500 {
+            let stats = s.channel_stats(ch.id, 0).await.unwrap();
+            if stats.total == 143 && stats.by_state["pending"] == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mut expected: Vec<RequestRecord> = recorded.iter().map(|(d, _)| d.clone()).collect();
+        expected.push(open.clone());
+        newest_first(&mut expected);
+
+        let all = RequestFilter::default();
+        for per_page in [7, 50, 500] {
+            let got = every_page(&s, ch.id, &all, per_page).await;
+            assert_eq!(
+                ids(&got),
+                ids(&expected),
+                "{:?} pages of {per_page}",
+                s.backend()
+            );
+            assert_eq!(got, expected, "pages of {per_page}");
+        }
+        let filters = [
+            RequestFilter {
+                state: Some(RequestState::Failed),
+                ..Default::default()
+            },
+            RequestFilter {
+                status: Some(StatusFilter::Class(2)),
+                ..Default::default()
+            },
+            RequestFilter {
+                method: Some("get".into()),
+                ..Default::default()
+            },
+            RequestFilter {
+                path_prefix: Some("/a/".into()),
+                ..Default::default()
+            },
+            RequestFilter {
+                since: Some(base + 2_000_000),
+                until: Some(base + 4_500_000),
+                ..Default::default()
+            },
+            RequestFilter {
+                request_id: Some(recorded[8].0.request_id.clone()),
+                ..Default::default()
+            },
+            RequestFilter {
+                request_id: Some(recorded[9].0.request_id.clone()),
+                ..Default::default()
+            },
+            RequestFilter {
+                request_id: Some("shared-id".into()),
+                ..Default::default()
+            },
+        ];
+        for f in &filters {
+            let want: Vec<RequestRecord> = expected
+                .iter()
+                .filter(|r| f.state.is_none_or(|st| r.state == st))
+                .filter(|r| {
+                    f.status
+                        .is_none_or(|_| r.response_status.is_some_and(|c| (200..300).contains(&c)))
+                })
+                .filter(|r| {
+                    f.method
+                        .as_ref()
+                        .is_none_or(|m| r.method == m.to_uppercase())
+                })
+                .filter(|r| {
+                    f.path_prefix
+                        .as_ref()
+                        .is_none_or(|pre| r.path.starts_with(pre.as_str()))
+                })
+                .filter(|r| f.since.is_none_or(|t| r.started_at >= t))
+                .filter(|r| f.until.is_none_or(|t| r.started_at < t))
+                .filter(|r| f.request_id.as_ref().is_none_or(|id| &r.request_id == id))
+                .cloned()
+                .collect();
+            assert!(!want.is_empty(), "{f:?} selects something");
+            assert_eq!(every_page(&s, ch.id, f, 5).await, want, "{f:?}");
+        }
+        for (done, ev) in &recorded {
+            let (row, got) = s.get_request(done.id).await.unwrap().unwrap();
+            assert_eq!(&row, done);
+            assert_eq!(got.as_ref(), Some(ev));
+        }
+        assert_eq!(s.get_request(open.id).await.unwrap().unwrap().0, open);
+        assert!(s.get_request(Uuid::now_v7()).await.unwrap().is_none());
+
+        assert_eq!(s.count_requests(ch.id).await.unwrap(), 143);
+        let since = base + 3_000_000;
+        let window: Vec<&RequestRecord> =
+            expected.iter().filter(|r| r.started_at >= since).collect();
+        let stats = s.channel_stats(ch.id, since).await.unwrap();
+        assert_eq!(stats.total, window.len() as i64);
+        let counts = s
+            .counts_by_state_since(&[ch.id, quiet.id], since)
+            .await
+            .unwrap();
+        for st in RequestState::ALL {
+            let n = window.iter().filter(|r| r.state == st).count() as i64;
+            assert_eq!(stats.by_state[st.as_str()], n, "{st:?}");
+            assert_eq!(counts[&ch.id][st.as_str()], n, "{st:?}");
+        }
+        assert_eq!(
+            counts[&quiet.id]["success"], 0,
+            "the quiet channel's request is older"
+        );
+        let minutes: i64 = stats.per_minute.iter().map(|(_, n)| n).sum();
+        assert_eq!(minutes, window.len() as i64);
+        let mut latencies: Vec<i64> = window.iter().filter_map(|r| r.latency_us).collect();
+        latencies.sort_unstable();
+        for (name, p) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
+            let rank = ((p * latencies.len() as f64).ceil() as usize).max(1);
+            assert_eq!(stats.latency_us[name], Some(latencies[rank - 1]), "{name}");
+        }
+        let newest = expected.iter().map(|r| r.started_at).max();
+        assert_eq!(s.last_request_at(ch.id).await.unwrap(), newest);
+        let health = s.channel_health(&[ch.id]).await.unwrap();
+        assert_eq!(health[&ch.id].last_request_at, newest);
+
+        drop(ledger);
+        task.await.unwrap();
+        assert_eq!(
+            s.delete_channel(ch.id, false, "t").await.unwrap(),
+            DeleteOutcome::HasHistory
+        );
+        assert_eq!(
+            s.delete_channel(ch.id, true, "t").await.unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert_eq!(s.count_requests(ch.id).await.unwrap(), 0);
+        assert!(s.get_request(recorded[0].0.id).await.unwrap().is_none());
+        let shared = RequestFilter {
+            request_id: Some("shared-id".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.list_requests(quiet.id, &shared, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    })
+    .await;
+}

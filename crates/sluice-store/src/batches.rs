@@ -1,0 +1,704 @@
+//! Finished requests on SQLite, many to a row.
+//!
+//! A row per request (twenty bound values, the table and three index B-trees, the WAL pages
+//! they dirty) was the largest part of the history writer's work and of the proxy's tail
+//! latency (docs/BENCHMARKS.md, sessions 22–24). The history writer now stores the requests of
+//! one channel that complete in one commit as one row of `request_batches`: their entries one
+//! after another, each a fixed header (what counts, statistics and the listing's order need)
+//! followed by the record as its journal line. A batch only holds requests whose start times
+//! share a [`SPAN_US`] bucket and whose ids share an [`ID_SPAN`] bucket, so a reader knows
+//! which batches can hold a request from its start time or its id alone. A caller's own
+//! request id gets a narrow row of `request_keys`; a generated one names its record
+//! ([`generated_id`]).
+//!
+//! `requests` keeps the rows of older ledgers and of the rare writes (a completion that could
+//! not be written, a request closed as interrupted); readers see both, and PostgreSQL keeps a
+//! row per request.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use sluice_core::{RequestRecord, RequestState};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::db::{Backend, Store};
+use crate::error::{Result, StoreError};
+use crate::event_files::EventSpot;
+use crate::requests::{Cursor, RequestFilter};
+
+/// Width of a batch's start-time bucket (µs): its requests started in the same one.
+pub(crate) const SPAN_US: i64 = 1_000_000;
+/// Width of a batch's id bucket, in units of an id's leading 48 bits (a UUIDv7's milliseconds).
+const ID_SPAN: u64 = 1_000;
+/// Suffix of a request id that sluice generated from its record's id (`sluice-proxy`'s handler).
+const GENERATED_SUFFIX: &str = "-sluice";
+/// Batches a listing reads at a time, newest first.
+const LISTING_CHUNK: i64 = 16;
+
+/// Bytes of an entry's header: id, start, state, status, latency, event spot, record length.
+const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 4;
+
+/// `INSERT` of one batch row (`rows` last: readers of the counts never load it).
+pub(crate) const INSERT_BATCH_SQL: &str = "INSERT INTO request_batches (channel_id, node_id, \
+     first_started, last_started, id_bucket, min_id, max_id, n, n_pending, n_success, n_failed, \
+     n_timeout, n_error, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+/// `INSERT` of a caller's request id naming the batch that holds its request.
+pub(crate) const INSERT_KEY_SQL: &str =
+    "INSERT INTO request_keys (request_id, batch) VALUES (?1, ?2)";
+/// Removes a channel's batches and their keys.
+pub(crate) const FORGET_CHANNEL_SQL: [&str; 2] = [
+    "DELETE FROM request_keys WHERE batch IN (SELECT id FROM request_batches WHERE channel_id = $1)",
+    "DELETE FROM request_batches WHERE channel_id = $1",
+];
+
+/// The id bucket of `id`.
+fn id_bucket(id: Uuid) -> i64 {
+    let b = id.as_bytes();
+    let lead = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
+    (lead / ID_SPAN) as i64
+}
+
+/// The record id a request id names when sluice generated it (`<id in hex>-sluice`).
+pub(crate) fn generated_id(request_id: &str) -> Option<Uuid> {
+    let hex = request_id.strip_suffix(GENERATED_SUFFIX)?;
+    (hex.len() == 32)
+        .then(|| Uuid::try_parse(hex).ok())
+        .flatten()
+}
+
+/// Whether `rec`'s request id is one sluice generated for it (it needs no key row).
+fn is_generated(rec: &RequestRecord) -> bool {
+    generated_id(&rec.request_id) == Some(rec.id)
+}
+
+/// Index of `state` in [`RequestState::ALL`], the order of the batch's count columns.
+fn state_index(state: RequestState) -> usize {
+    RequestState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .expect("every state is in ALL")
+}
+
+/// Appends `rec` with its event's `spot` to a batch's entries.
+fn push_entry(out: &mut Vec<u8>, rec: &RequestRecord, spot: Option<EventSpot>) {
+    out.extend_from_slice(rec.id.as_bytes());
+    out.extend_from_slice(&rec.started_at.to_le_bytes());
+    out.push(state_index(rec.state) as u8);
+    out.extend_from_slice(&rec.response_status.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&rec.latency_us.unwrap_or(i64::MIN).to_le_bytes());
+    let spot = spot.unwrap_or(EventSpot {
+        seg: -1,
+        offset: 0,
+        len: 0,
+    });
+    for v in [spot.seg, spot.offset, spot.len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    crate::journal_line::encode(rec, out);
+    let len = u32::try_from(out.len() - len_at - 4).expect("a record under 4 GiB");
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// One request of a batch, read in place: its header, and its record still encoded.
+pub(crate) struct Entry<'a> {
+    /// The record's id.
+    pub id: Uuid,
+    /// When it started.
+    pub started_at: i64,
+    /// Its outcome.
+    pub state: RequestState,
+    /// The sink's status, if any.
+    pub status: Option<u16>,
+    /// Its latency, if measured.
+    pub latency_us: Option<i64>,
+    /// Where its event is, if it has one.
+    pub spot: Option<EventSpot>,
+    record: &'a [u8],
+}
+
+impl Entry<'_> {
+    /// The whole record.
+    pub fn record(&self) -> Result<RequestRecord> {
+        serde_json::from_slice(self.record)
+            .map_err(|e| StoreError::Corrupt(format!("a batched request {}: {e}", self.id)))
+    }
+}
+
+/// The entries of a batch's `rows`.
+pub(crate) fn entries(mut rows: &[u8]) -> impl Iterator<Item = Result<Entry<'_>>> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let entry = read_entry(&mut rows);
+        if entry.is_err() {
+            rows = &[];
+        }
+        Some(entry)
+    })
+}
+
+/// Reads the entry at the front of `rows` and moves past it.
+fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
+    let corrupt = || StoreError::Corrupt("a request batch ends inside an entry".into());
+    if rows.len() < HEADER_LEN {
+        return Err(corrupt());
+    }
+    let (head, rest) = rows.split_at(HEADER_LEN);
+    let i64_at = |at: usize| i64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+    let state = *RequestState::ALL
+        .get(usize::from(head[24]))
+        .ok_or_else(|| StoreError::Corrupt(format!("a batched state {}", head[24])))?;
+    let status = u16::from_le_bytes([head[25], head[26]]);
+    let latency = i64_at(27);
+    let seg = i64_at(35);
+    let len = u32::from_le_bytes(head[59..63].try_into().expect("4 bytes")) as usize;
+    if rest.len() < len {
+        return Err(corrupt());
+    }
+    let (record, rest) = rest.split_at(len);
+    *rows = rest;
+    Ok(Entry {
+        id: Uuid::from_slice(&head[..16]).expect("16 bytes"),
+        started_at: i64_at(16),
+        state,
+        status: (status != 0).then_some(status),
+        latency_us: (latency != i64::MIN).then_some(latency),
+        spot: (seg >= 0).then(|| EventSpot {
+            seg,
+            offset: i64_at(43),
+            len: i64_at(51),
+        }),
+        record,
+    })
+}
+
+/// One batch row being built by the history writer.
+pub(crate) struct Batch<'a> {
+    /// The channel of its requests.
+    pub channel_id: Uuid,
+    start_bucket: i64,
+    /// The id bucket of its requests.
+    pub id_bucket: i64,
+    /// Earliest start among its requests.
+    pub first_started: i64,
+    /// Latest start among its requests.
+    pub last_started: i64,
+    /// Least id among its requests.
+    pub min_id: Uuid,
+    /// Greatest id among its requests.
+    pub max_id: Uuid,
+    /// Its requests per state, in the order of [`RequestState::ALL`].
+    pub counts: [i64; 5],
+    /// Its entries.
+    pub rows: Vec<u8>,
+    /// The callers' own request ids among its requests.
+    pub keys: Vec<&'a str>,
+}
+
+impl Batch<'_> {
+    /// Its number of requests.
+    pub fn len(&self) -> i64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// The batches of one commit, grouped by channel and buckets.
+#[derive(Default)]
+pub(crate) struct Batches<'a> {
+    batches: Vec<Batch<'a>>,
+}
+
+impl<'a> Batches<'a> {
+    /// Adds a finished request and its event's spot.
+    pub fn push(&mut self, rec: &'a RequestRecord, spot: Option<EventSpot>) {
+        let (start_bucket, ids) = (rec.started_at.div_euclid(SPAN_US), id_bucket(rec.id));
+        // Most requests of a commit share their channel's newest batch: look from the end.
+        let at = self.batches.iter().rposition(|b| {
+            b.channel_id == rec.channel_id && b.start_bucket == start_bucket && b.id_bucket == ids
+        });
+        let b = match at {
+            Some(i) => &mut self.batches[i],
+            None => {
+                self.batches.push(Batch {
+                    channel_id: rec.channel_id,
+                    start_bucket,
+                    id_bucket: ids,
+                    first_started: rec.started_at,
+                    last_started: rec.started_at,
+                    min_id: rec.id,
+                    max_id: rec.id,
+                    counts: [0; 5],
+                    rows: Vec::with_capacity(512),
+                    keys: Vec::new(),
+                });
+                self.batches.last_mut().expect("just pushed")
+            }
+        };
+        b.first_started = b.first_started.min(rec.started_at);
+        b.last_started = b.last_started.max(rec.started_at);
+        b.min_id = b.min_id.min(rec.id);
+        b.max_id = b.max_id.max(rec.id);
+        b.counts[state_index(rec.state)] += 1;
+        push_entry(&mut b.rows, rec, spot);
+        if !is_generated(rec) {
+            b.keys.push(&rec.request_id);
+        }
+    }
+
+    /// The batches built.
+    pub fn into_vec(self) -> Vec<Batch<'a>> {
+        self.batches
+    }
+}
+
+/// Whether a request passes the filters its entry's header answers (state, status, start,
+/// cursor).
+fn head_matches(
+    f: &RequestFilter,
+    after: Option<Cursor>,
+    (id, started_at): (Uuid, i64),
+    state: RequestState,
+    status: Option<u16>,
+) -> bool {
+    f.state.is_none_or(|s| s == state)
+        && f.status.is_none_or(|s| {
+            let (lo, hi) = s.range();
+            status.is_some_and(|st| (lo..=hi).contains(&i64::from(st)))
+        })
+        && f.since.is_none_or(|t| started_at >= t)
+        && f.until.is_none_or(|t| started_at < t)
+        && after.is_none_or(|c| (started_at, id) < (c.started_at, c.id))
+}
+
+/// Whether a record passes the filters its header cannot answer (method, path, request id).
+fn body_matches(f: &RequestFilter, r: &RequestRecord) -> bool {
+    f.method
+        .as_ref()
+        .is_none_or(|m| r.method == m.to_ascii_uppercase())
+        && f.path_prefix
+            .as_ref()
+            .is_none_or(|p| r.path.starts_with(p.as_str()))
+        && f.request_id.as_ref().is_none_or(|id| r.request_id == *id)
+}
+
+/// The records of the batches `rows` that pass `f` and `after`, added to `out`.
+fn collect_matching(
+    rows: &[u8],
+    f: &RequestFilter,
+    after: Option<Cursor>,
+    out: &mut Vec<RequestRecord>,
+) -> Result<()> {
+    for e in entries(rows) {
+        let e = e?;
+        if head_matches(f, after, (e.id, e.started_at), e.state, e.status) {
+            let r = e.record()?;
+            if body_matches(f, &r) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a channel's batches add to its statistics over a window.
+#[derive(Default)]
+pub(crate) struct WindowCounts {
+    /// Requests per state.
+    pub by_state: HashMap<RequestState, i64>,
+    /// Requests per minute start (µs).
+    pub per_minute: HashMap<i64, i64>,
+    /// Number of requests per latency (µs).
+    pub latencies: HashMap<i64, i64>,
+}
+
+impl Store {
+    fn batched(&self) -> bool {
+        self.backend() == Backend::Sqlite
+    }
+
+    /// Batched requests with the given ids, with where their events are.
+    pub(crate) async fn batched_by_id(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, (RequestRecord, Option<EventSpot>)>> {
+        let mut found = HashMap::new();
+        if !self.batched() || ids.is_empty() {
+            return Ok(found);
+        }
+        let mut buckets: HashMap<i64, (Uuid, Uuid)> = HashMap::new();
+        for id in ids {
+            let b = buckets.entry(id_bucket(*id)).or_insert((*id, *id));
+            b.0 = b.0.min(*id);
+            b.1 = b.1.max(*id);
+        }
+        for (bucket, (least, greatest)) in buckets {
+            let rows = sqlx::query(
+                "SELECT rows FROM request_batches WHERE id_bucket = $1 AND min_id <= $2 \
+                 AND max_id >= $3",
+            )
+            .bind(bucket)
+            .bind(greatest.as_bytes().to_vec())
+            .bind(least.as_bytes().to_vec())
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let blob: Vec<u8> = row.try_get("rows")?;
+                for e in entries(&blob) {
+                    let e = e?;
+                    if ids.contains(&e.id) {
+                        found.insert(e.id, (e.record()?, e.spot));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// `recs` (requests read in flight) without those already finished in a batch.
+    pub(crate) async fn unsettled(&self, recs: Vec<RequestRecord>) -> Result<Vec<RequestRecord>> {
+        let ids: Vec<Uuid> = recs.iter().map(|r| r.id).collect();
+        let settled = self.batched_by_id(&ids).await?;
+        Ok(recs
+            .into_iter()
+            .filter(|r| !settled.contains_key(&r.id))
+            .collect())
+    }
+
+    /// The newest `limit` batched requests of a channel that pass `f`, after `after`.
+    pub(crate) async fn batched_page(
+        &self,
+        channel_id: Uuid,
+        f: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>> {
+        let mut out = Vec::new();
+        if !self.batched() {
+            return Ok(out);
+        }
+        if let Some(rid) = &f.request_id {
+            self.batched_by_request_id(channel_id, rid, f, after, &mut out)
+                .await?;
+        } else {
+            self.batched_newest(channel_id, f, after, limit, &mut out)
+                .await?;
+        }
+        out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Adds to `out` the channel's batched requests with request id `rid` that pass `f`.
+    async fn batched_by_request_id(
+        &self,
+        channel_id: Uuid,
+        rid: &str,
+        f: &RequestFilter,
+        after: Option<Cursor>,
+        out: &mut Vec<RequestRecord>,
+    ) -> Result<()> {
+        let keyed = sqlx::query(
+            "SELECT b.rows AS rows FROM request_keys k JOIN request_batches b ON b.id = k.batch \
+             WHERE k.request_id = $1 AND b.channel_id = $2",
+        )
+        .bind(rid)
+        .bind(channel_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in keyed {
+            collect_matching(&row.try_get::<Vec<u8>, _>("rows")?, f, after, out)?;
+        }
+        if let Some(id) = generated_id(rid) {
+            if let Some((r, _)) = self.batched_by_id(&[id]).await?.remove(&id) {
+                let passes = r.channel_id == channel_id
+                    && head_matches(f, after, (r.id, r.started_at), r.state, r.response_status)
+                    && body_matches(f, &r);
+                if passes && !out.iter().any(|o| o.id == r.id) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `out` at least the channel's newest `limit` batched requests that pass `f` after
+    /// `after`, reading its batches newest first until no older batch can hold a newer one.
+    async fn batched_newest(
+        &self,
+        channel_id: Uuid,
+        f: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+        out: &mut Vec<RequestRecord>,
+    ) -> Result<()> {
+        // A request started before `upper` is in a batch that started before it.
+        let upper = match (f.until, after) {
+            (Some(u), Some(c)) => Some(u.min(c.started_at + 1)),
+            (u, c) => u.or(c.map(|c| c.started_at + 1)),
+        };
+        let mut next: Option<(i64, i64)> = None;
+        loop {
+            let mut sql = String::from(
+                "SELECT id, first_started, rows FROM request_batches WHERE channel_id = $1",
+            );
+            let mut args: Vec<i64> = Vec::new();
+            let mut arg = |sql: &mut String, clause: &str, v: i64| {
+                args.push(v);
+                sql.push_str(&clause.replace("$?", &format!("${}", args.len() + 1)));
+            };
+            if let Some(u) = upper {
+                arg(&mut sql, " AND first_started < $?", u);
+            }
+            if let Some(s) = f.since {
+                arg(&mut sql, " AND last_started >= $?", s);
+            }
+            if let Some((started, id)) = next {
+                arg(&mut sql, " AND (first_started < $?", started);
+                arg(&mut sql, " OR (first_started = $?", started);
+                arg(&mut sql, " AND id < $?))", id);
+            }
+            sql.push_str(&format!(
+                " ORDER BY first_started DESC, id DESC LIMIT {LISTING_CHUNK}"
+            ));
+            let mut q = sqlx::query(&sql).bind(channel_id.to_string());
+            for a in args {
+                q = q.bind(a);
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            for row in &rows {
+                collect_matching(&row.try_get::<Vec<u8>, _>("rows")?, f, after, out)?;
+                next = Some((row.try_get("first_started")?, row.try_get("id")?));
+            }
+            let Some((oldest, _)) = next else {
+                return Ok(());
+            };
+            // Every request started at or after `oldest + SPAN_US` has been read: it is in a
+            // batch of its own start bucket, which began after `oldest`.
+            let settled = out
+                .iter()
+                .filter(|r| r.started_at >= oldest + SPAN_US)
+                .count();
+            if (rows.len() as i64) < LISTING_CHUNK || settled as i64 >= limit {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The number of a channel's batched requests.
+    pub(crate) async fn batched_count(&self, channel_id: Uuid) -> Result<i64> {
+        if !self.batched() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(
+            "SELECT COALESCE(SUM(n), 0) AS n FROM request_batches WHERE channel_id = $1",
+        )
+        .bind(channel_id.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
+    /// What a channel's batched requests started since `since` add to its statistics.
+    pub(crate) async fn batched_window(
+        &self,
+        channel_id: Uuid,
+        since: i64,
+    ) -> Result<WindowCounts> {
+        let mut w = WindowCounts::default();
+        if !self.batched() {
+            return Ok(w);
+        }
+        // A batch at a time: the window may be long.
+        let mut rows = sqlx::query(
+            "SELECT rows FROM request_batches WHERE channel_id = $1 AND last_started >= $2",
+        )
+        .bind(channel_id.to_string())
+        .bind(since)
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let blob: Vec<u8> = row.try_get("rows")?;
+            for e in entries(&blob) {
+                let e = e?;
+                if e.started_at < since {
+                    continue;
+                }
+                *w.by_state.entry(e.state).or_insert(0) += 1;
+                let minute = e.started_at.div_euclid(60_000_000) * 60_000_000;
+                *w.per_minute.entry(minute).or_insert(0) += 1;
+                if let Some(l) = e.latency_us {
+                    *w.latencies.entry(l).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Batched requests per state of each of `ids` started since `since`, added to `out`.
+    pub(crate) async fn batched_counts_since(
+        &self,
+        ids: &[Uuid],
+        since: i64,
+        out: &mut HashMap<Uuid, std::collections::BTreeMap<String, i64>>,
+    ) -> Result<()> {
+        if !self.batched() || ids.is_empty() {
+            return Ok(());
+        }
+        let list = crate::health::in_list(2, ids.len());
+        let sums: String = RequestState::ALL
+            .iter()
+            .map(|s| format!(", COALESCE(SUM(n_{}), 0)", s.as_str()))
+            .collect();
+        // Batches wholly inside the window answer from their counts.
+        let inside = format!(
+            "SELECT channel_id{sums} FROM request_batches \
+             WHERE first_started >= $1 AND channel_id IN ({list}) GROUP BY channel_id"
+        );
+        // Those across its start, entry by entry.
+        let across = format!(
+            "SELECT channel_id, rows FROM request_batches \
+             WHERE first_started < $1 AND last_started >= $1 AND channel_id IN ({list})"
+        );
+        let fetch = |sql| {
+            let mut q = sqlx::query(sql).bind(since);
+            for id in ids {
+                q = q.bind(id.to_string());
+            }
+            q.fetch_all(&self.pool)
+        };
+        for r in fetch(&inside).await? {
+            let states = out.entry(crate::rows::uuid(&r, "channel_id")?).or_default();
+            for (i, s) in RequestState::ALL.iter().enumerate() {
+                *states.entry(s.as_str().to_string()).or_insert(0) += r.try_get::<i64, _>(1 + i)?;
+            }
+        }
+        for r in fetch(&across).await? {
+            let states = out.entry(crate::rows::uuid(&r, "channel_id")?).or_default();
+            let blob: Vec<u8> = r.try_get("rows")?;
+            for e in entries(&blob) {
+                let e = e?;
+                if e.started_at >= since {
+                    *states.entry(e.state.as_str().to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SQL term giving the start of channel `{c}`'s newest batched request: the newest
+/// batch's bucket bounds where to look.
+pub(crate) fn last_started_sql(channel: &str) -> String {
+    format!(
+        "SELECT MAX(b.last_started) AS t FROM request_batches b WHERE b.channel_id = {channel} \
+         AND b.first_started >= (SELECT MAX(m.first_started) FROM request_batches m \
+         WHERE m.channel_id = {channel}) - {SPAN_US}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::pending_record;
+
+    fn finished(path: &str, started_at: i64, status: u16) -> RequestRecord {
+        let mut r = pending_record(path);
+        r.started_at = started_at;
+        r.state = RequestState::from_status(status);
+        r.response_status = Some(status);
+        r.latency_us = Some(1_234);
+        r
+    }
+
+    #[test]
+    fn entries_read_back_their_headers_records_and_spots() {
+        let a = finished("/a", 10, 201);
+        let mut b = finished("/b \"quoted\"", 11, 503);
+        b.latency_us = None;
+        let spot = EventSpot {
+            seg: 3,
+            offset: 4096,
+            len: 77,
+        };
+        let mut rows = Vec::new();
+        push_entry(&mut rows, &a, Some(spot));
+        push_entry(&mut rows, &b, None);
+        let read: Vec<Entry<'_>> = entries(&rows).collect::<Result<_>>().unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            (
+                read[0].id,
+                read[0].started_at,
+                read[0].state,
+                read[0].status
+            ),
+            (a.id, 10, RequestState::Success, Some(201))
+        );
+        assert_eq!(
+            (read[0].latency_us, read[0].spot),
+            (Some(1_234), Some(spot))
+        );
+        assert_eq!(read[0].record().unwrap(), a);
+        assert_eq!(
+            (read[1].state, read[1].latency_us, read[1].spot),
+            (RequestState::Failed, None, None)
+        );
+        assert_eq!(read[1].record().unwrap(), b);
+        // A batch cut short is an error, not a silently shorter history.
+        let cut = entries(&rows[..rows.len() - 1]).collect::<Result<Vec<_>>>();
+        assert!(matches!(cut, Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_commit_splits_into_batches_by_channel_and_start_second() {
+        let a = finished("/a", 5 * SPAN_US + 1, 200);
+        let mut b = finished("/b", 5 * SPAN_US + 9, 500);
+        b.channel_id = a.channel_id;
+        let mut slow = finished("/slow", 3 * SPAN_US, 200);
+        slow.channel_id = a.channel_id;
+        let mut other = finished("/other", 5 * SPAN_US + 2, 200);
+        other.channel_id = Uuid::now_v7();
+        let mut batches = Batches::default();
+        for r in [&a, &slow, &other, &b] {
+            batches.push(r, None);
+        }
+        let batches = batches.into_vec();
+        assert_eq!(batches.len(), 3);
+        let first = &batches[0];
+        assert_eq!((first.channel_id, first.len()), (a.channel_id, 2));
+        assert_eq!(
+            (first.first_started, first.last_started),
+            (a.started_at, b.started_at)
+        );
+        assert_eq!(first.counts[state_index(RequestState::Failed)], 1);
+        assert_eq!(
+            (first.min_id, first.max_id),
+            (a.id.min(b.id), a.id.max(b.id))
+        );
+        assert_eq!(batches[1].first_started, 3 * SPAN_US);
+        assert_eq!(batches[2].channel_id, other.channel_id);
+    }
+
+    #[test]
+    fn generated_request_ids_name_their_record_and_callers_ids_get_keys() {
+        let mut r = finished("/a", 1, 200);
+        r.request_id = format!("{}-sluice", r.id.simple());
+        assert_eq!(generated_id(&r.request_id), Some(r.id));
+        assert!(is_generated(&r));
+        let mut caller = finished("/b", 2, 200);
+        caller.channel_id = r.channel_id;
+        caller.request_id = format!("{}-sluice", r.id.simple());
+        assert!(
+            !is_generated(&caller),
+            "another record's id, supplied by a caller"
+        );
+        assert_eq!(generated_id("order-42"), None);
+        let mut batches = Batches::default();
+        batches.push(&r, None);
+        batches.push(&caller, None);
+        assert_eq!(batches.into_vec()[0].keys, vec![caller.request_id.as_str()]);
+    }
+}

@@ -116,15 +116,20 @@ pub(crate) struct Entry<'a> {
     pub latency_us: Option<i64>,
     /// Where its event is, if it has one.
     pub spot: Option<EventSpot>,
-    record: &'a [u8],
+    json: &'a [u8],
 }
 
 impl Entry<'_> {
     /// The whole record.
     pub fn record(&self) -> Result<RequestRecord> {
-        serde_json::from_slice(self.record)
-            .map_err(|e| StoreError::Corrupt(format!("a batched request {}: {e}", self.id)))
+        decode(self.id, self.json)
     }
+}
+
+/// The record `id` from its journal line `json`.
+fn decode(id: Uuid, json: &[u8]) -> Result<RequestRecord> {
+    serde_json::from_slice(json)
+        .map_err(|e| StoreError::Corrupt(format!("a batched request {id}: {e}")))
 }
 
 /// The entries of a batch's `rows`.
@@ -172,7 +177,7 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
             offset: i64_at(43),
             len: i64_at(51),
         }),
-        record,
+        json: record,
     })
 }
 
@@ -285,23 +290,81 @@ fn body_matches(f: &RequestFilter, r: &RequestRecord) -> bool {
         && f.request_id.as_ref().is_none_or(|id| r.request_id == *id)
 }
 
-/// The records of the batches `rows` that pass `f` and `after`, added to `out`.
-fn collect_matching(
-    rows: &[u8],
-    f: &RequestFilter,
+/// The batched requests a listing has found that pass its filters. When a filter needs the
+/// whole record (method, path, request id) each is decoded as it is found; otherwise only the
+/// page's are, once it is known, and the rest stay encoded (a listing reads whole batches, and
+/// decoding a record costs more than the rest of reading it).
+struct Found<'f> {
+    f: &'f RequestFilter,
     after: Option<Cursor>,
-    out: &mut Vec<RequestRecord>,
-) -> Result<()> {
-    for e in entries(rows) {
-        let e = e?;
-        if head_matches(f, after, (e.id, e.started_at), e.state, e.status) {
-            let r = e.record()?;
-            if body_matches(f, &r) {
-                out.push(r);
-            }
+    decoded: Vec<RequestRecord>,
+    encoded: Vec<((i64, Uuid), Vec<u8>)>,
+}
+
+impl<'f> Found<'f> {
+    fn new(f: &'f RequestFilter, after: Option<Cursor>) -> Self {
+        Self {
+            f,
+            after,
+            decoded: Vec::new(),
+            encoded: Vec::new(),
         }
     }
-    Ok(())
+
+    /// Whether the filter needs each whole record.
+    fn decodes(&self) -> bool {
+        self.f.method.is_some() || self.f.path_prefix.is_some() || self.f.request_id.is_some()
+    }
+
+    /// Adds the passing requests of a batch's `rows`.
+    fn add_batch(&mut self, rows: &[u8]) -> Result<()> {
+        for e in entries(rows) {
+            let e = e?;
+            if !head_matches(self.f, self.after, (e.id, e.started_at), e.state, e.status) {
+                continue;
+            }
+            if self.decodes() {
+                self.add_record(e.record()?);
+            } else {
+                self.encoded.push(((e.started_at, e.id), e.json.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `r` if it passes the filter and is not there yet.
+    fn add_record(&mut self, r: RequestRecord) {
+        let passes = head_matches(
+            self.f,
+            self.after,
+            (r.id, r.started_at),
+            r.state,
+            r.response_status,
+        ) && body_matches(self.f, &r);
+        if passes && !self.decoded.iter().any(|o| o.id == r.id) {
+            self.decoded.push(r);
+        }
+    }
+
+    /// How many started at or after `t`.
+    fn since(&self, t: i64) -> usize {
+        self.decoded.iter().filter(|r| r.started_at >= t).count()
+            + self.encoded.iter().filter(|((s, _), _)| *s >= t).count()
+    }
+
+    /// The newest `limit`, newest first.
+    fn into_page(mut self, limit: i64) -> Result<Vec<RequestRecord>> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        self.encoded.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        self.encoded.truncate(limit);
+        for ((_, id), json) in self.encoded {
+            self.decoded.push(decode(id, &json)?);
+        }
+        self.decoded
+            .sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+        self.decoded.truncate(limit);
+        Ok(self.decoded)
+    }
 }
 
 /// What a channel's batches add to its statistics over a window.
@@ -376,30 +439,25 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
-        let mut out = Vec::new();
-        if !self.batched() {
-            return Ok(out);
+        let mut found = Found::new(f, after);
+        if self.batched() {
+            match &f.request_id {
+                Some(rid) => {
+                    self.batched_by_request_id(channel_id, rid, &mut found)
+                        .await?
+                }
+                None => self.batched_newest(channel_id, limit, &mut found).await?,
+            }
         }
-        if let Some(rid) = &f.request_id {
-            self.batched_by_request_id(channel_id, rid, f, after, &mut out)
-                .await?;
-        } else {
-            self.batched_newest(channel_id, f, after, limit, &mut out)
-                .await?;
-        }
-        out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
-        out.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(out)
+        found.into_page(limit)
     }
 
-    /// Adds to `out` the channel's batched requests with request id `rid` that pass `f`.
+    /// Adds to `found` the channel's batched requests with request id `rid`.
     async fn batched_by_request_id(
         &self,
         channel_id: Uuid,
         rid: &str,
-        f: &RequestFilter,
-        after: Option<Cursor>,
-        out: &mut Vec<RequestRecord>,
+        found: &mut Found<'_>,
     ) -> Result<()> {
         let keyed = sqlx::query(
             "SELECT b.rows AS rows FROM request_keys k JOIN request_batches b ON b.id = k.batch \
@@ -410,31 +468,27 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for row in keyed {
-            collect_matching(&row.try_get::<Vec<u8>, _>("rows")?, f, after, out)?;
+            found.add_batch(&row.try_get::<Vec<u8>, _>("rows")?)?;
         }
         if let Some(id) = generated_id(rid) {
             if let Some((r, _)) = self.batched_by_id(&[id]).await?.remove(&id) {
-                let passes = r.channel_id == channel_id
-                    && head_matches(f, after, (r.id, r.started_at), r.state, r.response_status)
-                    && body_matches(f, &r);
-                if passes && !out.iter().any(|o| o.id == r.id) {
-                    out.push(r);
+                if r.channel_id == channel_id {
+                    found.add_record(r);
                 }
             }
         }
         Ok(())
     }
 
-    /// Adds to `out` at least the channel's newest `limit` batched requests that pass `f` after
-    /// `after`, reading its batches newest first until no older batch can hold a newer one.
+    /// Adds to `found` at least the channel's newest `limit` batched requests that pass its
+    /// filter, reading the batches newest first until no older batch can hold a newer one.
     async fn batched_newest(
         &self,
         channel_id: Uuid,
-        f: &RequestFilter,
-        after: Option<Cursor>,
         limit: i64,
-        out: &mut Vec<RequestRecord>,
+        found: &mut Found<'_>,
     ) -> Result<()> {
+        let (f, after) = (found.f, found.after);
         // A request started before `upper` is in a batch that started before it.
         let upper = match (f.until, after) {
             (Some(u), Some(c)) => Some(u.min(c.started_at + 1)),
@@ -470,7 +524,7 @@ impl Store {
             }
             let rows = q.fetch_all(&self.pool).await?;
             for row in &rows {
-                collect_matching(&row.try_get::<Vec<u8>, _>("rows")?, f, after, out)?;
+                found.add_batch(&row.try_get::<Vec<u8>, _>("rows")?)?;
                 next = Some((row.try_get("first_started")?, row.try_get("id")?));
             }
             let Some((oldest, _)) = next else {
@@ -478,10 +532,7 @@ impl Store {
             };
             // Every request started at or after `oldest + SPAN_US` has been read: it is in a
             // batch of its own start bucket, which began after `oldest`.
-            let settled = out
-                .iter()
-                .filter(|r| r.started_at >= oldest + SPAN_US)
-                .count();
+            let settled = found.since(oldest + SPAN_US);
             if (rows.len() as i64) < LISTING_CHUNK || settled as i64 >= limit {
                 return Ok(());
             }

@@ -4,10 +4,12 @@
 //! they dirty) was the largest part of the history writer's work and of the proxy's tail
 //! latency (docs/BENCHMARKS.md, sessions 22–24). The history writer now stores the requests of
 //! one channel that complete in one commit as one row of `request_batches`: their entries one
-//! after another, each a fixed header (what counts, statistics and the listing's order need)
+//! after another, each a fixed header (what the listings' filters and order, the counts and
+//! the statistics need: id, start, state, status, latency, where the event is, method, path)
 //! followed by the record as its journal line. A batch only holds requests whose start times
 //! share a [`SPAN_US`] bucket and whose ids share an [`ID_SPAN`] bucket, so a reader knows
-//! which batches can hold a request from its start time or its id alone. A caller's own
+//! which batches can hold a request from its start time or its id alone. The buckets are
+//! narrow (10 ms) because a listing reads one bucket's width of batches past its page. A caller's own
 //! request id gets a narrow row of `request_keys`; a generated one names its record
 //! ([`generated_id`]).
 //!
@@ -28,16 +30,17 @@ use crate::event_files::EventSpot;
 use crate::requests::{Cursor, RequestFilter};
 
 /// Width of a batch's start-time bucket (µs): its requests started in the same one.
-pub(crate) const SPAN_US: i64 = 1_000_000;
+pub(crate) const SPAN_US: i64 = 10_000;
 /// Width of a batch's id bucket, in units of an id's leading 48 bits (a UUIDv7's milliseconds).
-const ID_SPAN: u64 = 1_000;
+const ID_SPAN: u64 = 10;
 /// Suffix of a request id that sluice generated from its record's id (`sluice-proxy`'s handler).
 const GENERATED_SUFFIX: &str = "-sluice";
 /// Batches a listing reads at a time, newest first.
 const LISTING_CHUNK: i64 = 16;
 
-/// Bytes of an entry's header: id, start, state, status, latency, event spot, record length.
-const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 4;
+/// Bytes of an entry's fixed header: id, start, state, status, latency, event spot, and the
+/// lengths of its method, path and record, which follow it in that order.
+const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 2 + 4 + 4;
 
 /// `INSERT` of one batch row (`rows` last: readers of the counts never load it).
 pub(crate) const INSERT_BATCH_SQL: &str = "INSERT INTO request_batches (channel_id, node_id, \
@@ -95,10 +98,17 @@ fn push_entry(out: &mut Vec<u8>, rec: &RequestRecord, spot: Option<EventSpot>) {
     for v in [spot.seg, spot.offset, spot.len] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    let method_len = u16::try_from(rec.method.len()).expect("a method under 64 KiB");
+    let path_len = u32::try_from(rec.path.len()).expect("a path under 4 GiB");
+    out.extend_from_slice(&method_len.to_le_bytes());
+    out.extend_from_slice(&path_len.to_le_bytes());
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(rec.method.as_bytes());
+    out.extend_from_slice(rec.path.as_bytes());
+    let json_at = out.len();
     crate::journal_line::encode(rec, out);
-    let len = u32::try_from(out.len() - len_at - 4).expect("a record under 4 GiB");
+    let len = u32::try_from(out.len() - json_at).expect("a record under 4 GiB");
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
@@ -116,6 +126,10 @@ pub(crate) struct Entry<'a> {
     pub latency_us: Option<i64>,
     /// Where its event is, if it has one.
     pub spot: Option<EventSpot>,
+    /// Its method.
+    pub method: &'a str,
+    /// Its forwarded path.
+    pub path: &'a str,
     json: &'a [u8],
 }
 
@@ -160,12 +174,20 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
     let status = u16::from_le_bytes([head[25], head[26]]);
     let latency = i64_at(27);
     let seg = i64_at(35);
-    let len = u32::from_le_bytes(head[59..63].try_into().expect("4 bytes")) as usize;
-    if rest.len() < len {
+    let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    let method_len = usize::from(u16::from_le_bytes([head[59], head[60]]));
+    let (path_len, json_len) = (u32_at(61) as usize, u32_at(65) as usize);
+    if rest.len() < method_len + path_len + json_len {
         return Err(corrupt());
     }
-    let (record, rest) = rest.split_at(len);
+    let (method, rest) = rest.split_at(method_len);
+    let (path, rest) = rest.split_at(path_len);
+    let (json, rest) = rest.split_at(json_len);
     *rows = rest;
+    let text = |b| {
+        std::str::from_utf8(b)
+            .map_err(|_| StoreError::Corrupt("a batched text is not UTF-8".into()))
+    };
     Ok(Entry {
         id: Uuid::from_slice(&head[..16]).expect("16 bytes"),
         started_at: i64_at(16),
@@ -177,7 +199,9 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
             offset: i64_at(43),
             len: i64_at(51),
         }),
-        json: record,
+        method: text(method)?,
+        path: text(path)?,
+        json,
     })
 }
 
@@ -260,34 +284,59 @@ impl<'a> Batches<'a> {
     }
 }
 
-/// Whether a request passes the filters its entry's header answers (state, status, start,
-/// cursor).
-fn head_matches(
-    f: &RequestFilter,
-    after: Option<Cursor>,
-    (id, started_at): (Uuid, i64),
+/// What a listing's filters look at in a request.
+struct Head<'a> {
+    id: Uuid,
+    started_at: i64,
     state: RequestState,
     status: Option<u16>,
-) -> bool {
-    f.state.is_none_or(|s| s == state)
-        && f.status.is_none_or(|s| {
-            let (lo, hi) = s.range();
-            status.is_some_and(|st| (lo..=hi).contains(&i64::from(st)))
-        })
-        && f.since.is_none_or(|t| started_at >= t)
-        && f.until.is_none_or(|t| started_at < t)
-        && after.is_none_or(|c| (started_at, id) < (c.started_at, c.id))
+    method: &'a str,
+    path: &'a str,
 }
 
-/// Whether a record passes the filters its header cannot answer (method, path, request id).
-fn body_matches(f: &RequestFilter, r: &RequestRecord) -> bool {
-    f.method
-        .as_ref()
-        .is_none_or(|m| r.method == m.to_ascii_uppercase())
-        && f.path_prefix
-            .as_ref()
-            .is_none_or(|p| r.path.starts_with(p.as_str()))
-        && f.request_id.as_ref().is_none_or(|id| r.request_id == *id)
+impl<'a> From<&Entry<'a>> for Head<'a> {
+    fn from(e: &Entry<'a>) -> Self {
+        Head {
+            id: e.id,
+            started_at: e.started_at,
+            state: e.state,
+            status: e.status,
+            method: e.method,
+            path: e.path,
+        }
+    }
+}
+
+impl<'a> From<&'a RequestRecord> for Head<'a> {
+    fn from(r: &'a RequestRecord) -> Self {
+        Head {
+            id: r.id,
+            started_at: r.started_at,
+            state: r.state,
+            status: r.response_status,
+            method: &r.method,
+            path: &r.path,
+        }
+    }
+}
+
+/// Whether a request passes every filter but the request id: the ones an entry's header
+/// answers.
+fn head_matches(f: &RequestFilter, after: Option<Cursor>, h: Head<'_>) -> bool {
+    f.state.is_none_or(|s| s == h.state)
+        && f.status.is_none_or(|s| {
+            let (lo, hi) = s.range();
+            h.status.is_some_and(|st| (lo..=hi).contains(&i64::from(st)))
+        })
+        && f.since.is_none_or(|t| h.started_at >= t)
+        && f.until.is_none_or(|t| h.started_at < t)
+        && after.is_none_or(|c| (h.started_at, h.id) < (c.started_at, c.id))
+        // The filter's method in upper case, as the SQL readers compare it.
+        && f.method.as_ref().is_none_or(|m| {
+            m.len() == h.method.len()
+                && m.bytes().zip(h.method.bytes()).all(|(a, b)| a.to_ascii_uppercase() == b)
+        })
+        && f.path_prefix.as_ref().is_none_or(|p| h.path.starts_with(p.as_str()))
 }
 
 /// The batched requests a listing has found that pass its filters. When a filter needs the
@@ -311,16 +360,16 @@ impl<'f> Found<'f> {
         }
     }
 
-    /// Whether the filter needs each whole record.
+    /// Whether the filter needs each whole record (to compare its request id).
     fn decodes(&self) -> bool {
-        self.f.method.is_some() || self.f.path_prefix.is_some() || self.f.request_id.is_some()
+        self.f.request_id.is_some()
     }
 
     /// Adds the passing requests of a batch's `rows`.
     fn add_batch(&mut self, rows: &[u8]) -> Result<()> {
         for e in entries(rows) {
             let e = e?;
-            if !head_matches(self.f, self.after, (e.id, e.started_at), e.state, e.status) {
+            if !head_matches(self.f, self.after, Head::from(&e)) {
                 continue;
             }
             if self.decodes() {
@@ -334,13 +383,12 @@ impl<'f> Found<'f> {
 
     /// Adds `r` if it passes the filter and is not there yet.
     fn add_record(&mut self, r: RequestRecord) {
-        let passes = head_matches(
-            self.f,
-            self.after,
-            (r.id, r.started_at),
-            r.state,
-            r.response_status,
-        ) && body_matches(self.f, &r);
+        let passes = head_matches(self.f, self.after, Head::from(&r))
+            && self
+                .f
+                .request_id
+                .as_ref()
+                .is_none_or(|id| r.request_id == *id);
         if passes && !self.decoded.iter().any(|o| o.id == r.id) {
             self.decoded.push(r);
         }
@@ -698,13 +746,17 @@ mod tests {
             (RequestState::Failed, None, None)
         );
         assert_eq!(read[1].record().unwrap(), b);
+        assert_eq!(
+            (read[1].method, read[1].path),
+            (b.method.as_str(), "/b \"quoted\"")
+        );
         // A batch cut short is an error, not a silently shorter history.
         let cut = entries(&rows[..rows.len() - 1]).collect::<Result<Vec<_>>>();
         assert!(matches!(cut, Err(StoreError::Corrupt(_))));
     }
 
     #[test]
-    fn a_commit_splits_into_batches_by_channel_and_start_second() {
+    fn a_commit_splits_into_batches_by_channel_and_start_bucket() {
         let a = finished("/a", 5 * SPAN_US + 1, 200);
         let mut b = finished("/b", 5 * SPAN_US + 9, 500);
         b.channel_id = a.channel_id;

@@ -1806,18 +1806,19 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
-        // The newest second: one commit's batch spans it (a slow request finishing with a
-        // fast one), and twenty later commits' batches start inside that span. A listing must
-        // read past all twenty to find the slow one's newer partner.
-        let second = (base / 1_000_000 + 8) * 1_000_000;
+        // The newest 10 ms (a batch's span of start times): one commit's batch spans them (a
+        // slow request finishing with a fast one), and twenty later commits' batches start
+        // inside that span. A listing must read past all twenty to find the slow one's newer
+        // partner.
+        let span = (base / 10_000 + 800) * 10_000;
         let mut commit = |started: i64| {
-            let r = pending(&ch, snap.id, second + started, "POST", "/a/x");
+            let r = pending(&ch, snap.id, span + started, "POST", "/a/x");
             let (done, ev) = completed(r.clone(), 200, 1_000);
             recorded.push((done.clone(), ev.clone()));
             (r, done, ev)
         };
-        let together = [commit(50_000), commit(950_000)];
-        let apart: Vec<_> = (0..20).map(|k| commit(100_000 + k * 10_000)).collect();
+        let together = [commit(500), commit(9_500)];
+        let apart: Vec<_> = (0..20).map(|k| commit(1_000 + k * 300)).collect();
         for (r, _, _) in together.iter().chain(&apart) {
             ledger.record_pending(r.clone()).await.unwrap();
         }

@@ -1,5 +1,5 @@
 -- Finished requests, many to a row (see batches.rs): the requests of one channel that the
--- history writer commits together and that started in the same second. A row per request,
+-- history writer commits together and that started within the same 10 ms. A row per request,
 -- with its table and index B-trees, was most of the writer's work and much of the proxy's
 -- tail latency (docs/BENCHMARKS.md, session 24). `requests` keeps the rows already written and
 -- the rare single writes; readers see both.

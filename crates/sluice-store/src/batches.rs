@@ -35,8 +35,12 @@ pub(crate) const SPAN_US: i64 = 10_000;
 const ID_SPAN: u64 = 10;
 /// Suffix of a request id that sluice generated from its record's id (`sluice-proxy`'s handler).
 const GENERATED_SUFFIX: &str = "-sluice";
-/// Batches a listing reads at a time, newest first.
+/// Batches a listing reads in its first query, newest first; each further query reads twice
+/// as many as the one before, up to [`LISTING_CHUNK_MAX`] (a filter that matches little reads
+/// the whole channel, in few queries).
 const LISTING_CHUNK: i64 = 16;
+/// The most batches one query of a listing reads.
+const LISTING_CHUNK_MAX: i64 = 128;
 
 /// Bytes of an entry's fixed header: id, start, state, status, latency, event spot, and the
 /// lengths of its method, path and record, which follow it in that order.
@@ -542,7 +546,7 @@ impl Store {
             (Some(u), Some(c)) => Some(u.min(c.started_at + 1)),
             (u, c) => u.or(c.map(|c| c.started_at + 1)),
         };
-        let mut next: Option<(i64, i64)> = None;
+        let (mut next, mut chunk): (Option<(i64, i64)>, i64) = (None, LISTING_CHUNK);
         loop {
             let mut sql = String::from(
                 "SELECT id, first_started, rows FROM request_batches WHERE channel_id = $1",
@@ -564,7 +568,7 @@ impl Store {
                 arg(&mut sql, " AND id < $?))", id);
             }
             sql.push_str(&format!(
-                " ORDER BY first_started DESC, id DESC LIMIT {LISTING_CHUNK}"
+                " ORDER BY first_started DESC, id DESC LIMIT {chunk}"
             ));
             let mut q = sqlx::query(&sql).bind(channel_id.to_string());
             for a in args {
@@ -581,9 +585,10 @@ impl Store {
             // Every request started at or after `oldest + SPAN_US` has been read: it is in a
             // batch of its own start bucket, which began after `oldest`.
             let settled = found.since(oldest + SPAN_US);
-            if (rows.len() as i64) < LISTING_CHUNK || settled as i64 >= limit {
+            if (rows.len() as i64) < chunk || settled as i64 >= limit {
                 return Ok(());
             }
+            chunk = (chunk * 2).min(LISTING_CHUNK_MAX);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Request records and their events: batched writes, history queries, statistics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use sluice_core::clock::Micros;
@@ -316,7 +316,7 @@ pub(crate) struct BatchRows<'a> {
 /// Sorts a batch into its rows; a pending record whose completion shares the batch is folded
 /// into it (written once, finished).
 pub(crate) fn batch_rows(ops: &[LedgerOp]) -> BatchRows<'_> {
-    let completed: std::collections::HashSet<Uuid> = ops
+    let completed: HashSet<Uuid> = ops
         .iter()
         .filter_map(|op| match op {
             LedgerOp::Complete(r, _) => Some(r.id),
@@ -622,6 +622,7 @@ impl Store {
         // The batches, the rows and the requests in flight each answer their newest `limit`;
         // the merge keeps the newest `limit` of all.
         let mut out = self.batched_page(channel_id, f, after, limit).await?;
+        let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
         for table in ["requests", "requests_inflight"] {
             let sql = sql.replace("{table}", table);
             let q = bind_all(sqlx::query(&sql), args.clone());
@@ -633,11 +634,7 @@ impl Store {
                 // A request whose completion has just committed may still be in flight too.
                 found = self.unsettled(found).await?;
             }
-            for rec in found {
-                if !out.iter().any(|o| o.id == rec.id) {
-                    out.push(rec);
-                }
-            }
+            out.extend(found.into_iter().filter(|r| seen.insert(r.id)));
         }
         out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
         out.truncate(usize::try_from(limit).unwrap_or(0));

@@ -42,14 +42,17 @@ const LISTING_CHUNK: i64 = 16;
 /// The most batches one query of a listing reads.
 const LISTING_CHUNK_MAX: i64 = 128;
 
-/// Bytes of an entry's fixed header: id, start, state, status, latency, event spot, and the
-/// lengths of its method, path and record, which follow it in that order.
-const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 2 + 4 + 4;
+/// Bytes of an entry's fixed header: id, start, state, status, latency, event spot, the
+/// lengths of its method and path (which follow it), and where its record is in the batch's
+/// `records` (offset and length).
+const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 2 + 4 + 4 + 4;
 
-/// `INSERT` of one batch row (`rows` last: readers of the counts never load it).
+/// `INSERT` of one batch row: its entries' headers, then their records (a scan of the headers
+/// never loads the records, stored after them).
 pub(crate) const INSERT_BATCH_SQL: &str = "INSERT INTO request_batches (channel_id, node_id, \
      first_started, last_started, id_bucket, min_id, max_id, n, n_pending, n_success, n_failed, \
-     n_timeout, n_error, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     n_timeout, n_error, heads, records) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+     ?13, ?14, ?15)";
 /// `INSERT` of a caller's request id naming the batch that holds its request.
 pub(crate) const INSERT_KEY_SQL: &str =
     "INSERT INTO request_keys (request_id, batch) VALUES (?1, ?2)";
@@ -87,8 +90,13 @@ fn state_index(state: RequestState) -> usize {
         .expect("every state is in ALL")
 }
 
-/// Appends `rec` with its event's `spot` to a batch's entries.
-fn push_entry(out: &mut Vec<u8>, rec: &RequestRecord, spot: Option<EventSpot>) {
+/// Appends `rec` with its event's `spot` to a batch's entry headers `out` and its records.
+fn push_entry(
+    out: &mut Vec<u8>,
+    records: &mut Vec<u8>,
+    rec: &RequestRecord,
+    spot: Option<EventSpot>,
+) {
     out.extend_from_slice(rec.id.as_bytes());
     out.extend_from_slice(&rec.started_at.to_le_bytes());
     out.push(state_index(rec.state) as u8);
@@ -106,17 +114,18 @@ fn push_entry(out: &mut Vec<u8>, rec: &RequestRecord, spot: Option<EventSpot>) {
     let path_len = u32::try_from(rec.path.len()).expect("a path under 4 GiB");
     out.extend_from_slice(&method_len.to_le_bytes());
     out.extend_from_slice(&path_len.to_le_bytes());
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 4]);
+    let at = records.len();
+    crate::journal_line::encode(rec, records);
+    let offset = u32::try_from(at).expect("a batch under 4 GiB");
+    let len = u32::try_from(records.len() - at).expect("a batch under 4 GiB");
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(rec.method.as_bytes());
     out.extend_from_slice(rec.path.as_bytes());
-    let json_at = out.len();
-    crate::journal_line::encode(rec, out);
-    let len = u32::try_from(out.len() - json_at).expect("a record under 4 GiB");
-    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// One request of a batch, read in place: its header, and its record still encoded.
+/// One request of a batch, read in place from its header; its record stays encoded in the
+/// batch's `records`.
 pub(crate) struct Entry<'a> {
     /// The record's id.
     pub id: Uuid,
@@ -134,23 +143,27 @@ pub(crate) struct Entry<'a> {
     pub method: &'a str,
     /// Its forwarded path.
     pub path: &'a str,
-    json: &'a [u8],
+    /// Where its record is in the batch's `records`.
+    record_at: (usize, usize),
 }
 
 impl Entry<'_> {
-    /// The whole record.
-    pub fn record(&self) -> Result<RequestRecord> {
-        decode(self.id, self.json)
+    /// The whole record, from the batch's `records`.
+    pub fn record(&self, records: &[u8]) -> Result<RequestRecord> {
+        decode(self.id, records, self.record_at)
     }
 }
 
-/// The record `id` from its journal line `json`.
-fn decode(id: Uuid, json: &[u8]) -> Result<RequestRecord> {
+/// The record `id` from its journal line at `(offset, len)` in a batch's `records`.
+fn decode(id: Uuid, records: &[u8], (offset, len): (usize, usize)) -> Result<RequestRecord> {
+    let json = records
+        .get(offset..offset + len)
+        .ok_or_else(|| StoreError::Corrupt(format!("a batched request {id} is cut short")))?;
     serde_json::from_slice(json)
         .map_err(|e| StoreError::Corrupt(format!("a batched request {id}: {e}")))
 }
 
-/// The entries of a batch's `rows`.
+/// The entries of a batch's `heads`.
 pub(crate) fn entries(mut rows: &[u8]) -> impl Iterator<Item = Result<Entry<'_>>> {
     std::iter::from_fn(move || {
         if rows.is_empty() {
@@ -180,13 +193,13 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
     let seg = i64_at(35);
     let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
     let method_len = usize::from(u16::from_le_bytes([head[59], head[60]]));
-    let (path_len, json_len) = (u32_at(61) as usize, u32_at(65) as usize);
-    if rest.len() < method_len + path_len + json_len {
+    let path_len = u32_at(61) as usize;
+    let record_at = (u32_at(65) as usize, u32_at(69) as usize);
+    if rest.len() < method_len + path_len {
         return Err(corrupt());
     }
     let (method, rest) = rest.split_at(method_len);
     let (path, rest) = rest.split_at(path_len);
-    let (json, rest) = rest.split_at(json_len);
     *rows = rest;
     let text = |b| {
         std::str::from_utf8(b)
@@ -205,7 +218,7 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
         }),
         method: text(method)?,
         path: text(path)?,
-        json,
+        record_at,
     })
 }
 
@@ -226,8 +239,10 @@ pub(crate) struct Batch<'a> {
     pub max_id: Uuid,
     /// Its requests per state, in the order of [`RequestState::ALL`].
     pub counts: [i64; 5],
-    /// Its entries.
-    pub rows: Vec<u8>,
+    /// Its entries' headers.
+    pub heads: Vec<u8>,
+    /// Its entries' records.
+    pub records: Vec<u8>,
     /// The callers' own request ids among its requests.
     pub keys: Vec<&'a str>,
 }
@@ -265,7 +280,8 @@ impl<'a> Batches<'a> {
                     min_id: rec.id,
                     max_id: rec.id,
                     counts: [0; 5],
-                    rows: Vec::with_capacity(512),
+                    heads: Vec::with_capacity(128),
+                    records: Vec::with_capacity(512),
                     keys: Vec::new(),
                 });
                 self.batches.last_mut().expect("just pushed")
@@ -276,7 +292,7 @@ impl<'a> Batches<'a> {
         b.min_id = b.min_id.min(rec.id);
         b.max_id = b.max_id.max(rec.id);
         b.counts[state_index(rec.state)] += 1;
-        push_entry(&mut b.rows, rec, spot);
+        push_entry(&mut b.heads, &mut b.records, rec, spot);
         if !is_generated(rec) {
             b.keys.push(&rec.request_id);
         }
@@ -343,15 +359,24 @@ fn head_matches(f: &RequestFilter, after: Option<Cursor>, h: Head<'_>) -> bool {
         && f.path_prefix.as_ref().is_none_or(|p| h.path.starts_with(p.as_str()))
 }
 
-/// The batched requests a listing has found that pass its filters. When a filter needs the
-/// whole record (method, path, request id) each is decoded as it is found; otherwise only the
-/// page's are, once it is known, and the rest stay encoded (a listing reads whole batches, and
-/// decoding a record costs more than the rest of reading it).
+/// The batched requests a listing has found that pass its filters. A listing filtered by
+/// request id decodes each as it finds it; any other keeps where each record is and decodes
+/// only the page's, once the page is known (a listing reads whole batches' headers).
 struct Found<'f> {
     f: &'f RequestFilter,
     after: Option<Cursor>,
     decoded: Vec<RequestRecord>,
-    encoded: Vec<((i64, Uuid), Vec<u8>)>,
+    located: Vec<Located>,
+}
+
+/// A request a listing found but has not decoded.
+struct Located {
+    /// Its start and id: its place in the listing.
+    key: (i64, Uuid),
+    /// The batch that holds it.
+    batch: i64,
+    /// Where its record is in the batch's `records`.
+    at: (usize, usize),
 }
 
 impl<'f> Found<'f> {
@@ -360,26 +385,31 @@ impl<'f> Found<'f> {
             f,
             after,
             decoded: Vec::new(),
-            encoded: Vec::new(),
+            located: Vec::new(),
         }
     }
 
-    /// Whether the filter needs each whole record (to compare its request id).
-    fn decodes(&self) -> bool {
-        self.f.request_id.is_some()
+    /// Notes where the passing requests of batch `batch`'s `heads` are.
+    fn add_heads(&mut self, batch: i64, heads: &[u8]) -> Result<()> {
+        for e in entries(heads) {
+            let e = e?;
+            if head_matches(self.f, self.after, Head::from(&e)) {
+                self.located.push(Located {
+                    key: (e.started_at, e.id),
+                    batch,
+                    at: e.record_at,
+                });
+            }
+        }
+        Ok(())
     }
 
-    /// Adds the passing requests of a batch's `rows`.
-    fn add_batch(&mut self, rows: &[u8]) -> Result<()> {
-        for e in entries(rows) {
+    /// Decodes and adds the passing requests of a batch.
+    fn add_batch(&mut self, heads: &[u8], records: &[u8]) -> Result<()> {
+        for e in entries(heads) {
             let e = e?;
-            if !head_matches(self.f, self.after, Head::from(&e)) {
-                continue;
-            }
-            if self.decodes() {
-                self.add_record(e.record()?);
-            } else {
-                self.encoded.push(((e.started_at, e.id), e.json.to_vec()));
+            if head_matches(self.f, self.after, Head::from(&e)) {
+                self.add_record(e.record(records)?);
             }
         }
         Ok(())
@@ -401,16 +431,36 @@ impl<'f> Found<'f> {
     /// How many started at or after `t`.
     fn since(&self, t: i64) -> usize {
         self.decoded.iter().filter(|r| r.started_at >= t).count()
-            + self.encoded.iter().filter(|((s, _), _)| *s >= t).count()
+            + self.located.iter().filter(|l| l.key.0 >= t).count()
     }
 
-    /// The newest `limit`, newest first.
-    fn into_page(mut self, limit: i64) -> Result<Vec<RequestRecord>> {
+    /// The newest `limit`, newest first, reading the records of those located from `store`.
+    async fn into_page(mut self, store: &Store, limit: i64) -> Result<Vec<RequestRecord>> {
         let limit = usize::try_from(limit).unwrap_or(0);
-        self.encoded.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
-        self.encoded.truncate(limit);
-        for ((_, id), json) in self.encoded {
-            self.decoded.push(decode(id, &json)?);
+        self.located.sort_by_key(|l| std::cmp::Reverse(l.key));
+        self.located.truncate(limit);
+        let mut batches: Vec<i64> = self.located.iter().map(|l| l.batch).collect();
+        batches.sort_unstable();
+        batches.dedup();
+        let mut records: HashMap<i64, Vec<u8>> = HashMap::new();
+        if !batches.is_empty() {
+            let sql = format!(
+                "SELECT id, records FROM request_batches WHERE id IN ({})",
+                crate::health::in_list(1, batches.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for b in &batches {
+                q = q.bind(*b);
+            }
+            for row in q.fetch_all(&store.pool).await? {
+                records.insert(row.try_get("id")?, row.try_get("records")?);
+            }
+        }
+        for l in self.located {
+            // A batch purged since its headers were read leaves its requests out.
+            if let Some(recs) = records.get(&l.batch) {
+                self.decoded.push(decode(l.key.1, recs, l.at)?);
+            }
         }
         self.decoded
             .sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
@@ -452,7 +502,7 @@ impl Store {
         }
         for (bucket, (least, greatest)) in buckets {
             let rows = sqlx::query(
-                "SELECT rows FROM request_batches WHERE id_bucket = $1 AND min_id <= $2 \
+                "SELECT heads, records FROM request_batches WHERE id_bucket = $1 AND min_id <= $2 \
                  AND max_id >= $3",
             )
             .bind(bucket)
@@ -461,11 +511,12 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             for row in rows {
-                let blob: Vec<u8> = row.try_get("rows")?;
-                for e in entries(&blob) {
+                let heads: Vec<u8> = row.try_get("heads")?;
+                let records: Vec<u8> = row.try_get("records")?;
+                for e in entries(&heads) {
                     let e = e?;
                     if ids.contains(&e.id) {
-                        found.insert(e.id, (e.record()?, e.spot));
+                        found.insert(e.id, (e.record(&records)?, e.spot));
                     }
                 }
             }
@@ -501,7 +552,7 @@ impl Store {
                 None => self.batched_newest(channel_id, limit, &mut found).await?,
             }
         }
-        found.into_page(limit)
+        found.into_page(self, limit).await
     }
 
     /// Adds to `found` the channel's batched requests with request id `rid`.
@@ -512,7 +563,8 @@ impl Store {
         found: &mut Found<'_>,
     ) -> Result<()> {
         let keyed = sqlx::query(
-            "SELECT b.rows AS rows FROM request_keys k JOIN request_batches b ON b.id = k.batch \
+            "SELECT b.heads AS heads, b.records AS records FROM request_keys k \
+             JOIN request_batches b ON b.id = k.batch \
              WHERE k.request_id = $1 AND b.channel_id = $2",
         )
         .bind(rid)
@@ -520,7 +572,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for row in keyed {
-            found.add_batch(&row.try_get::<Vec<u8>, _>("rows")?)?;
+            found.add_batch(
+                &row.try_get::<Vec<u8>, _>("heads")?,
+                &row.try_get::<Vec<u8>, _>("records")?,
+            )?;
         }
         if let Some(id) = generated_id(rid) {
             if let Some((r, _)) = self.batched_by_id(&[id]).await?.remove(&id) {
@@ -549,7 +604,7 @@ impl Store {
         let (mut next, mut chunk): (Option<(i64, i64)>, i64) = (None, LISTING_CHUNK);
         loop {
             let mut sql = String::from(
-                "SELECT id, first_started, rows FROM request_batches WHERE channel_id = $1",
+                "SELECT id, first_started, heads FROM request_batches WHERE channel_id = $1",
             );
             let mut args: Vec<i64> = Vec::new();
             let mut arg = |sql: &mut String, clause: &str, v: i64| {
@@ -576,7 +631,7 @@ impl Store {
             }
             let rows = q.fetch_all(&self.pool).await?;
             for row in &rows {
-                found.add_batch(&row.try_get::<Vec<u8>, _>("rows")?)?;
+                found.add_heads(row.try_get("id")?, &row.try_get::<Vec<u8>, _>("heads")?)?;
                 next = Some((row.try_get("first_started")?, row.try_get("id")?));
             }
             let Some((oldest, _)) = next else {
@@ -618,14 +673,14 @@ impl Store {
         }
         // A batch at a time: the window may be long.
         let mut rows = sqlx::query(
-            "SELECT rows FROM request_batches WHERE channel_id = $1 AND last_started >= $2",
+            "SELECT heads FROM request_batches WHERE channel_id = $1 AND last_started >= $2",
         )
         .bind(channel_id.to_string())
         .bind(since)
         .fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            let blob: Vec<u8> = row.try_get("rows")?;
-            for e in entries(&blob) {
+            let heads: Vec<u8> = row.try_get("heads")?;
+            for e in entries(&heads) {
                 let e = e?;
                 if e.started_at < since {
                     continue;
@@ -663,7 +718,7 @@ impl Store {
         );
         // Those across its start, entry by entry.
         let across = format!(
-            "SELECT channel_id, rows FROM request_batches \
+            "SELECT channel_id, heads FROM request_batches \
              WHERE first_started < $1 AND last_started >= $1 AND channel_id IN ({list})"
         );
         let fetch = |sql| {
@@ -681,8 +736,8 @@ impl Store {
         }
         for r in fetch(&across).await? {
             let states = out.entry(crate::rows::uuid(&r, "channel_id")?).or_default();
-            let blob: Vec<u8> = r.try_get("rows")?;
-            for e in entries(&blob) {
+            let heads: Vec<u8> = r.try_get("heads")?;
+            for e in entries(&heads) {
                 let e = e?;
                 if e.started_at >= since {
                     *states.entry(e.state.as_str().to_string()).or_insert(0) += 1;
@@ -727,10 +782,10 @@ mod tests {
             offset: 4096,
             len: 77,
         };
-        let mut rows = Vec::new();
-        push_entry(&mut rows, &a, Some(spot));
-        push_entry(&mut rows, &b, None);
-        let read: Vec<Entry<'_>> = entries(&rows).collect::<Result<_>>().unwrap();
+        let (mut heads, mut records) = (Vec::new(), Vec::new());
+        push_entry(&mut heads, &mut records, &a, Some(spot));
+        push_entry(&mut heads, &mut records, &b, None);
+        let read: Vec<Entry<'_>> = entries(&heads).collect::<Result<_>>().unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(
             (
@@ -745,30 +800,39 @@ mod tests {
             (read[0].latency_us, read[0].spot),
             (Some(1_234), Some(spot))
         );
-        assert_eq!(read[0].record().unwrap(), a);
+        assert_eq!(read[0].record(&records).unwrap(), a);
         assert_eq!(
             (read[1].state, read[1].latency_us, read[1].spot),
             (RequestState::Failed, None, None)
         );
-        assert_eq!(read[1].record().unwrap(), b);
+        assert_eq!(read[1].record(&records).unwrap(), b);
         assert_eq!(
             (read[1].method, read[1].path),
             (b.method.as_str(), "/b \"quoted\"")
         );
         // A batch cut short is an error, not a silently shorter history.
-        let cut = entries(&rows[..rows.len() - 1]).collect::<Result<Vec<_>>>();
+        let cut = entries(&heads[..heads.len() - 1]).collect::<Result<Vec<_>>>();
         assert!(matches!(cut, Err(StoreError::Corrupt(_))));
+        let short = read[1].record(&records[..records.len() - 1]);
+        assert!(matches!(short, Err(StoreError::Corrupt(_))));
     }
 
     #[test]
     fn a_commit_splits_into_batches_by_channel_and_start_bucket() {
-        let a = finished("/a", 5 * SPAN_US + 1, 200);
+        let mut a = finished("/a", 5 * SPAN_US + 1, 200);
         let mut b = finished("/b", 5 * SPAN_US + 9, 500);
         b.channel_id = a.channel_id;
         let mut slow = finished("/slow", 3 * SPAN_US, 200);
         slow.channel_id = a.channel_id;
         let mut other = finished("/other", 5 * SPAN_US + 2, 200);
         other.channel_id = Uuid::now_v7();
+        // Ids of one millisecond: only the channels and the start times split the commit.
+        for (n, r) in [&mut a, &mut b, &mut slow, &mut other]
+            .into_iter()
+            .enumerate()
+        {
+            r.id = Uuid::from_u128((1_700_000_000_000u128 << 80) | n as u128);
+        }
         let mut batches = Batches::default();
         for r in [&a, &slow, &other, &b] {
             batches.push(r, None);
@@ -807,6 +871,11 @@ mod tests {
         let mut batches = Batches::default();
         batches.push(&r, None);
         batches.push(&caller, None);
-        assert_eq!(batches.into_vec()[0].keys, vec![caller.request_id.as_str()]);
+        let keys: Vec<&str> = batches
+            .into_vec()
+            .into_iter()
+            .flat_map(|b| b.keys)
+            .collect();
+        assert_eq!(keys, vec![caller.request_id.as_str()]);
     }
 }

@@ -223,7 +223,8 @@ impl HistoryWriter {
                     failed,
                     timeout,
                     error,
-                    b.rows,
+                    b.heads,
+                    b.records,
                 ])?;
                 let batch = tx.last_insert_rowid();
                 for request_id in b.keys {

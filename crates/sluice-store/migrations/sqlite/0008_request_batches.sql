@@ -18,7 +18,10 @@ CREATE TABLE request_batches (
     n_failed BIGINT NOT NULL,
     n_timeout BIGINT NOT NULL,
     n_error BIGINT NOT NULL,
-    rows BLOB NOT NULL
+    -- The entries' headers, then their records: a scan of the headers never reads the
+    -- records' overflow pages.
+    heads BLOB NOT NULL,
+    records BLOB NOT NULL
 );
 CREATE INDEX request_batches_channel ON request_batches (channel_id, first_started, last_started);
 CREATE INDEX request_batches_ids ON request_batches (id_bucket, min_id, max_id);

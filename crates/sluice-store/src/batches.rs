@@ -3,15 +3,16 @@
 //! A row per request (twenty bound values, the table and three index B-trees, the WAL pages
 //! they dirty) was the largest part of the history writer's work and of the proxy's tail
 //! latency (docs/BENCHMARKS.md, sessions 22–24). The history writer now stores the requests of
-//! one channel that complete in one commit as one row of `request_batches`: their entries one
-//! after another, each a fixed header (what the listings' filters and order, the counts and
-//! the statistics need: id, start, state, status, latency, where the event is, method, path)
-//! followed by the record as its journal line. A batch only holds requests whose start times
-//! share a [`SPAN_US`] bucket and whose ids share an [`ID_SPAN`] bucket, so a reader knows
-//! which batches can hold a request from its start time or its id alone. The buckets are
-//! narrow (10 ms) because a listing reads one bucket's width of batches past its page. A caller's own
-//! request id gets a narrow row of `request_keys`; a generated one names its record
-//! ([`generated_id`]).
+//! one channel that complete in one commit as one row of `request_batches`: their entries'
+//! headers one after another (what the listings' filters and order, the counts and the
+//! statistics need: id, start, state, status, latency, where the event is, method, path, and
+//! where the record is), then, in a column of their own, their records as journal lines.
+//!
+//! A batch only holds requests whose start times share a [`SPAN_US`] bucket and whose ids
+//! share an [`ID_SPAN`] bucket, so a reader knows which batches can hold a request from its
+//! start time or its id alone. The buckets are narrow (10 ms) because a listing reads one
+//! bucket's width of batches past its page. A caller's own request id gets a narrow row of
+//! `request_keys`; a generated one names its record ([`generated_id`]).
 //!
 //! `requests` keeps the rows of older ledgers and of the rare writes (a completion that could
 //! not be written, a request closed as interrupted); readers see both, and PostgreSQL keeps a
@@ -45,7 +46,7 @@ const LISTING_CHUNK_MAX: i64 = 128;
 /// Bytes of an entry's fixed header: id, start, state, status, latency, event spot, the
 /// lengths of its method and path (which follow it), and where its record is in the batch's
 /// `records` (offset and length).
-const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 2 + 4 + 4 + 4;
+const HEADER_LEN: usize = 16 + 8 + 1 + 2 + 8 + 3 * 8 + 4 + 4 + 4 + 4;
 
 /// `INSERT` of one batch row: its entries' headers, then their records (a scan of the headers
 /// never loads the records, stored after them).
@@ -110,7 +111,8 @@ fn push_entry(
     for v in [spot.seg, spot.offset, spot.len] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let method_len = u16::try_from(rec.method.len()).expect("a method under 64 KiB");
+    // A request head is far under 4 GiB (hyper's buffer limit), as is a batch of records.
+    let method_len = u32::try_from(rec.method.len()).expect("a method under 4 GiB");
     let path_len = u32::try_from(rec.path.len()).expect("a path under 4 GiB");
     out.extend_from_slice(&method_len.to_le_bytes());
     out.extend_from_slice(&path_len.to_le_bytes());
@@ -192,9 +194,8 @@ fn read_entry<'a>(rows: &mut &'a [u8]) -> Result<Entry<'a>> {
     let latency = i64_at(27);
     let seg = i64_at(35);
     let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
-    let method_len = usize::from(u16::from_le_bytes([head[59], head[60]]));
-    let path_len = u32_at(61) as usize;
-    let record_at = (u32_at(65) as usize, u32_at(69) as usize);
+    let (method_len, path_len) = (u32_at(59) as usize, u32_at(63) as usize);
+    let record_at = (u32_at(67) as usize, u32_at(71) as usize);
     if rest.len() < method_len + path_len {
         return Err(corrupt());
     }

@@ -20,12 +20,7 @@ SLUICE_PORT=${SLUICE_PORT:-4533}
 source "$(dirname "$0")/lib.sh" wrk curl python3
 
 start_sink --body-size 256
-"$BIN" migrate --data-dir "$work/data" >/dev/null 2>&1
-TOKEN=$("$BIN" token create --name readers --data-dir "$work/data" 2>/dev/null | tail -n 1)
-"$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
-  >"$work/sluice.log" 2>&1 &
-pids+=($!)
-wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"
+start_sluice readers
 CH=$(new_channel readers)
 post_lua 1024
 

@@ -26,6 +26,19 @@ start_sink() {
   pids+=($SINK_PID)
 }
 
+# start_sluice NAME: migrates a ledger in `$work/data`, makes an API token NAME (left in TOKEN),
+# starts sluice on $SLUICE_PORT with health probes off, logging to `$work/sluice.log` (its pid
+# joins `pids` and is left in SLUICE_PID), and waits for it and for the sink on $SINK_PORT.
+start_sluice() {
+  "$BIN" migrate --data-dir "$work/data" >/dev/null 2>&1
+  TOKEN=$("$BIN" token create --name "$1" --data-dir "$work/data" 2>/dev/null | tail -n 1)
+  "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
+    >"$work/sluice.log" 2>&1 &
+  SLUICE_PID=$!
+  pids+=($SLUICE_PID)
+  wait_port "$SINK_PORT"; wait_port "$SLUICE_PORT"
+}
+
 # wait_port PORT: waits up to 10 s for an HTTP answer on 127.0.0.1:PORT.
 wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }
 

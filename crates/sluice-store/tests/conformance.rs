@@ -502,15 +502,7 @@ async fn requests_round_trip_filter_and_paginate() {
         assert_eq!(stats.latency_us["p99"], Some(129));
         assert_eq!(stats.per_minute.iter().map(|(_, n)| n).sum::<i64>(), 31);
 
-        assert_eq!(
-            s.delete_channel(ch.id, false, "t").await.unwrap(),
-            DeleteOutcome::HasHistory
-        );
-        assert_eq!(
-            s.delete_channel(ch.id, true, "t").await.unwrap(),
-            DeleteOutcome::Deleted
-        );
-        assert_eq!(s.count_requests(ch.id).await.unwrap(), 0);
+        purge_with_history(&s, ch.id).await;
         assert!(s.get_request(all[0].id).await.unwrap().is_none());
     })
     .await;
@@ -749,14 +741,7 @@ async fn in_flight_and_finished_requests_read_as_one_history() {
         s.write_batch("n", &[LedgerOp::Pending(r.clone())])
             .await
             .unwrap();
-        assert_eq!(
-            s.delete_channel(ch2.id, false, "bob").await.unwrap(),
-            DeleteOutcome::HasHistory
-        );
-        assert_eq!(
-            s.delete_channel(ch2.id, true, "bob").await.unwrap(),
-            DeleteOutcome::Deleted
-        );
+        purge_with_history(&s, ch2.id).await;
         assert!(s.get_request(r.id).await.unwrap().is_none());
     })
     .await;
@@ -1744,6 +1729,19 @@ async fn events_survive_a_restart_and_a_purge_removes_them() {
     .await;
 }
 
+/// Deleting channel `ch` is refused while it has history; a purge deletes it with its history.
+async fn purge_with_history(s: &Store, ch: Uuid) {
+    assert_eq!(
+        s.delete_channel(ch, false, "t").await.unwrap(),
+        DeleteOutcome::HasHistory
+    );
+    assert_eq!(
+        s.delete_channel(ch, true, "t").await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(s.count_requests(ch).await.unwrap(), 0);
+}
+
 /// The newest-first order of the history.
 fn newest_first(recs: &mut [RequestRecord]) {
     recs.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
@@ -1964,15 +1962,7 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
 
         drop(ledger);
         task.await.unwrap();
-        assert_eq!(
-            s.delete_channel(ch.id, false, "t").await.unwrap(),
-            DeleteOutcome::HasHistory
-        );
-        assert_eq!(
-            s.delete_channel(ch.id, true, "t").await.unwrap(),
-            DeleteOutcome::Deleted
-        );
-        assert_eq!(s.count_requests(ch.id).await.unwrap(), 0);
+        purge_with_history(&s, ch.id).await;
         assert!(s.get_request(recorded[0].0.id).await.unwrap().is_none());
         let shared = RequestFilter {
             request_id: Some("shared-id".into()),

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth_methods;
+mod batch_codec;
 mod batches;
 pub mod changes;
 pub mod channels;

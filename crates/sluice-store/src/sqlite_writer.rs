@@ -32,7 +32,8 @@ use rusqlite::{params, params_from_iter, CachedStatement, Connection};
 use sluice_core::{RequestRecord, RequestState};
 use uuid::Uuid;
 
-use crate::batches::{Batches, FORGET_CHANNEL_SQL, INSERT_BATCH_SQL, INSERT_KEY_SQL};
+use crate::batch_codec::Batches;
+use crate::batches::{FORGET_CHANNEL_SQL, INSERT_BATCH_SQL, INSERT_KEY_SQL};
 use crate::completion::Completion;
 use crate::db::Backend;
 use crate::event_files::{EventFiles, EventSync};

@@ -506,3 +506,113 @@ pub(crate) fn last_started_sql(channel: &str) -> String {
          WHERE m.channel_id = {channel}) - {SPAN_US}"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_core::{Channel, EventRecord, Timeouts};
+
+    use super::*;
+    use crate::completion::Packed;
+    use crate::event_files::EventFiles;
+    use crate::requests::RequestFilter;
+    use crate::sqlite_writer::HistoryWriter;
+    use crate::test_support::{pending_record, sqlite_store};
+
+    /// A finished copy of `rec`, started at `started_at`, and its event.
+    fn finished(rec: &RequestRecord, started_at: i64) -> (RequestRecord, EventRecord) {
+        let mut r = rec.clone();
+        r.started_at = started_at;
+        r.state = RequestState::Success;
+        r.response_status = Some(200);
+        r.completed_at = Some(started_at + 900);
+        r.latency_us = Some(900);
+        let mut ev = EventRecord {
+            request_id: r.id,
+            ..Default::default()
+        };
+        ev.request_body.preview = b"hello".to_vec();
+        ev.response_status = Some(200);
+        (r, ev)
+    }
+
+    #[tokio::test]
+    async fn rows_written_before_batches_read_back_beside_them_with_their_events() {
+        let (store, dir) = sqlite_store("legacy").await;
+        let main = dir.join("sluice.db");
+        let project = store.ensure_default_project().await.unwrap();
+        let channel = Channel {
+            id: Uuid::now_v7(),
+            project_id: project.id,
+            name: "legacy".into(),
+            sink_url: "http://127.0.0.1:9/".into(),
+            enabled: true,
+            lock_version: 1,
+            source_auth_method_ids: vec![],
+            sink_credential_id: None,
+            timeouts: Timeouts::default(),
+            preview_bytes: 1024,
+            created_at: 0,
+            updated_at: 0,
+        };
+        store.create_channel(&channel, "t").await.unwrap();
+        let mut rec = pending_record("/old");
+        rec.channel_id = channel.id;
+        let (old, old_event) = finished(&rec, 1_700_000_000_000_000);
+        let (new, new_event) = finished(&pending_record("/new"), 1_700_000_001_000_000);
+        let new = RequestRecord {
+            channel_id: channel.id,
+            ..new
+        };
+        // As the previous version wrote it: a row of `requests` saying where its event is.
+        let mut frame = Vec::new();
+        crate::event_codec::encode(&old_event, &mut frame);
+        let spot = EventFiles::new(&main)
+            .append([(channel.id, frame.as_slice())])
+            .unwrap()[0];
+        sqlx::query(
+            "INSERT INTO requests (id, request_id, channel_id, snapshot_id, node_id, state, \
+             started_at, completed_at, client_identity, method, path, query, response_status, \
+             latency_us, event_seg, event_offset, event_len) \
+             VALUES ($1, $2, $3, $4, 'n', 'success', $5, $6, $7, $8, $9, $10, 200, 900, $11, $12, $13)",
+        )
+        .bind(old.id.to_string())
+        .bind(&old.request_id)
+        .bind(old.channel_id.to_string())
+        .bind(old.snapshot_id.to_string())
+        .bind(old.started_at)
+        .bind(old.completed_at)
+        .bind(&old.client_identity)
+        .bind(&old.method)
+        .bind(&old.path)
+        .bind(old.query.as_deref())
+        .bind(spot.seg)
+        .bind(spot.offset)
+        .bind(spot.len)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        // And one this version writes: an entry of a batch.
+        let mut writer = HistoryWriter::open(&main, Duration::from_secs(5)).unwrap();
+        let done = Packed::new(new.clone(), Some(new_event.clone())).unpack();
+        writer.write("n", &[done], &[]).unwrap();
+        drop(writer);
+
+        let listed = store
+            .list_requests(channel.id, &RequestFilter::default(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![new.clone(), old.clone()]);
+        assert_eq!(store.count_requests(channel.id).await.unwrap(), 2);
+        assert_eq!(
+            store.get_request(old.id).await.unwrap(),
+            Some((old, Some(old_event)))
+        );
+        assert_eq!(
+            store.get_request(new.id).await.unwrap(),
+            Some((new, Some(new_event)))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -29,7 +29,7 @@ use crate::batch_codec::{decode, entries, generated_id, id_bucket, Entry, SPAN_U
 use crate::db::{Backend, Store};
 use crate::error::Result;
 use crate::event_files::EventSpot;
-use crate::requests::{Cursor, RequestFilter};
+use crate::requests::{minute_start, Cursor, RequestFilter};
 
 /// Batches a listing reads in its first query, newest first; each further query reads twice
 /// as many as the one before, up to [`LISTING_CHUNK_MAX`] (a filter that matches little reads
@@ -435,8 +435,7 @@ impl Store {
                     continue;
                 }
                 *w.by_state.entry(e.state).or_insert(0) += 1;
-                let minute = e.started_at.div_euclid(60_000_000) * 60_000_000;
-                *w.per_minute.entry(minute).or_insert(0) += 1;
+                *w.per_minute.entry(minute_start(e.started_at)).or_insert(0) += 1;
                 if let Some(l) = e.latency_us {
                     *w.latencies.entry(l).or_insert(0) += 1;
                 }
@@ -478,10 +477,7 @@ impl Store {
             q.fetch_all(&self.pool)
         };
         for r in fetch(&inside).await? {
-            let states = out.entry(crate::rows::uuid(&r, "channel_id")?).or_default();
-            for (i, s) in RequestState::ALL.iter().enumerate() {
-                *states.entry(s.as_str().to_string()).or_insert(0) += r.try_get::<i64, _>(1 + i)?;
-            }
+            crate::health::add_state_counts(out, &r)?;
         }
         for r in fetch(&across).await? {
             let states = out.entry(crate::rows::uuid(&r, "channel_id")?).or_default();

@@ -93,6 +93,19 @@ pub struct HealthUpdate {
     pub hint: Option<String>,
 }
 
+/// Adds to `out` the counts per state of row `r`: its channel's id, then one count per state
+/// in the order of [`RequestState::ALL`].
+pub(crate) fn add_state_counts(
+    out: &mut HashMap<Uuid, BTreeMap<String, i64>>,
+    r: &sqlx::any::AnyRow,
+) -> Result<()> {
+    let states = out.entry(rows::uuid(r, "channel_id")?).or_default();
+    for (i, state) in RequestState::ALL.iter().enumerate() {
+        *states.entry(state.as_str().to_string()).or_insert(0) += r.try_get::<i64, _>(1 + i)?;
+    }
+    Ok(())
+}
+
 /// `$from, $from+1, …`: `n` numbered parameters.
 pub(crate) fn in_list(from: usize, n: usize) -> String {
     (from..from + n)
@@ -250,12 +263,7 @@ impl Store {
             q = q.bind(id.to_string());
         }
         for r in q.fetch_all(&self.pool).await? {
-            let id = rows::uuid(&r, "channel_id")?;
-            let states = out.entry(id).or_insert_with(|| zero.clone());
-            for (i, state) in RequestState::ALL.iter().enumerate() {
-                let n: i64 = r.try_get(1 + i)?;
-                *states.entry(state.as_str().to_string()).or_insert(0) += n;
-            }
+            add_state_counts(&mut out, &r)?;
         }
         self.batched_counts_since(ids, since, &mut out).await?;
         for r in self.unsettled_inflight(ids, since).await? {

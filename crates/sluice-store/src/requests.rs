@@ -647,40 +647,8 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
         self.inflight.refresh().await;
-        // A finished SQLite row also says where its event is in the event files.
-        let spot_columns = match self.backend() {
-            Backend::Sqlite => format!(", {}", EVENT_SPOT_COLUMNS.join(", ")),
-            Backend::Postgres => String::new(),
-        };
-        let row = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS}{spot_columns} FROM requests WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let (req, spot) = match row {
-            Some(r) => {
-                let spot = match self.backend() {
-                    Backend::Sqlite => row_spot(&r)?,
-                    Backend::Postgres => None,
-                };
-                (request_from_row(&r)?, spot)
-            }
-            None => match self.batched_by_id(&[id]).await?.remove(&id) {
-                Some(found) => found,
-                None => {
-                    let inflight = sqlx::query(&format!(
-                        "SELECT {REQUEST_COLUMNS} FROM requests_inflight WHERE id = $1"
-                    ))
-                    .bind(id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    match inflight {
-                        Some(r) => (request_from_row(&r)?, None),
-                        None => return Ok(None),
-                    }
-                }
-            },
+        let Some((req, spot)) = self.locate_request(id).await? else {
+            return Ok(None);
         };
         if let Some(spot) = spot {
             let ev = self.spotted_event(&req, spot).await?;
@@ -695,6 +663,39 @@ impl Store {
         .map(|r| event_from_row(&r))
         .transpose()?;
         Ok(Some((req, ev)))
+    }
+
+    /// Request `id` from its row, its batch or the requests in flight (in that order), with
+    /// where its event is in the event files when its row or batch says.
+    async fn locate_request(&self, id: Uuid) -> Result<Option<(RequestRecord, Option<EventSpot>)>> {
+        let sqlite = self.backend() == Backend::Sqlite;
+        // A finished SQLite row also says where its event is in the event files.
+        let spot_columns = if sqlite {
+            format!(", {}", EVENT_SPOT_COLUMNS.join(", "))
+        } else {
+            String::new()
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS}{spot_columns} FROM requests WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = row {
+            let spot = if sqlite { row_spot(&r)? } else { None };
+            return Ok(Some((request_from_row(&r)?, spot)));
+        }
+        if let Some(found) = self.batched_by_id(&[id]).await?.remove(&id) {
+            return Ok(Some(found));
+        }
+        sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests_inflight WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Ok((request_from_row(&r)?, None)))
+        .transpose()
     }
 
     /// The event of `req` at `spot` in the event files: `None` when the frame there is missing
@@ -820,11 +821,10 @@ impl Store {
                 .entry(state.as_str().to_string())
                 .or_insert(0) += n;
         }
-        let minutes = batched.per_minute.into_iter().chain(
-            inflight
-                .iter()
-                .map(|r| (r.started_at.div_euclid(60_000_000) * 60_000_000, 1)),
-        );
+        let minutes = batched
+            .per_minute
+            .into_iter()
+            .chain(inflight.iter().map(|r| (minute_start(r.started_at), 1)));
         for (minute, n) in minutes {
             *per_minute.entry(minute).or_insert(0) += n;
         }
@@ -845,6 +845,11 @@ impl Store {
         }
         Ok(stats)
     }
+}
+
+/// The start of the minute (µs) of time `t`, as the stats count requests per minute.
+pub(crate) fn minute_start(t: Micros) -> Micros {
+    t.div_euclid(60_000_000) * 60_000_000
 }
 
 /// Where the event of a SQLite request row is in the event files, when the row says.

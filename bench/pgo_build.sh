@@ -7,15 +7,18 @@
 #   bench/pgo_build.sh                  # prints the optimised binary's path on its last line
 #   TRAIN=15 bench/pgo_build.sh         # seconds of happy_path in the training (default 15)
 #
-# The two builds use target directories of their own beside $CARGO_TARGET_DIR (or ./target), so
-# the ordinary build's cache is left alone; each takes as long as a release build.
+# The two builds use target directories of their own inside $CARGO_TARGET_DIR (or ./target):
+# `pgo-gen` and `pgo`, so the ordinary build's cache is left alone; each takes as long as a
+# release build. Extra cargo settings pass through the environment (CARGO_PROFILE_RELEASE_LTO=fat).
 # Needs: llvm-profdata reading the raw profiles of rustc's LLVM (format 10: LLVM 19 to 22; Debian's
 # `apt-get install llvm-19`, or `rustup component add llvm-tools`), curl, python3.
 set -euo pipefail
 
 TRAIN=${TRAIN:-15}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BASE=${CARGO_TARGET_DIR:-$ROOT/target}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+GEN_TARGET=$TARGET/pgo-gen
+PGO_TARGET=$TARGET/pgo
 
 # The rustup component matches rustc's LLVM; else the newest Debian LLVM; `llvm-profdata` on the
 # PATH last (Debian's default is LLVM 14, too old for these profiles).
@@ -27,17 +30,17 @@ done
 [ -n "$profdata" ] || { echo "pgo_build.sh: no llvm-profdata (apt-get install llvm-19)" >&2; exit 1; }
 
 # Fixed paths, so that a second run rebuilds only what changed.
-raw="$BASE-pgo-gen/profiles"
-mkdir -p "$BASE-pgo"
-echo "pgo_build.sh: instrumented build in $BASE-pgo-gen" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR="$BASE-pgo-gen" RUSTFLAGS="-Cprofile-generate=$raw" \
+raw="$GEN_TARGET/profiles"
+mkdir -p "$PGO_TARGET"
+echo "pgo_build.sh: instrumented build in $GEN_TARGET" >&2
+(cd "$ROOT" && CARGO_TARGET_DIR="$GEN_TARGET" RUSTFLAGS="-Cprofile-generate=$raw" \
   cargo build --release --locked -p sluice >&2)
 # Only the training's profiles: the build's own scripts, instrumented too, leave theirs here.
 rm -rf "$raw"; mkdir -p "$raw"
 
 # The training: every process is the instrumented binary and ends normally (SIGINT for the sink,
 # SIGTERM for the gateway), which is when it writes its profile.
-SLUICE_BIN="$BASE-pgo-gen/release/sluice" SINK_PORT=4901 SLUICE_PORT=4903 TRAIN=$TRAIN ROOT=$ROOT \
+SLUICE_BIN="$GEN_TARGET/release/sluice" SINK_PORT=4901 SLUICE_PORT=4903 TRAIN=$TRAIN ROOT=$ROOT \
   bash -s >&2 <<'TRAINING'
 set -euo pipefail
 source "$ROOT/bench/lib.sh" curl python3
@@ -69,9 +72,9 @@ TRAINING
 
 "$profdata" merge -o "$raw/merged.profdata" "$raw"/*.profraw
 # Named by its content: cargo does not watch the file, only the flags that name it.
-profile="$BASE-pgo/sluice-$(sha256sum "$raw/merged.profdata" | cut -c1-16).profdata"
+profile="$PGO_TARGET/sluice-$(sha256sum "$raw/merged.profdata" | cut -c1-16).profdata"
 mv "$raw/merged.profdata" "$profile"
-echo "pgo_build.sh: optimised build in $BASE-pgo" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR="$BASE-pgo" RUSTFLAGS="-Cprofile-use=$profile" \
+echo "pgo_build.sh: optimised build in $PGO_TARGET" >&2
+(cd "$ROOT" && CARGO_TARGET_DIR="$PGO_TARGET" RUSTFLAGS="-Cprofile-use=$profile" \
   cargo build --release --locked -p sluice >&2)
-echo "$BASE-pgo/release/sluice"
+echo "$PGO_TARGET/release/sluice"

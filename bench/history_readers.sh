@@ -24,8 +24,6 @@ start_sluice readers
 CH=$(new_channel readers)
 post_lua 1024
 
-api="http://127.0.0.1:$SLUICE_PORT/api/v1"
-get() { curl -sf -H "authorization: Bearer $TOKEN" "$api$1"; }
 rfc3339() { python3 -c 'import datetime,sys; print(datetime.datetime.fromtimestamp(float(sys.argv[1]), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))' "$1"; }
 
 start=$(date +%s.%N)
@@ -34,14 +32,14 @@ wrk -t1 -c20 -d"${LOAD}s" -s "$work/post.lua" "http://127.0.0.1:$SLUICE_PORT/cha
 sleep 1
 mid=$(rfc3339 "$(python3 -c "print($start + $LOAD / 2)")")
 # A request from the middle of the load: its record id and its (generated) request id.
-read -r MID_ID MID_RID < <(get "/channels/$CH/requests?limit=1&until=$mid" |
+read -r MID_ID MID_RID < <(api_get "/channels/$CH/requests?limit=1&until=$mid" |
   python3 -c 'import json,sys; r=json.load(sys.stdin)["items"][0]; print(r["id"], r["request_id"])')
-echo "requests recorded: $(get "/channels/$CH/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')"
+echo "requests recorded: $(api_get "/channels/$CH/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')"
 
 time_query() {
   local name=$1 path=$2 times=()
   for _ in $(seq 1 "$REPS"); do
-    times+=("$(curl -sf -o /dev/null -w '%{time_total}' -H "authorization: Bearer $TOKEN" "$api$path")")
+    times+=("$(api_get "$path" -o /dev/null -w '%{time_total}')")
   done
   printf '%-44s %s\n' "$name" "$(printf '%s\n' "${times[@]}" |
     python3 -c 'import statistics,sys; t=[float(x)*1000 for x in sys.stdin]; print(f"median {statistics.median(t):8.2f} ms   max {max(t):8.2f} ms")')"

@@ -51,6 +51,10 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
 }
 
+# api_get PATH [CURL_ARG...]: GETs PATH under sluice's API on $SLUICE_PORT with $TOKEN, failing on
+# an error status; CURL_ARG... are passed to curl.
+api_get() { local path=$1; shift; curl -sf -H "authorization: Bearer $TOKEN" "$@" "http://127.0.0.1:$SLUICE_PORT/api/v1$path"; }
+
 # new_channel NAME: creates a channel NAME in front of the sink on $SINK_PORT through sluice's API
 # on $SLUICE_PORT with $TOKEN, and prints its id.
 new_channel() {

@@ -57,13 +57,11 @@ load --scenario mixed_methods --concurrency 20 --duration 3s
 load --scenario large_payload --concurrency 4 --duration 3s
 load --scenario large_response --concurrency 4 --duration 3s
 load --scenario slow_sink --concurrency 20 --duration 2s
-api="http://127.0.0.1:$SLUICE_PORT/api/v1"
-get() { curl -sf -H "authorization: Bearer $TOKEN" "$api$1"; }
-ID=$(get "/channels/$CH/requests?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+ID=$(api_get "/channels/$CH/requests?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 for _ in 1 2 3; do
   for q in "/channels/$CH/requests?limit=50" "/channels/$CH/requests?limit=50&status=5xx" \
     "/channels/$CH/requests?limit=50&path_prefix=/none" "/requests/$ID" "/channels/$CH/stats" /channels; do
-    get "$q" >/dev/null
+    api_get "$q" >/dev/null
   done
 done
 kill -TERM "$SLUICE_PID"; wait "$SLUICE_PID" || true

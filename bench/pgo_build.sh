@@ -69,8 +69,10 @@ kill -INT "$SINK_PID"; wait "$SINK_PID" || true
 TRAINING
 
 "$profdata" merge -o "$raw/merged.profdata" "$raw"/*.profraw
-# Named by its content: cargo does not watch the file, only the flags that name it.
+# Named by its content: cargo does not watch the file, only the flags that name it. Earlier
+# runs' profiles are no longer named by any flag, so they go.
 profile="$PGO_TARGET/sluice-$(sha256sum "$raw/merged.profdata" | cut -c1-16).profdata"
+rm -f "$PGO_TARGET"/sluice-*.profdata
 mv "$raw/merged.profdata" "$profile"
 echo "pgo_build.sh: optimised build in $PGO_TARGET" >&2
 (cd "$ROOT" && CARGO_TARGET_DIR="$PGO_TARGET" RUSTFLAGS="-Cprofile-use=$profile" \

@@ -10,6 +10,7 @@ use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sluice_core::access::Right;
 use sluice_core::clock::now_us;
 use sluice_core::source_auth::{
     api_key_digest, generate_api_key, hash_password, AuthKind, AuthMethod,
@@ -53,9 +54,10 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require_admin()?;
     let input: CreateAuthMethod = wire::parse_body(&body)?;
-    let project_id = state.project_for(input.project_id).await?;
+    let project_id = state
+        .project_for(&caller, Right::ManageProject, input.project_id)
+        .await?;
     let mut fields = Map::new();
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 || name != input.name {
@@ -129,7 +131,7 @@ pub async fn create(
         hint,
         created_at: now_us(),
     };
-    match state.store.create_auth_method(&m, &caller.actor()).await {
+    match state.store.create_auth_method(&m, caller.actor()).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::field(
@@ -150,13 +152,16 @@ pub async fn create(
 /// `GET /api/v1/auth-methods`
 pub async fn list(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let project = wire::uuid_query(&q, "project_id")?;
+    let scope = wire::list_scope(&caller, wire::uuid_query(&q, "project_id")?)?;
     let after = wire::id_cursor(&q)?;
-    let rows = state.store.list_auth_methods(project, after, limit).await?;
+    let rows = state
+        .store
+        .list_auth_methods(scope.as_deref(), after, limit)
+        .await?;
     Ok(Json(wire::page(&rows, limit, auth_method_json, |m| {
         m.id.to_string()
     })))
@@ -168,10 +173,15 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("auth method"))?;
+    let m = state
+        .store
+        .get_auth_method(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("auth method"))?;
+    caller.allow(Right::ManageProject, Some(m.project_id), "auth method")?;
     wire::removal(
-        state.store.delete_auth_method(id, &caller.actor()).await?,
+        state.store.delete_auth_method(id, caller.actor()).await?,
         "auth method",
         "auth method is attached to channels; detach it first",
     )

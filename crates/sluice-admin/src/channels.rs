@@ -9,6 +9,7 @@ use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sluice_core::access::Right;
 use sluice_core::channel::{DEFAULT_PREVIEW_BYTES, MAX_PREVIEW_BYTES};
 use sluice_core::clock::now_us;
 use sluice_core::url_join::parse_sink_url;
@@ -190,9 +191,14 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require_editor()?;
     let input: CreateChannel = wire::parse_body(&body)?;
-    let project_id = state.project_for(input.project_id).await?;
+    let project_id = state
+        .project_for(&caller, Right::EditChannels, input.project_id)
+        .await?;
+    if input.sink_credential_id.is_some() {
+        // Whoever attaches a sink credential could read it back through an echoing sink.
+        caller.allow(Right::ManageProject, Some(project_id), "project")?;
+    }
     let now = now_us();
     let ch = Channel {
         id: Uuid::now_v7(),
@@ -226,10 +232,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// `GET /api/v1/channels`
+/// `GET /api/v1/channels`: of `project_id`, or of every project the caller may read.
 pub async fn list(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
@@ -246,7 +252,11 @@ pub async fn list(
                 .map_err(|_| ApiError::bad_query("cursor", "not a cursor returned by this API"))
         })
         .transpose()?;
-    let rows = state.store.list_channels(project, after, limit).await?;
+    let scope = wire::list_scope(&caller, project)?;
+    let rows = state
+        .store
+        .list_channels(scope.as_deref(), after, limit)
+        .await?;
     let mut body = wire::page(
         &rows,
         limit,
@@ -259,23 +269,31 @@ pub async fn list(
     Ok(Json(body))
 }
 
-/// Loads a channel or answers 404.
-pub async fn load(state: &AdminState, id: &str) -> ApiResult<Channel> {
+/// Loads a channel on which the caller holds `right`, or answers 404 (no such channel, or one
+/// in a project the caller cannot see) or 403.
+pub async fn load(
+    state: &AdminState,
+    caller: &Caller,
+    right: Right,
+    id: &str,
+) -> ApiResult<Channel> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("channel"))?;
-    state
+    let ch = state
         .store
         .get_channel(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("channel"))
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    caller.allow(right, Some(ch.project_id), "channel")?;
+    Ok(ch)
 }
 
 /// `GET /api/v1/channels/{id}`
 pub async fn get(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let ch = load(&state, &id).await?;
+    let ch = load(&state, &caller, Right::Read, &id).await?;
     let mut body = channel_json(&state, &ch);
     channel_health::decorate(
         &state,
@@ -293,9 +311,14 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller.require_editor()?;
+    let current = load(&state, &caller, Right::EditChannels, &id).await?;
     let input: PatchChannel = wire::parse_body(&body)?;
-    let current = load(&state, &id).await?;
+    if input
+        .sink_credential_id
+        .is_some_and(|c| c.is_some() && c != current.sink_credential_id)
+    {
+        caller.allow(Right::ManageProject, Some(current.project_id), "channel")?;
+    }
     if input.lock_version != current.lock_version {
         return Err(stale(&state, &current));
     }
@@ -328,12 +351,12 @@ pub async fn patch(
     validate(&state, &next).await?;
     let stored = match state
         .store
-        .update_channel(&next, input.lock_version, &caller.actor())
+        .update_channel(&next, input.lock_version, caller.actor())
         .await
     {
         Ok(c) => c,
         Err(sluice_store::StoreError::Stale) => {
-            let fresh = load(&state, &id).await?;
+            let fresh = load(&state, &caller, Right::Read, &id).await?;
             return Err(stale(&state, &fresh));
         }
         Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
@@ -374,11 +397,10 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    caller.require_editor()?;
-    let ch = load(&state, &id).await?;
+    let ch = load(&state, &caller, Right::EditChannels, &id).await?;
     match state
         .store
-        .delete_channel(ch.id, q.purge, &caller.actor())
+        .delete_channel(ch.id, q.purge, caller.actor())
         .await?
     {
         DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value};
+use sluice_core::access::Right;
 use sluice_core::Snapshot;
-use sluice_store::{AuditEntry, AuditFilter};
+use sluice_store::{AuditEntry, AuditFilter, AuditScope};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -35,17 +36,28 @@ fn audit_json(a: &AuditEntry) -> Value {
         "resource_id": a.resource_id,
         "before": a.before,
         "after": a.after,
+        "project_id": a.project_id,
+    })
+}
+
+fn audit_scope(caller: &Caller, asked: Option<Uuid>) -> ApiResult<AuditScope> {
+    if asked.is_none() && caller.is_superuser() {
+        return Ok(AuditScope::All);
+    }
+    Ok(match wire::list_scope(caller, asked)? {
+        Some(projects) => AuditScope::Projects(projects),
+        None => AuditScope::AnyProject,
     })
 }
 
 /// `GET /api/v1/channels/{id}/snapshots`
 pub async fn list_snapshots(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let ch = load(&state, &id).await?;
+    let ch = load(&state, &caller, Right::Read, &id).await?;
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
     let before = q
         .get("cursor")
@@ -64,7 +76,7 @@ pub async fn list_snapshots(
 /// `GET /api/v1/snapshots/{id}`
 pub async fn get_snapshot(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("snapshot"))?;
@@ -73,13 +85,18 @@ pub async fn get_snapshot(
         .get_snapshot(id)
         .await?
         .ok_or_else(|| ApiError::not_found("snapshot"))?;
+    load(&state, &caller, Right::Read, &s.channel_id.to_string())
+        .await
+        .map_err(|_| ApiError::not_found("snapshot"))?;
     Ok(Json(snapshot_json(&s)))
 }
 
-/// `GET /api/v1/audit?resource_type=&resource_id=&cursor=&limit=`
+/// `GET /api/v1/audit?resource_type=&resource_id=&project_id=&cursor=&limit=`: the entries of
+/// the projects the caller may read; instance-wide ones (users, tokens, sign-ins) for
+/// superusers only.
 pub async fn list_audit(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
@@ -92,6 +109,7 @@ pub async fn list_audit(
         .list_audit(&AuditFilter {
             resource_type: q.get("resource_type").cloned(),
             resource_id: q.get("resource_id").cloned(),
+            scope: audit_scope(&caller, wire::uuid_query(&q, "project_id")?)?,
             after,
             limit,
         })

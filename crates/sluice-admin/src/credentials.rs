@@ -10,6 +10,7 @@ use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sluice_core::access::Right;
 use sluice_core::clock::now_us;
 use sluice_store::{Credential, StoreError};
 use uuid::Uuid;
@@ -96,9 +97,10 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require_admin()?;
     let input: CreateCredential = wire::parse_body(&body)?;
-    let project_id = state.project_for(input.project_id).await?;
+    let project_id = state
+        .project_for(&caller, Right::ManageProject, input.project_id)
+        .await?;
     let mut fields = Map::new();
     check_name(&input.name, &mut fields);
     let body = Value::Object(input.body);
@@ -131,7 +133,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let stored = match state.store.create_credential(&c, &caller.actor()).await {
+    let stored = match state.store.create_credential(&c, caller.actor()).await {
         Ok(s) => s,
         Err(StoreError::Conflict(_)) => return Err(duplicate_name()),
         Err(e) => return Err(e.into()),
@@ -145,13 +147,16 @@ pub async fn create(
 /// `GET /api/v1/credentials`
 pub async fn list(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let project = wire::uuid_query(&q, "project_id")?;
+    let scope = wire::list_scope(&caller, wire::uuid_query(&q, "project_id")?)?;
     let after = wire::id_cursor(&q)?;
-    let rows = state.store.list_credentials(project, after, limit).await?;
+    let rows = state
+        .store
+        .list_credentials(scope.as_deref(), after, limit)
+        .await?;
     Ok(Json(wire::page(
         &rows,
         limit,
@@ -160,22 +165,30 @@ pub async fn list(
     )))
 }
 
-async fn load(state: &AdminState, id: &str) -> ApiResult<Credential> {
+/// Loads a credential on which the caller holds `right` (404 when it cannot see it).
+async fn load(
+    state: &AdminState,
+    caller: &Caller,
+    right: Right,
+    id: &str,
+) -> ApiResult<Credential> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("credential"))?;
-    state
+    let c = state
         .store
         .get_credential(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("credential"))
+        .ok_or_else(|| ApiError::not_found("credential"))?;
+    caller.allow(right, Some(c.project_id), "credential")?;
+    Ok(c)
 }
 
 /// `GET /api/v1/credentials/{id}`
 pub async fn get(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let c = load(&state, &id).await?;
+    let c = load(&state, &caller, Right::Read, &id).await?;
     Ok(Json(credential_json(
         schema_of(&state, &c.schema).as_deref(),
         &c,
@@ -189,9 +202,8 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
+    let current = load(&state, &caller, Right::ManageProject, &id).await?;
     let input: PatchCredential = wire::parse_body(&body)?;
-    let current = load(&state, &id).await?;
     let mut next = current.clone();
     let mut changed = Vec::new();
     let mut fields = Map::new();
@@ -231,7 +243,7 @@ pub async fn patch(
     }
     let stored = match state
         .store
-        .update_credential(&next, &changed, &caller.actor())
+        .update_credential(&next, &changed, caller.actor())
         .await
     {
         Ok(s) => s,
@@ -253,10 +265,9 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require_admin()?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("credential"))?;
+    let c = load(&state, &caller, Right::ManageProject, &id).await?;
     wire::removal(
-        state.store.delete_credential(id, &caller.actor()).await?,
+        state.store.delete_credential(c.id, caller.actor()).await?,
         "credential",
         "credential is used by channels; detach it first",
     )

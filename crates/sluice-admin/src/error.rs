@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 use sluice_store::StoreError;
 
@@ -12,6 +12,8 @@ pub struct ApiError {
     status: StatusCode,
     error: String,
     details: Option<Value>,
+    /// Seconds a refused caller should wait (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,7 +23,22 @@ impl ApiError {
             status,
             error: error.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// This failure with `details`.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// 429: try again in `seconds`.
+    pub fn too_many(error: impl Into<String>, seconds: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, error);
+        e.details = Some(json!({ "retry_after_s": seconds }));
+        e.retry_after = Some(seconds);
+        e
     }
 
     /// 404 for a resource that does not exist (or that the caller may not see).
@@ -42,6 +59,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             error: "invalid input".into(),
             details: Some(json!({ "fields": fields })),
+            retry_after: None,
         }
     }
 
@@ -59,6 +77,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             error: error.into(),
             details: Some(details),
+            retry_after: None,
         }
     }
 }
@@ -83,7 +102,19 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.details {
             body["details"] = d;
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 7235: a 401 names the scheme it wants.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sluice\""),
+            );
+        }
+        if let Some(s) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
     }
 }
 

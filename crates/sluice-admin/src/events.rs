@@ -1,8 +1,9 @@
 //! The event log: `GET /events` (newest first, cursor-paginated) and `GET /events/stream`
 //! (Server-Sent Events; `Last-Event-ID` replays what was missed and is still retained).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -11,7 +12,10 @@ use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use http::HeaderMap;
 use serde_json::{json, Value};
-use sluice_store::{EventLog, LogEntry, LogFilter, LogPage, Severity, Source, StoreError};
+use sluice_core::access::Right;
+use sluice_store::{
+    ChannelScope, EventLog, LogEntry, LogFilter, LogPage, Severity, Source, StoreError,
+};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -61,6 +65,47 @@ fn list<T>(
         .collect()
 }
 
+/// The filter of a query, narrowed to what the caller may see: a channel it names must be
+/// readable, and a caller who is not a superuser sees only its projects' channels' entries.
+async fn filter_for(
+    state: &AdminState,
+    caller: &Caller,
+    q: &HashMap<String, String>,
+) -> ApiResult<LogFilter> {
+    let mut filter = filter_from(q)?;
+    if let Some(c) = filter.channel_id {
+        crate::channels::load(state, caller, Right::Read, &c.to_string()).await?;
+    }
+    filter.scope = if caller.is_superuser() {
+        None
+    } else {
+        match caller.readable_projects() {
+            None => Some(ChannelScope::AnyChannel),
+            Some(projects) => Some(ChannelScope::Channels(Arc::new(
+                channels_of(state, &projects).await?,
+            ))),
+        }
+    };
+    Ok(filter)
+}
+
+/// The ids of every channel of `projects`.
+async fn channels_of(state: &AdminState, projects: &[Uuid]) -> ApiResult<HashSet<Uuid>> {
+    let mut ids = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .store
+            .list_channels(Some(projects), after, wire::MAX_LIMIT)
+            .await?;
+        ids.extend(page.iter().map(|c| c.id));
+        match page.last() {
+            Some(c) if page.len() as i64 == wire::MAX_LIMIT => after = Some(c.id),
+            _ => return Ok(ids),
+        }
+    }
+}
+
 fn filter_from(q: &HashMap<String, String>) -> ApiResult<LogFilter> {
     Ok(LogFilter {
         severities: list(q, "severity", Severity::parse, "info, warn, error")?,
@@ -77,16 +122,17 @@ fn filter_from(q: &HashMap<String, String>) -> ApiResult<LogFilter> {
                 Uuid::parse_str(s).map_err(|_| ApiError::bad_query("channel_id", "must be a UUID"))
             })
             .transpose()?,
+        scope: None,
     })
 }
 
 /// `GET /api/v1/events?severity=&source=&channel_id=&cursor=&limit=`
 pub async fn list_events(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let filter = filter_from(&q)?;
+    let filter = filter_for(&state, &caller, &q).await?;
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
     let before = q
         .get("cursor")
@@ -135,11 +181,12 @@ fn sse_event(e: &LogEntry) -> Event {
 /// `Last-Event-ID` header (or `last_event_id` query parameter).
 pub async fn stream_events(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let filter = filter_from(&q)?;
+    // The channels a stream may show are fixed when it opens (a reconnect picks up new ones).
+    let filter = filter_for(&state, &caller, &q).await?;
     let last = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()

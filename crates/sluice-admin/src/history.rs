@@ -7,6 +7,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
+use sluice_core::access::Right;
 use sluice_core::clock::now_us;
 use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState};
 use sluice_store::{Cursor, RequestFilter, StatusFilter};
@@ -123,11 +124,11 @@ fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
 /// `GET /api/v1/channels/{id}/requests`
 pub async fn list(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let ch = load(&state, &id).await?;
+    let ch = load(&state, &caller, Right::Read, &id).await?;
     let filter = filter_from(&q)?;
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
     let after = q
@@ -146,7 +147,7 @@ pub async fn list(
 /// `GET /api/v1/requests/{id}`
 pub async fn get(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
@@ -155,6 +156,9 @@ pub async fn get(
         .get_request(id)
         .await?
         .ok_or_else(|| ApiError::not_found("request"))?;
+    load(&state, &caller, Right::Read, &req.channel_id.to_string())
+        .await
+        .map_err(|_| ApiError::not_found("request"))?;
     let mut body = request_json(&req);
     body["event"] = ev.as_ref().map(event_json).unwrap_or(Value::Null);
     Ok(Json(body))
@@ -163,11 +167,11 @@ pub async fn get(
 /// `GET /api/v1/channels/{id}/stats?since=` (default: the last 24 hours)
 pub async fn stats(
     State(state): State<AdminState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let ch = load(&state, &id).await?;
+    let ch = load(&state, &caller, Right::Read, &id).await?;
     let since = wire::time("since", q.get("since").map(String::as_str))?
         .unwrap_or_else(|| now_us() - 24 * 3600 * 1_000_000);
     let s = state.store.channel_stats(ch.id, since).await?;

@@ -1,6 +1,7 @@
 //! The sluice control plane: the JSON management API under `/api/v1`, liveness, readiness and
 //! the Prometheus endpoint.
 
+pub mod accounts;
 pub mod auth;
 pub mod auth_methods;
 pub mod channel_health;
@@ -11,18 +12,45 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod ops;
+pub mod projects;
 pub mod prometheus;
 pub mod schemas;
+pub mod session;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
 pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
+use http::Method;
 use sluice_health::Validator;
-use sluice_store::{EventLog, Store};
+use sluice_store::{EventLog, SessionLimits, Store};
 use uuid::Uuid;
+
+/// How sign-in sessions behave.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// Idle and absolute expiry.
+    pub session_limits: SessionLimits,
+    /// Mark the cookie `Secure` (the public URL is https).
+    pub secure_cookie: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            session_limits: SessionLimits {
+                idle_us: 12 * 3600 * 1_000_000,
+                absolute_us: 7 * 86_400 * 1_000_000,
+            },
+            secure_cookie: false,
+        }
+    }
+}
 
 /// Shared state of every API handler.
 #[derive(Clone)]
@@ -43,57 +71,131 @@ pub struct AdminState {
     pub stale_threshold: Duration,
     /// Credential schemas by name.
     pub schemas: Arc<dyn schemas::SchemaSource>,
+    /// Session settings.
+    pub auth: AuthSettings,
+    /// Failed sign-ins remembered for throttling.
+    pub throttle: throttle::SignInThrottle,
 }
 
 impl AdminState {
-    /// The project a new resource goes to: the one named (422 naming `project_id` if unknown)
-    /// or the default project.
-    pub async fn project_for(&self, requested: Option<Uuid>) -> error::ApiResult<Uuid> {
-        match requested {
-            Some(p) if self.store.project_exists(p).await? => Ok(p),
-            Some(_) => Err(error::ApiError::field("project_id", "unknown project")),
-            None => Ok(self.default_project),
+    /// The project a new resource goes to — the one named, or the default project — once the
+    /// caller is known to hold `right` there (404 for a project it cannot see; 422 naming
+    /// `project_id` for one that does not exist).
+    pub async fn project_for(
+        &self,
+        caller: &auth::Caller,
+        right: sluice_core::access::Right,
+        requested: Option<Uuid>,
+    ) -> error::ApiResult<Uuid> {
+        let project = requested.unwrap_or(self.default_project);
+        caller.allow(right, Some(project), "project")?;
+        if requested.is_some() && !self.store.project_exists(project).await? {
+            return Err(error::ApiError::field("project_id", "unknown project"));
         }
+        Ok(project)
     }
+}
+
+/// Every `/api/v1` route: its method, its path, and its handler. The router is built from this
+/// list, and the access test walks it, so a route cannot be added without a row there.
+fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
+    vec![
+        (Method::GET, "/session", get(session::get)),
+        (Method::POST, "/session", post(session::sign_in)),
+        (Method::DELETE, "/session", delete(session::sign_out)),
+        (
+            Method::POST,
+            "/session/password",
+            post(session::change_password),
+        ),
+        (Method::GET, "/users", get(users::list)),
+        (Method::POST, "/users", post(users::create)),
+        (Method::PATCH, "/users/{id}", patch(users::patch)),
+        (Method::GET, "/tokens", get(tokens::list)),
+        (Method::POST, "/tokens", post(tokens::create)),
+        (Method::DELETE, "/tokens/{id}", delete(tokens::delete)),
+        (Method::GET, "/projects", get(projects::list)),
+        (Method::POST, "/projects", post(projects::create)),
+        (Method::GET, "/projects/{id}", get(projects::get)),
+        (Method::PATCH, "/projects/{id}", patch(projects::patch)),
+        (Method::DELETE, "/projects/{id}", delete(projects::delete)),
+        (
+            Method::GET,
+            "/projects/{id}/members",
+            get(projects::list_members),
+        ),
+        (
+            Method::GET,
+            "/projects/{id}/members/{user_id}",
+            get(projects::get_member),
+        ),
+        (
+            Method::PUT,
+            "/projects/{id}/members/{user_id}",
+            put(projects::put_member),
+        ),
+        (
+            Method::DELETE,
+            "/projects/{id}/members/{user_id}",
+            delete(projects::delete_member),
+        ),
+        (Method::GET, "/channels", get(channels::list)),
+        (Method::POST, "/channels", post(channels::create)),
+        (Method::GET, "/channels/{id}", get(channels::get)),
+        (Method::PATCH, "/channels/{id}", patch(channels::patch)),
+        (Method::DELETE, "/channels/{id}", delete(channels::delete)),
+        (Method::GET, "/channels/{id}/requests", get(history::list)),
+        (Method::GET, "/channels/{id}/stats", get(history::stats)),
+        (
+            Method::GET,
+            "/channels/{id}/snapshots",
+            get(config_history::list_snapshots),
+        ),
+        (
+            Method::GET,
+            "/snapshots/{id}",
+            get(config_history::get_snapshot),
+        ),
+        (Method::GET, "/requests/{id}", get(history::get)),
+        (Method::GET, "/audit", get(config_history::list_audit)),
+        (Method::GET, "/credentials", get(credentials::list)),
+        (Method::POST, "/credentials", post(credentials::create)),
+        (Method::GET, "/credentials/{id}", get(credentials::get)),
+        (
+            Method::PATCH,
+            "/credentials/{id}",
+            patch(credentials::patch),
+        ),
+        (
+            Method::DELETE,
+            "/credentials/{id}",
+            delete(credentials::delete),
+        ),
+        (Method::GET, "/auth-methods", get(auth_methods::list)),
+        (Method::POST, "/auth-methods", post(auth_methods::create)),
+        (
+            Method::DELETE,
+            "/auth-methods/{id}",
+            delete(auth_methods::delete),
+        ),
+        (Method::POST, "/validate", post(ops::validate)),
+        (Method::GET, "/events", get(events::list_events)),
+        (Method::GET, "/events/stream", get(events::stream_events)),
+    ]
+}
+
+/// Every `/api/v1` route as (method, path with `{param}`s), in the router's order.
+pub fn api_route_list() -> Vec<(Method, &'static str)> {
+    api_routes().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
 /// The API, health and metrics routes.
 pub fn router(state: AdminState) -> Router {
-    let api = Router::new()
-        .route("/channels", get(channels::list).post(channels::create))
-        .route(
-            "/channels/{id}",
-            get(channels::get)
-                .patch(channels::patch)
-                .delete(channels::delete),
-        )
-        .route("/channels/{id}/requests", get(history::list))
-        .route("/channels/{id}/stats", get(history::stats))
-        .route(
-            "/channels/{id}/snapshots",
-            get(config_history::list_snapshots),
-        )
-        .route("/snapshots/{id}", get(config_history::get_snapshot))
-        .route("/requests/{id}", get(history::get))
-        .route("/audit", get(config_history::list_audit))
-        .route(
-            "/credentials",
-            get(credentials::list).post(credentials::create),
-        )
-        .route(
-            "/credentials/{id}",
-            get(credentials::get)
-                .patch(credentials::patch)
-                .delete(credentials::delete),
-        )
-        .route(
-            "/auth-methods",
-            get(auth_methods::list).post(auth_methods::create),
-        )
-        .route("/auth-methods/{id}", delete(auth_methods::delete))
-        .route("/validate", post(ops::validate))
-        .route("/events", get(events::list_events))
-        .route("/events/stream", get(events::stream_events))
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .fallback(|| async { error::ApiError::not_found("route") });
     Router::new()
         .nest("/api/v1", api)

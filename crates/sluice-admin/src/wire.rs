@@ -153,3 +153,18 @@ pub fn removal(
         }
     }
 }
+
+/// Which projects a listing covers: the one asked for with `?project_id=` (404 when the caller
+/// cannot see it), else every project the caller may read (`None`: all of them).
+pub fn list_scope(
+    caller: &crate::auth::Caller,
+    asked: Option<uuid::Uuid>,
+) -> Result<Option<Vec<uuid::Uuid>>, ApiError> {
+    match asked {
+        Some(p) => {
+            caller.allow(sluice_core::access::Right::Read, Some(p), "project")?;
+            Ok(Some(vec![p]))
+        }
+        None => Ok(caller.readable_projects()),
+    }
+}

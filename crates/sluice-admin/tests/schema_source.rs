@@ -103,6 +103,8 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
             bundled: BundledSchemas::new(),
             mailchimp: Arc::new(mailchimp),
         }),
+        auth: Default::default(),
+        throttle: Default::default(),
     });
 
     let (st, e) = send(

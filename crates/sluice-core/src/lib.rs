@@ -2,6 +2,7 @@
 //! functions of the proxy path (URL join, header pipeline, redaction, outcome classification).
 //! Nothing here performs I/O.
 
+pub mod access;
 pub mod channel;
 pub mod clock;
 pub mod exchange;

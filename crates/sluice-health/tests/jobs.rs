@@ -90,7 +90,7 @@ async fn stale_entries(log: &EventLog) -> Vec<LogEntry> {
     let f = LogFilter {
         severities: vec![Severity::Warn],
         sources: vec![Source::Health],
-        channel_id: None,
+        ..Default::default()
     };
     log.query(&f, LogPage::Before(None), 100).await.unwrap()
 }

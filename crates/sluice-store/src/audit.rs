@@ -30,6 +30,29 @@ pub struct AuditEntry {
     pub before: Option<Value>,
     /// The value after the change.
     pub after: Option<Value>,
+    /// The project the resource belongs to (none for users, tokens, sign-ins and projects'
+    /// own entries are theirs): only the project's members read the entry.
+    pub project_id: Option<Uuid>,
+}
+
+impl AuditEntry {
+    /// This entry, belonging to `project`.
+    pub(crate) fn in_project(mut self, project: Uuid) -> Self {
+        self.project_id = Some(project);
+        self
+    }
+}
+
+/// Which audit entries a reader may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every entry, instance-wide ones (users, tokens, sign-ins) included.
+    #[default]
+    All,
+    /// Entries of any project, none instance-wide.
+    AnyProject,
+    /// Entries of these projects only.
+    Projects(Vec<Uuid>),
 }
 
 /// Which audit entries to list.
@@ -39,6 +62,8 @@ pub struct AuditFilter {
     pub resource_type: Option<String>,
     /// Only this resource id.
     pub resource_id: Option<String>,
+    /// Which entries the reader may see.
+    pub scope: AuditScope,
     /// Continue after this `(at, id)`.
     pub after: Option<(Micros, String)>,
     /// Page size.
@@ -48,8 +73,8 @@ pub struct AuditFilter {
 pub(crate) async fn insert(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_entries \
-         (id, at, actor, action, resource_type, resource_id, before_value, after_value) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         (id, at, actor, action, resource_type, resource_id, before_value, after_value, \
+          project_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(e.id.to_string())
     .bind(e.at)
@@ -59,6 +84,7 @@ pub(crate) async fn insert(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Res
     .bind(&e.resource_id)
     .bind(e.before.as_ref().map(rows::to_json))
     .bind(e.after.as_ref().map(rows::to_json))
+    .bind(e.project_id.map(|p| p.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -76,6 +102,7 @@ fn from_row(r: &AnyRow) -> Result<AuditEntry> {
         resource_id: r.try_get("resource_id")?,
         before: before.and_then(|s| serde_json::from_str(&s).ok()),
         after: after.and_then(|s| serde_json::from_str(&s).ok()),
+        project_id: rows::opt_uuid(r, "project_id")?,
     })
 }
 
@@ -83,8 +110,8 @@ impl Store {
     /// Lists audit entries, newest first.
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut sql = String::from(
-            "SELECT id, at, actor, action, resource_type, resource_id, before_value, after_value \
-             FROM audit_entries WHERE 1 = 1",
+            "SELECT id, at, actor, action, resource_type, resource_id, before_value, after_value, \
+             project_id FROM audit_entries WHERE 1 = 1",
         );
         let mut args: Vec<String> = Vec::new();
         if let Some(t) = &f.resource_type {
@@ -94,6 +121,17 @@ impl Store {
         if let Some(id) = &f.resource_id {
             args.push(id.clone());
             sql.push_str(&format!(" AND resource_id = ${}", args.len()));
+        }
+        match &f.scope {
+            AuditScope::All => {}
+            AuditScope::AnyProject => sql.push_str(" AND project_id IS NOT NULL"),
+            AuditScope::Projects(p) if p.is_empty() => return Ok(Vec::new()),
+            AuditScope::Projects(p) => {
+                let first = args.len() + 1;
+                args.extend(p.iter().map(Uuid::to_string));
+                let list: Vec<String> = (first..=args.len()).map(|i| format!("${i}")).collect();
+                sql.push_str(&format!(" AND project_id IN ({})", list.join(", ")));
+            }
         }
         let mut q_after = None;
         if let Some((at, id)) = &f.after {
@@ -140,5 +178,6 @@ pub(crate) fn entry(
         resource_id: id.to_string(),
         before,
         after,
+        project_id: None,
     }
 }

@@ -82,7 +82,8 @@ impl Store {
                 m.id,
                 None,
                 Some(audit_view(m)),
-            ),
+            )
+            .in_project(m.project_id),
         )
         .await?;
         tx.commit().await?;
@@ -111,10 +112,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Lists auth methods ordered by id, optionally of one project, after the id `after`.
+    /// Lists auth methods ordered by id, of the projects in `scope` only when given, after the id `after`.
     pub async fn list_auth_methods(
         &self,
-        project_id: Option<Uuid>,
+        scope: Option<&[Uuid]>,
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<AuthMethod>> {
@@ -122,7 +123,8 @@ impl Store {
             &self.pool,
             "auth_methods",
             COLUMNS,
-            project_id,
+            "project_id",
+            scope,
             after,
             limit,
         )
@@ -169,7 +171,8 @@ impl Store {
                 id,
                 Some(audit_view(&m)),
                 None,
-            ),
+            )
+            .in_project(m.project_id),
         )
         .await?;
         tx.commit().await?;

@@ -73,6 +73,7 @@ pub enum DeleteOutcome {
 fn audit_entry(
     actor: &str,
     action: &str,
+    project: Uuid,
     id: Uuid,
     before: Option<Value>,
     after: Option<Value>,
@@ -86,6 +87,7 @@ fn audit_entry(
         resource_id: id.to_string(),
         before,
         after,
+        project_id: Some(project),
     }
 }
 
@@ -120,7 +122,14 @@ impl Store {
         })?;
         audit::insert(
             &mut tx,
-            &audit_entry(actor, "create", ch.id, None, Some(as_value(ch))),
+            &audit_entry(
+                actor,
+                "create",
+                ch.project_id,
+                ch.id,
+                None,
+                Some(as_value(ch)),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -172,6 +181,7 @@ impl Store {
             &audit_entry(
                 actor,
                 "update",
+                ch.project_id,
                 ch.id,
                 Some(as_value(&before)),
                 Some(as_value(&next)),
@@ -229,7 +239,14 @@ impl Store {
         }
         audit::insert(
             &mut tx,
-            &audit_entry(actor, "delete", id, Some(as_value(&before)), None),
+            &audit_entry(
+                actor,
+                "delete",
+                before.project_id,
+                id,
+                Some(as_value(&before)),
+                None,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -250,10 +267,10 @@ impl Store {
         channel_by_id(&self.pool, id).await
     }
 
-    /// Lists channels ordered by id, optionally of one project, after the id `after`.
+    /// Lists channels ordered by id, of the projects in `scope` only when given, after the id `after`.
     pub async fn list_channels(
         &self,
-        project_id: Option<Uuid>,
+        scope: Option<&[Uuid]>,
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Channel>> {
@@ -261,7 +278,8 @@ impl Store {
             &self.pool,
             "channels",
             CHANNEL_COLUMNS,
-            project_id,
+            "project_id",
+            scope,
             after,
             limit,
         )

@@ -136,7 +136,8 @@ impl Store {
                 c.id,
                 None,
                 Some(audit_view(&stored)),
-            ),
+            )
+            .in_project(stored.project_id),
         )
         .await?;
         tx.commit().await?;
@@ -164,18 +165,26 @@ impl Store {
             .transpose()
     }
 
-    /// Lists credentials ordered by id, optionally of one project, after the id `after`.
+    /// Lists credentials ordered by id, of the projects in `scope` only when given, after the id `after`.
     pub async fn list_credentials(
         &self,
-        project_id: Option<Uuid>,
+        scope: Option<&[Uuid]>,
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Credential>> {
-        rows::page_by_id(&self.pool, "credentials", COLUMNS, project_id, after, limit)
-            .await?
-            .iter()
-            .map(|r| self.open_row(r))
-            .collect()
+        rows::page_by_id(
+            &self.pool,
+            "credentials",
+            COLUMNS,
+            "project_id",
+            scope,
+            after,
+            limit,
+        )
+        .await?
+        .iter()
+        .map(|r| self.open_row(r))
+        .collect()
     }
 
     /// Replaces name and body of credential `c.id` if it is still at `c.version`; the audit
@@ -203,7 +212,8 @@ impl Store {
                 c.id,
                 Some(audit_view(&before)),
                 Some(after),
-            ),
+            )
+            .in_project(before.project_id),
         )
         .await?;
         tx.commit().await?;
@@ -297,7 +307,8 @@ impl Store {
                 id,
                 Some(audit_view(&before)),
                 None,
-            ),
+            )
+            .in_project(before.project_id),
         )
         .await?;
         tx.commit().await?;

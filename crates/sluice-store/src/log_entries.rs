@@ -3,6 +3,9 @@
 //! The in-process half — id sequence, in-memory ring of recent entries, live broadcast — is
 //! [`crate::event_log::EventLog`].
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 use sluice_core::clock::Micros;
@@ -121,6 +124,27 @@ pub struct LogFilter {
     pub sources: Vec<Source>,
     /// Only entries of this channel.
     pub channel_id: Option<Uuid>,
+    /// Only entries the reader may see (`None`: every entry).
+    pub scope: Option<ChannelScope>,
+}
+
+/// The entries a reader who is not a superuser may see: those of channels in their projects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelScope {
+    /// Entries of any channel (none instance-wide).
+    AnyChannel,
+    /// Entries of these channels only.
+    Channels(Arc<HashSet<Uuid>>),
+}
+
+impl ChannelScope {
+    fn allows(&self, channel: Option<Uuid>) -> bool {
+        match (self, channel) {
+            (_, None) => false,
+            (ChannelScope::AnyChannel, Some(_)) => true,
+            (ChannelScope::Channels(set), Some(c)) => set.contains(&c),
+        }
+    }
 }
 
 impl LogFilter {
@@ -129,6 +153,7 @@ impl LogFilter {
         (self.severities.is_empty() || self.severities.contains(&e.severity))
             && (self.sources.is_empty() || self.sources.contains(&e.source))
             && (self.channel_id.is_none() || self.channel_id == e.channel_id)
+            && self.scope.as_ref().is_none_or(|s| s.allows(e.channel_id))
     }
 }
 
@@ -215,6 +240,19 @@ impl Store {
             sql += &format!(" AND source IN ({})", params(next, filter.sources.len()));
             next += filter.sources.len();
         }
+        let scoped: Vec<String> = match &filter.scope {
+            None => Vec::new(),
+            Some(ChannelScope::AnyChannel) => {
+                sql += " AND channel_id IS NOT NULL";
+                Vec::new()
+            }
+            Some(ChannelScope::Channels(set)) if set.is_empty() => return Ok(Vec::new()),
+            Some(ChannelScope::Channels(set)) => {
+                sql += &format!(" AND channel_id IN ({})", params(next, set.len()));
+                next += set.len();
+                set.iter().map(Uuid::to_string).collect()
+            }
+        };
         sql += &format!(" ORDER BY id {order} LIMIT ${next}");
         let mut q = sqlx::query(&sql)
             .bind(bound)
@@ -224,6 +262,9 @@ impl Store {
         }
         for s in &filter.sources {
             q = q.bind(s.as_str());
+        }
+        for c in &scoped {
+            q = q.bind(c);
         }
         q.bind(limit)
             .fetch_all(&self.pool)

@@ -52,23 +52,35 @@ pub(crate) fn opt_flag(row: &AnyRow, col: &str) -> Result<Option<bool>> {
     }
 }
 
-/// One page of `table`'s rows (`columns`), ordered by id, optionally of one project, after the
-/// id `after`: the listing shape shared by channels, auth methods and credentials.
+/// One page of `table`'s rows (`columns`) ordered by id after the id `after`, limited to rows
+/// whose `scope_column` is in `scope` when given: the listing shape shared by projects,
+/// channels, auth methods and credentials.
 pub(crate) async fn page_by_id(
     pool: &sqlx::AnyPool,
     table: &str,
     columns: &str,
-    project_id: Option<Uuid>,
+    scope_column: &str,
+    scope: Option<&[Uuid]>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AnyRow>> {
-    Ok(sqlx::query(&format!(
-        "SELECT {columns} FROM {table} \
-         WHERE ($1 = '' OR project_id = $1) AND id > $2 ORDER BY id LIMIT $3"
-    ))
-    .bind(project_id.map(|p| p.to_string()).unwrap_or_default())
-    .bind(after.map(|a| a.to_string()).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+    let in_scope = match scope {
+        None => String::new(),
+        Some([]) => return Ok(Vec::new()),
+        Some(ids) => format!(
+            " AND {scope_column} IN ({})",
+            (3..3 + ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let sql = format!("SELECT {columns} FROM {table} WHERE id > $1{in_scope} ORDER BY id LIMIT $2");
+    let mut q = sqlx::query(&sql)
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(limit);
+    for id in scope.unwrap_or_default() {
+        q = q.bind(id.to_string());
+    }
+    Ok(q.fetch_all(pool).await?)
 }

@@ -222,8 +222,8 @@ async fn default_project_and_tokens() {
         assert_eq!(a, b, "the default project is created once");
         assert!(s.project_exists(a.id).await.unwrap());
         let (tok, secret) = s.create_api_token("ci", Role::Superuser).await.unwrap();
-        assert_eq!(s.authenticate_token(&secret).await.unwrap(), Some(tok));
-        assert_eq!(s.authenticate_token("slc_wrong").await.unwrap(), None);
+        assert_eq!(s.authenticate_token(&secret, now_us()).await.unwrap(), Some(tok));
+        assert_eq!(s.authenticate_token("slc_wrong", now_us()).await.unwrap(), None);
         s.migrate().await.expect("migrating twice is harmless");
     })
     .await;
@@ -257,6 +257,7 @@ async fn channel_crud_locking_and_audit() {
                 resource_id: Some(ch.id.to_string()),
                 after: None,
                 limit: 10,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -277,16 +278,17 @@ async fn channel_crud_locking_and_audit() {
                 resource_id: None,
                 after: Some((audit[0].at, audit[0].id.to_string())),
                 limit: 10,
+                ..Default::default()
             })
             .await
             .unwrap();
         assert_eq!(page2.len(), 1);
         assert_eq!(page2[0].action, "create");
 
-        let all = s.list_channels(Some(p.id), None, 10).await.unwrap();
+        let all = s.list_channels(Some(&[p.id]), None, 10).await.unwrap();
         assert_eq!(all.len(), 1);
         assert!(s
-            .list_channels(Some(p.id), Some(ch.id), 10)
+            .list_channels(Some(&[p.id]), Some(ch.id), 10)
             .await
             .unwrap()
             .is_empty());
@@ -826,6 +828,7 @@ async fn event_log_entries_filter_paginate_and_prune() {
             severities: vec![Severity::Warn, Severity::Error],
             sources: vec![Source::Health],
             channel_id: Some(b),
+            ..Default::default()
         };
         assert_eq!(
             ids(s
@@ -895,6 +898,7 @@ async fn health_columns_leave_the_configuration_alone() {
                 resource_id: Some(ch.id.to_string()),
                 after: None,
                 limit: 10,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -1097,7 +1101,7 @@ mod auth {
                 Err(StoreError::Conflict(_))
             ));
             assert_eq!(
-                s.list_auth_methods(Some(project), None, 10).await.unwrap(),
+                s.list_auth_methods(Some(&[project]), None, 10).await.unwrap(),
                 std::slice::from_ref(&m)
             );
             assert_eq!(

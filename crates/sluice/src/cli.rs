@@ -24,6 +24,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage users: create, list, disable, reset a password.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Inspect channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
@@ -132,6 +135,12 @@ pub struct ServeArgs {
     /// Days persisted event-log entries are kept.
     #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value_t = 30)]
     pub event_retention_days: u32,
+    /// A sign-in session ends after this long without a call (`30m`, `12h`, …).
+    #[arg(long, env = "SLUICE_SESSION_IDLE_TIMEOUT", default_value = "12h", value_parser = crate::parse::parse)]
+    pub session_idle_timeout: std::time::Duration,
+    /// A sign-in session ends this long after it began, whatever happens (`7d`, …).
+    #[arg(long, env = "SLUICE_SESSION_MAX_AGE", default_value = "7d", value_parser = crate::parse::parse)]
+    pub session_max_age: std::time::Duration,
 }
 
 /// `sluice token …`
@@ -145,9 +154,62 @@ pub enum TokenCommand {
         /// A name for the token (shown in the audit trail).
         #[arg(long)]
         name: String,
-        /// Role granted.
+        /// The user whose rights the token carries (default: an instance token, holding its
+        /// role on every project).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this project (its name or id); needs `--user`.
+        #[arg(long, requires = "user")]
+        project: Option<String>,
+        /// Role granted (instance token), or the cap on the user's rights.
         #[arg(long, default_value = "superuser", value_parser = ["superuser", "admin", "editor", "viewer"])]
         role: String,
+    },
+}
+
+/// `sluice user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from standard input with `--password-stdin`, or
+    /// generated, printed once on the last line, and must be changed at first sign-in.
+    Create {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// Sign-in name (unique whatever its case).
+        #[arg(long)]
+        username: String,
+        /// Name shown to people (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Manages users, projects and settings, and every project.
+        #[arg(long)]
+        superuser: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users: id, username, superuser, disabled, last sign-in.
+    List {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Disable a user: no sign-in, sessions ended, tokens refused.
+    Disable {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The user.
+        username: String,
+    },
+    /// Give a user a new one-time password, printed once on the last line.
+    ResetPassword {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The user.
+        username: String,
     },
 }
 

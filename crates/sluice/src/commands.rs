@@ -1,6 +1,6 @@
-//! The one-shot subcommands: migrate, token create, channel list.
+//! The one-shot subcommands: migrate, token create, channel list, secrets rotate.
 
-use sluice_store::{Role, Secrets};
+use sluice_store::{NewToken, Role, Secrets, Store};
 
 use crate::cli::{ChannelCommand, LedgerArgs, SecretsCommand, TokenCommand};
 
@@ -16,14 +16,39 @@ pub async fn migrate(ledger: LedgerArgs) -> anyhow::Result<()> {
 /// `sluice token …`
 pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Create { ledger, name, role } => {
+        TokenCommand::Create {
+            ledger,
+            name,
+            user,
+            project,
+            role,
+        } => {
             let store = ledger.open().await?;
             store.ensure_default_project().await?;
             let role = Role::parse(&role).expect("clap restricts the role");
-            let (token, secret) = store.create_api_token(&name, role).await?;
+            let user_id = match &user {
+                Some(u) => match store.user_by_name(u).await? {
+                    Some(r) => Some(r.user.id),
+                    None => anyhow::bail!("no user named {u:?}"),
+                },
+                None => None,
+            };
+            let project_id = match &project {
+                Some(p) => Some(project_id(&store, p).await?),
+                None => None,
+            };
+            let new = NewToken {
+                name,
+                role,
+                user_id,
+                project_id,
+                expires_at: None,
+            };
+            let (token, secret) = store.create_token(&new, "cli").await?;
             store.close().await;
+            let whose = user.map_or_else(|| "instance".to_string(), |u| format!("{u}'s"));
             println!(
-                "created {} token {:?} ({}); it is shown only once:",
+                "created {whose} {} token {:?} ({}); it is shown only once:",
                 token.role.as_str(),
                 token.name,
                 token.id
@@ -31,6 +56,19 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+    }
+}
+
+/// A project named by its id or its name.
+async fn project_id(store: &Store, given: &str) -> anyhow::Result<uuid::Uuid> {
+    if let Ok(id) = uuid::Uuid::parse_str(given) {
+        if store.project_exists(id).await? {
+            return Ok(id);
+        }
+    }
+    match store.project_by_name(given).await? {
+        Some(p) => Ok(p.id),
+        None => anyhow::bail!("no project named {given:?}"),
     }
 }
 

@@ -7,6 +7,7 @@ mod jobs;
 mod parse;
 mod proxy_threads;
 mod server;
+mod user_commands;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -61,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => server::serve(args).await,
         Command::Migrate(ledger) => commands::migrate(ledger).await,
         Command::Token(cmd) => commands::token(cmd).await,
+        Command::User(cmd) => user_commands::user(cmd).await,
         Command::Channel(cmd) => commands::channel(cmd).await,
         Command::Secrets(cmd) => commands::secrets(cmd).await,
         Command::Bench(BenchCommand::Sink(args)) => sluice_bench::sink::run_sink(args).await,

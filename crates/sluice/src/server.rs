@@ -9,14 +9,14 @@ use axum::serve::ListenerExt;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::BundledSchemas;
-use sluice_admin::AdminState;
+use sluice_admin::{AdminState, AuthSettings};
 use sluice_core::clock::now_us;
 use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
 use sluice_proxy::service::{not_found_router, MakeConnService};
 use sluice_proxy::{Proxy, ProxyConfig};
 use sluice_store::event_log::DEFAULT_RING;
-use sluice_store::{EventLog, Ledger, LedgerConfig, Severity, Source};
+use sluice_store::{EventLog, Ledger, LedgerConfig, SessionLimits, Severity, Source};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -75,6 +75,11 @@ fn spawn_server(
     })
 }
 
+/// A duration in whole microseconds, the ledger's unit.
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// Runs the gateway until a stop signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
@@ -83,6 +88,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.follow_other_nodes();
     let node_id = args.ledger.node_id()?;
     let project = store.ensure_default_project().await?;
+    if let Some(password) = sluice_admin::accounts::bootstrap_admin(&store, project.id).await? {
+        // Shown this once, on standard error beside the log; only its hash is stored.
+        eprintln!(
+            "\nsluice: first start. Sign in as \"{}\" with this one-time password, then choose \
+             your own:\n\n    {password}\n",
+            sluice_admin::accounts::FIRST_ADMIN
+        );
+    }
     let closed = store.close_interrupted(&node_id, now_us()).await?;
     if closed > 0 {
         tracing::warn!(
@@ -127,13 +140,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .to_string();
     let admin = sluice_admin::router(AdminState {
         store: store.clone(),
-        public_url: public_url.into(),
+        public_url: public_url.clone().into(),
         default_project: project.id,
         metrics,
         validator: Validator::new(ValidatorConfig::default()),
         events: events.clone(),
         stale_threshold: Duration::from_secs(86_400) * args.stale_threshold_days,
         schemas: std::sync::Arc::new(BundledSchemas::new()),
+        auth: AuthSettings {
+            session_limits: SessionLimits {
+                idle_us: micros(args.session_idle_timeout),
+                absolute_us: micros(args.session_max_age),
+            },
+            secure_cookie: public_url.starts_with("https://"),
+        },
+        throttle: Default::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

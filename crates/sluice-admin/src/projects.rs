@@ -1,0 +1,246 @@
+//! `/api/v1/projects` and their members. Superusers create, rename and delete projects (a
+//! project that still owns channels, credentials or auth methods cannot be deleted); a project's
+//! admins manage its members, and it always keeps at least one admin.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_core::access::{Right, Role};
+use sluice_store::{Member, Project, ProjectRemoval, StoreError};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::wire;
+use crate::AdminState;
+
+/// Body of `POST /projects` and `PATCH /projects/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectInput {
+    name: String,
+}
+
+/// Body of `PUT /projects/{id}/members/{user_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberInput {
+    role: String,
+}
+
+/// The project as the API shows it.
+pub fn project_json(p: &Project) -> Value {
+    json!({ "id": p.id, "name": p.name, "created_at": wire::ts(p.created_at) })
+}
+
+fn member_json(m: &Member) -> Value {
+    json!({
+        "project_id": m.project_id,
+        "user_id": m.user_id,
+        "username": m.username,
+        "role": m.role,
+        "created_at": wire::ts(m.created_at),
+    })
+}
+
+fn checked_name(input: ProjectInput) -> ApiResult<String> {
+    let n = &input.name;
+    if n.is_empty() || n.len() > 200 || n.trim() != n || n.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "name",
+            "must be 1 to 200 characters without control characters or surrounding spaces",
+        ));
+    }
+    Ok(input.name)
+}
+
+fn duplicate() -> ApiError {
+    ApiError::field("name", "a project with this name already exists")
+}
+
+/// Loads a project the caller may read, or answers 404.
+async fn load(state: &AdminState, caller: &Caller, id: &str) -> ApiResult<Project> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("project"))?;
+    caller.allow(Right::Read, Some(id), "project")?;
+    state
+        .store
+        .get_project(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))
+}
+
+/// `GET /api/v1/projects`: the projects the caller may read.
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let after = wire::id_cursor(&q)?;
+    let scope = caller.readable_projects();
+    let rows = state
+        .store
+        .list_projects(scope.as_deref(), after, limit)
+        .await?;
+    Ok(Json(wire::page(&rows, limit, project_json, |p| {
+        p.id.to_string()
+    })))
+}
+
+/// `POST /api/v1/projects`: the signed-in creator becomes its admin.
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.allow(Right::ManageInstance, None, "project")?;
+    let name = checked_name(wire::parse_body(&body)?)?;
+    let admin = caller.user.as_ref().map(|u| u.id);
+    match state
+        .store
+        .create_project(&name, admin, caller.actor())
+        .await
+    {
+        Ok(p) => Ok((StatusCode::CREATED, Json(project_json(&p)))),
+        Err(StoreError::Conflict(_)) => Err(duplicate()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /api/v1/projects/{id}`
+pub async fn get(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(project_json(&load(&state, &caller, &id).await?)))
+}
+
+/// `PATCH /api/v1/projects/{id}`: renames it.
+pub async fn patch(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let p = load(&state, &caller, &id).await?;
+    caller.allow(Right::ManageInstance, Some(p.id), "project")?;
+    let name = checked_name(wire::parse_body(&body)?)?;
+    match state
+        .store
+        .rename_project(p.id, &name, caller.actor())
+        .await
+    {
+        Ok(p) => Ok(Json(project_json(&p))),
+        Err(StoreError::Conflict(_)) => Err(duplicate()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /api/v1/projects/{id}`: 409 while it owns channels, credentials or auth methods.
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = load(&state, &caller, &id).await?;
+    caller.allow(Right::ManageInstance, Some(p.id), "project")?;
+    if p.id == state.default_project {
+        return Err(ApiError::conflict(
+            "the default project cannot be deleted",
+            json!({}),
+        ));
+    }
+    match state.store.delete_project(p.id, caller.actor()).await? {
+        ProjectRemoval::Deleted => Ok(StatusCode::NO_CONTENT),
+        ProjectRemoval::NotFound => Err(ApiError::not_found("project")),
+        ProjectRemoval::NotEmpty => Err(ApiError::conflict(
+            "project still owns channels, credentials or auth methods; delete them first",
+            json!({}),
+        )),
+    }
+}
+
+/// `GET /api/v1/projects/{id}/members`
+pub async fn list_members(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = load(&state, &caller, &id).await?;
+    let members = state.store.list_members(p.id).await?;
+    Ok(Json(json!({
+        "items": members.iter().map(member_json).collect::<Vec<_>>(),
+        "next_cursor": null,
+    })))
+}
+
+fn user_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("member"))
+}
+
+/// `GET /api/v1/projects/{id}/members/{user_id}`
+pub async fn get_member(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let p = load(&state, &caller, &id).await?;
+    let user = user_id(&user)?;
+    let members = state.store.list_members(p.id).await?;
+    members
+        .iter()
+        .find(|m| m.user_id == user)
+        .map(|m| Json(member_json(m)))
+        .ok_or_else(|| ApiError::not_found("member"))
+}
+
+/// `PUT /api/v1/projects/{id}/members/{user_id}`: `{"role": "viewer" | "editor" | "admin"}`.
+pub async fn put_member(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let p = load(&state, &caller, &id).await?;
+    caller.allow(Right::ManageProject, Some(p.id), "project")?;
+    let user = user_id(&user)?;
+    let input: MemberInput = wire::parse_body(&body)?;
+    let role = Role::parse(&input.role)
+        .filter(|r| Role::MEMBER_ROLES.contains(r))
+        .ok_or_else(|| ApiError::field("role", "must be viewer, editor or admin"))?;
+    if state.store.get_user(user).await?.is_none() {
+        return Err(ApiError::not_found("user"));
+    }
+    state
+        .store
+        .put_member(p.id, user, role, caller.actor())
+        .await?;
+    get_member(State(state), caller, Path((id, user.to_string()))).await
+}
+
+/// `DELETE /api/v1/projects/{id}/members/{user_id}`: 409 for the last admin.
+pub async fn delete_member(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let p = load(&state, &caller, &id).await?;
+    caller.allow(Right::ManageProject, Some(p.id), "project")?;
+    let user = user_id(&user)?;
+    if state
+        .store
+        .delete_member(p.id, user, caller.actor())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("member"))
+    }
+}

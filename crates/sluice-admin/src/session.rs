@@ -96,11 +96,9 @@ fn keys(username: &str, peer: &SocketAddr) -> Vec<String> {
     ]
 }
 
-/// Notes a refused sign-in: throttle, event log (rate-limited), audit.
-async fn refused(state: &AdminState, username: &str, peer: &SocketAddr) -> ApiError {
-    let keys = keys(username, peer);
-    state.throttle.failed(&keys, Instant::now());
-    let details = json!({ "username": username, "client": peer.ip().to_string() });
+/// Writes a refused sign-in to the event log, rate-limited like the proxy's source-auth failures
+/// (one entry a minute, the rest counted in `details.suppressed`).
+fn log_refusal(state: &AdminState, details: Value) {
     state.events.emit_throttled(
         "sign_in_failure",
         AUTH_FAILURE_INTERVAL,
@@ -108,8 +106,16 @@ async fn refused(state: &AdminState, username: &str, peer: &SocketAddr) -> ApiEr
         Source::Auth,
         None,
         "sign-ins are failing",
-        details.clone(),
+        details,
     );
+}
+
+/// Notes a wrong password or unknown user: throttle, event log, audit.
+async fn refused(state: &AdminState, username: &str, peer: &SocketAddr) -> ApiError {
+    let keys = keys(username, peer);
+    state.throttle.failed(&keys, Instant::now());
+    let details = json!({ "username": username, "client": peer.ip().to_string() });
+    log_refusal(state, details.clone());
     if let Err(e) = state
         .store
         .audit_event(

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::tokens::token_digest;
 use crate::users::User;
 
-/// A session's last-seen time is written at most this often (µs), not on every call.
+/// A session's last-seen time is written at most this often (µs), not on every call, and at
+/// least ten times per idle timeout.
 const TOUCH_EVERY_US: Micros = 60 * 1_000_000;
 
 /// How long sessions live.
@@ -68,7 +69,7 @@ impl Store {
             self.end_session(secret).await?;
             return Ok(None);
         }
-        if now - last_seen >= TOUCH_EVERY_US {
+        if now - last_seen >= TOUCH_EVERY_US.min(limits.idle_us / 10) {
             sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
                 .bind(&digest)
                 .bind(now)

@@ -18,8 +18,8 @@ use sluice_store::ledger::MAX_BACKLOG;
 use sluice_store::requests::LedgerOp;
 use sluice_store::{
     AuditFilter, Cursor, EventLog, HealthStatus, HealthUpdate, Ledger, LedgerConfig, LedgerError,
-    LogEntry, LogFilter, LogPage, RequestFilter, Role, Severity, Source, StatusFilter, Store,
-    StoreError, StoreOptions,
+    LogEntry, LogFilter, LogPage, NewUser, PasswordState, RequestFilter, Role, SessionLimits,
+    Severity, Source, StatusFilter, Store, StoreError, StoreOptions, UserPatch,
 };
 use sqlx::Connection;
 
@@ -222,9 +222,137 @@ async fn default_project_and_tokens() {
         assert_eq!(a, b, "the default project is created once");
         assert!(s.project_exists(a.id).await.unwrap());
         let (tok, secret) = s.create_api_token("ci", Role::Superuser).await.unwrap();
-        assert_eq!(s.authenticate_token(&secret, now_us()).await.unwrap(), Some(tok));
-        assert_eq!(s.authenticate_token("slc_wrong", now_us()).await.unwrap(), None);
+        assert_eq!(
+            s.authenticate_token(&secret, now_us()).await.unwrap(),
+            Some(tok)
+        );
+        assert_eq!(
+            s.authenticate_token("slc_wrong", now_us()).await.unwrap(),
+            None
+        );
         s.migrate().await.expect("migrating twice is harmless");
+    })
+    .await;
+}
+
+fn new_user(name: &str, superuser: bool) -> NewUser {
+    NewUser {
+        username: name.into(),
+        display_name: String::new(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        password_state: PasswordState::Set,
+        superuser,
+    }
+}
+
+#[tokio::test]
+async fn users_sessions_and_memberships() {
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ann = s.create_user(&new_user("Ann", true), "t").await.unwrap();
+        assert!(matches!(
+            s.create_user(&new_user("ANN", false), "t").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(s.user_by_name("aNn").await.unwrap().unwrap().user, ann);
+        // The last enabled superuser keeps that role.
+        let demote = UserPatch {
+            superuser: Some(false),
+            ..UserPatch::default()
+        };
+        assert!(matches!(
+            s.update_user(ann.id, &demote, "t").await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // Sessions end when idle and at their absolute expiry; times are the caller's.
+        let limits = SessionLimits {
+            idle_us: 100,
+            absolute_us: 1_000,
+        };
+        s.create_session(ann.id, "secret-a", 10_000, limits)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.session_user("secret-a", 10_050, limits)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            ann.id
+        );
+        assert_eq!(
+            s.session_user("secret-a", 10_140, limits)
+                .await
+                .unwrap()
+                .map(|u| u.id),
+            Some(ann.id),
+            "touched at 10 050"
+        );
+        assert!(
+            s.session_user("secret-a", 10_300, limits)
+                .await
+                .unwrap()
+                .is_none(),
+            "idle"
+        );
+        assert!(
+            s.session_user("secret-a", 10_310, limits)
+                .await
+                .unwrap()
+                .is_none(),
+            "and gone"
+        );
+        s.create_session(ann.id, "secret-b", 20_000, limits)
+            .await
+            .unwrap();
+        let mut t = 20_000;
+        while t < 20_990 {
+            t += 90;
+            assert!(s
+                .session_user("secret-b", t.min(20_999), limits)
+                .await
+                .unwrap()
+                .is_some());
+        }
+        assert!(
+            s.session_user("secret-b", 21_000, limits)
+                .await
+                .unwrap()
+                .is_none(),
+            "absolute"
+        );
+        s.create_session(ann.id, "secret-c", 30_000, limits)
+            .await
+            .unwrap();
+        s.end_session("secret-c").await.unwrap();
+        assert!(
+            s.session_user("secret-c", 30_001, limits)
+                .await
+                .unwrap()
+                .is_none(),
+            "signed out"
+        );
+
+        // A project keeps an admin.
+        let bob = s.create_user(&new_user("bob", false), "t").await.unwrap();
+        s.put_member(p.id, bob.id, Role::Admin, "t").await.unwrap();
+        assert!(matches!(
+            s.put_member(p.id, bob.id, Role::Viewer, "t").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.delete_member(p.id, bob.id, "t").await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.put_member(p.id, ann.id, Role::Admin, "t").await.unwrap();
+        s.put_member(p.id, bob.id, Role::Viewer, "t").await.unwrap();
+        assert_eq!(
+            s.user_memberships(bob.id).await.unwrap().get(&p.id),
+            Some(&Role::Viewer)
+        );
+        assert!(s.delete_member(p.id, bob.id, "t").await.unwrap());
+        assert!(s.user_memberships(bob.id).await.unwrap().is_empty());
     })
     .await;
 }
@@ -1101,7 +1229,9 @@ mod auth {
                 Err(StoreError::Conflict(_))
             ));
             assert_eq!(
-                s.list_auth_methods(Some(&[project]), None, 10).await.unwrap(),
+                s.list_auth_methods(Some(&[project]), None, 10)
+                    .await
+                    .unwrap(),
                 std::slice::from_ref(&m)
             );
             assert_eq!(

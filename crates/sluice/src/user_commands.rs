@@ -126,7 +126,9 @@ fn list_line(u: &User) -> String {
         u.username,
         flag(u.superuser, "superuser"),
         flag(u.disabled, "disabled"),
-        u.last_login_at
-            .map_or_else(|| "never signed in".to_string(), sluice_core::clock::to_rfc3339)
+        u.last_login_at.map_or_else(
+            || "never signed in".to_string(),
+            sluice_core::clock::to_rfc3339
+        )
     )
 }

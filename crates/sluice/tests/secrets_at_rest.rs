@@ -114,7 +114,11 @@ async fn store_every_kind_of_secret(s: &Sluice) -> Vec<String> {
         );
     }
     assert_eq!(tokens.calls(), 1);
+    let (password, session, user_token) = sign_in_secrets(s).await;
     vec![
+        password,
+        session,
+        user_token,
         api_key,
         basic_pw,
         http_pw,
@@ -128,6 +132,55 @@ async fn store_every_kind_of_secret(s: &Sluice) -> Vec<String> {
     ]
 }
 
+/// A user's password, a session id and a user's API token, each used once.
+async fn sign_in_secrets(s: &Sluice) -> (String, String, String) {
+    let password = unique("user-password");
+    post(
+        s,
+        "/users",
+        json!({"username": unique("ann"), "password": password}),
+    )
+    .await;
+    let user = post(
+        s,
+        "/users",
+        json!({"username": unique("bob"), "password": password}),
+    )
+    .await;
+    let res = s
+        .http()
+        .post(s.url("/api/v1/session"))
+        .json(&json!({"username": user["username"], "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session = cookie.split(';').next().unwrap()["sluice_session=".len()..].to_string();
+    let body: Value = res.json().await.unwrap();
+    let res = s
+        .http()
+        .post(s.url("/api/v1/tokens"))
+        .header("cookie", format!("sluice_session={session}"))
+        .header("x-csrf-token", body["csrf_token"].as_str().unwrap())
+        .json(&json!({"name": "mine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token: Value = res.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let res = s
+        .http()
+        .get(s.url("/api/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the user's token works");
+    (password, session, token)
+}
+
 fn assert_absent(haystack: &[u8], secrets: &[String], what: &str) {
     for secret in secrets {
         let found = haystack
@@ -137,11 +190,19 @@ fn assert_absent(haystack: &[u8], secrets: &[String], what: &str) {
     }
 }
 
+/// Every byte of every file in the data directory but the key file (the ledger, its WAL,
+/// the in-flight file, the journal and the recorded events).
 fn sqlite_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
-    for name in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
-        if let Ok(b) = std::fs::read(dir.join(name)) {
-            all.extend(b);
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.file_name().is_some_and(|n| n != "secret.key") {
+                all.extend(std::fs::read(&path).unwrap_or_default());
+            }
         }
     }
     all
@@ -156,7 +217,7 @@ async fn sqlite_file_and_wal_hold_no_secret_in_clear() {
     assert_absent(
         &sqlite_bytes(s.data.path()),
         &secrets,
-        "the running SQLite ledger",
+        "the running SQLite ledger's data directory",
     );
     s.stop().await;
     assert_absent(

@@ -215,7 +215,7 @@ pub async fn create(
         updated_at: now,
     };
     validate(&state, &ch).await?;
-    match state.store.create_channel(&ch, &caller.actor()).await {
+    match state.store.create_channel(&ch, caller.actor()).await {
         Ok(()) => {}
         Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
         Err(e) => return Err(e.into()),

@@ -12,9 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sluice_core::access::Right;
 use sluice_core::clock::now_us;
-use sluice_core::source_auth::{
-    api_key_digest, generate_api_key, hash_password, AuthKind, AuthMethod,
-};
+use sluice_core::source_auth::{api_key_digest, generate_api_key, AuthKind, AuthMethod};
 use sluice_store::StoreError;
 use uuid::Uuid;
 
@@ -106,12 +104,7 @@ pub async fn create(
                 fields.insert("password".into(), "required: 8 to 1024 characters".into());
             }
             let hash = if fields.is_empty() {
-                let pw = pw.to_string();
-                tokio::task::spawn_blocking(move || hash_password(&pw))
-                    .await
-                    .map_err(|_| {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hashing failed")
-                    })?
+                crate::accounts::hash(pw).await?
             } else {
                 String::new()
             };
@@ -155,9 +148,8 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let (limit, after) = wire::id_page(&q)?;
     let scope = wire::list_scope(&caller, wire::uuid_query(&q, "project_id")?)?;
-    let after = wire::id_cursor(&q)?;
     let rows = state
         .store
         .list_auth_methods(scope.as_deref(), after, limit)

@@ -150,9 +150,8 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = wire::limit(q.get("limit").map(String::as_str))?;
+    let (limit, after) = wire::id_page(&q)?;
     let scope = wire::list_scope(&caller, wire::uuid_query(&q, "project_id")?)?;
-    let after = wire::id_cursor(&q)?;
     let rows = state
         .store
         .list_credentials(scope.as_deref(), after, limit)

@@ -81,8 +81,7 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let after = wire::id_cursor(&q)?;
+    let (limit, after) = wire::id_page(&q)?;
     let scope = caller.readable_projects();
     let rows = state
         .store

@@ -53,8 +53,7 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let after = wire::id_cursor(&q)?;
+    let (limit, after) = wire::id_page(&q)?;
     let asked = wire::uuid_query(&q, "user_id")?;
     let owner = if caller.is_superuser() {
         asked

@@ -72,8 +72,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     caller.allow(Right::ManageInstance, None, "user")?;
-    let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let after = wire::id_cursor(&q)?;
+    let (limit, after) = wire::id_page(&q)?;
     let rows = state.store.list_users(after, limit).await?;
     Ok(Json(wire::page(&rows, limit, user_json, |u| {
         u.id.to_string()

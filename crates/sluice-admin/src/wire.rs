@@ -126,6 +126,13 @@ pub fn uuid_query(
         .transpose()
 }
 
+/// `?limit=` and `?cursor=` of a listing of id-ordered rows.
+pub fn id_page(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
+    Ok((limit(q.get("limit").map(String::as_str))?, id_cursor(q)?))
+}
+
 /// The id a `?cursor=` made by [`page`] over id-ordered rows continues after.
 pub fn id_cursor(
     q: &std::collections::HashMap<String, String>,

@@ -166,11 +166,7 @@ pub async fn user_principal(
 }
 
 async fn session_caller(state: &AdminState, parts: &Parts, secret: String) -> ApiResult<Caller> {
-    let user = state
-        .store
-        .session_user(&secret, now_us(), state.auth.session_limits)
-        .await?
-        .ok_or_else(unauthorized)?;
+    let caller = signed_in(state, secret.clone()).await?;
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
         let sent = parts
@@ -178,16 +174,33 @@ async fn session_caller(state: &AdminState, parts: &Parts, secret: String) -> Ap
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let expected = csrf_token(&secret);
-        let matches: bool =
-            subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), expected.as_bytes()).into();
-        if !matches {
-            return Err(
-                ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token")
-                    .with_details(json!({ "header": CSRF_HEADER })),
-            );
-        }
+        check_csrf(&secret, sent).map_err(|e| e.with_details(json!({ "header": CSRF_HEADER })))?;
     }
+    Ok(caller)
+}
+
+/// Refuses with 403 unless `sent` is the CSRF token of the session `secret`.
+pub fn check_csrf(secret: &str, sent: &str) -> ApiResult<()> {
+    let expected = csrf_token(secret);
+    let matches: bool = subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), expected.as_bytes()).into();
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token",
+        ))
+    }
+}
+
+/// The caller signed in with the session `secret` (401 when it is unknown or has expired). The
+/// CSRF token is the caller's to check.
+pub async fn signed_in(state: &AdminState, secret: String) -> ApiResult<Caller> {
+    let user = state
+        .store
+        .session_user(&secret, now_us(), state.auth.session_limits)
+        .await?
+        .ok_or_else(unauthorized)?;
     let principal = user_principal(state, &user, format!("user:{}", user.username)).await?;
     Ok(Caller {
         principal,

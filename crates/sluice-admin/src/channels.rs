@@ -41,19 +41,20 @@ pub struct CreateChannel {
     preview_bytes: Option<u32>,
 }
 
-/// Body of `PATCH /channels/{id}`.
-#[derive(Debug, Deserialize)]
+/// Body of `PATCH /channels/{id}`: what to change, and the `lock_version` the change was
+/// made against.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchChannel {
-    lock_version: i64,
-    name: Option<String>,
-    sink_url: Option<String>,
-    enabled: Option<bool>,
-    source_auth_method_ids: Option<Vec<Uuid>>,
+    pub lock_version: i64,
+    pub name: Option<String>,
+    pub sink_url: Option<String>,
+    pub enabled: Option<bool>,
+    pub source_auth_method_ids: Option<Vec<Uuid>>,
     #[serde(default, deserialize_with = "double_option")]
-    sink_credential_id: Option<Option<Uuid>>,
-    timeouts: Option<Timeouts>,
-    preview_bytes: Option<u32>,
+    pub sink_credential_id: Option<Option<Uuid>>,
+    pub timeouts: Option<Timeouts>,
+    pub preview_bytes: Option<u32>,
 }
 
 /// The channel resource as the API shows it.
@@ -311,8 +312,34 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let current = load(&state, &caller, Right::EditChannels, &id).await?;
+    // A channel the caller cannot edit answers 404 or 403 before its body is read.
+    load(&state, &caller, Right::EditChannels, &id).await?;
     let input: PatchChannel = wire::parse_body(&body)?;
+    let (stored, sink_changed) = change(&state, &caller, &id, input).await?;
+    let mut body = channel_json(&state, &stored);
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&stored),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
+    if sink_changed {
+        body["validation"] = serde_json::to_value(state.validator.validate(&stored.sink_url).await)
+            .unwrap_or(Value::Null);
+    }
+    Ok(Json(body))
+}
+
+/// Changes channel `id` as `input` says, if the caller may and `input.lock_version` is still
+/// the current one (409 with the current channel otherwise): the stored channel, and whether
+/// its sink URL changed.
+pub async fn change(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    input: PatchChannel,
+) -> ApiResult<(Channel, bool)> {
+    let current = load(state, caller, Right::EditChannels, id).await?;
     if input
         .sink_credential_id
         .is_some_and(|c| c.is_some() && c != current.sink_credential_id)
@@ -320,7 +347,7 @@ pub async fn patch(
         caller.allow(Right::ManageProject, Some(current.project_id), "channel")?;
     }
     if input.lock_version != current.lock_version {
-        return Err(stale(&state, &current));
+        return Err(stale(state, &current));
     }
     let sink_changed = input
         .sink_url
@@ -348,32 +375,20 @@ pub async fn patch(
     if let Some(v) = input.preview_bytes {
         next.preview_bytes = v;
     }
-    validate(&state, &next).await?;
-    let stored = match state
+    validate(state, &next).await?;
+    match state
         .store
         .update_channel(&next, input.lock_version, caller.actor())
         .await
     {
-        Ok(c) => c,
+        Ok(c) => Ok((c, sink_changed)),
         Err(sluice_store::StoreError::Stale) => {
-            let fresh = load(&state, &caller, Right::Read, &id).await?;
-            return Err(stale(&state, &fresh));
+            let fresh = load(state, caller, Right::Read, id).await?;
+            Err(stale(state, &fresh))
         }
-        Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut body = channel_json(&state, &stored);
-    channel_health::decorate(
-        &state,
-        std::slice::from_ref(&stored),
-        std::slice::from_mut(&mut body),
-    )
-    .await?;
-    if sink_changed {
-        body["validation"] = serde_json::to_value(state.validator.validate(&stored.sink_url).await)
-            .unwrap_or(Value::Null);
+        Err(sluice_store::StoreError::Conflict(_)) => Err(duplicate_name()),
+        Err(e) => Err(e.into()),
     }
-    Ok(Json(body))
 }
 
 fn stale(state: &AdminState, current: &Channel) -> ApiError {

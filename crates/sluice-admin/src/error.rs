@@ -71,6 +71,30 @@ impl ApiError {
         e
     }
 
+    /// The HTTP status of this failure.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The short text of this failure.
+    pub fn message(&self) -> &str {
+        &self.error
+    }
+
+    /// The problem with each named field, for a 422 (empty otherwise).
+    pub fn field_problems(&self) -> Vec<(String, String)> {
+        self.details
+            .as_ref()
+            .and_then(|d| d.get("fields"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// 409 with details.
     pub fn conflict(error: impl Into<String>, details: Value) -> Self {
         Self {

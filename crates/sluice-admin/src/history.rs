@@ -84,7 +84,7 @@ fn event_json(e: &EventRecord) -> Value {
     })
 }
 
-fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilter> {
+pub(crate) fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilter> {
     let get = |k: &str| q.get(k).map(String::as_str).filter(|s| !s.is_empty());
     Ok(RequestFilter {
         state: get("state")
@@ -112,7 +112,7 @@ fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilter> {
     })
 }
 
-fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
+pub(crate) fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
     let (started_at, id) = wire::decode_pair_cursor(raw)?;
     Ok(Cursor {
         started_at,

@@ -1,5 +1,5 @@
-//! The sluice control plane: the JSON management API under `/api/v1`, liveness, readiness and
-//! the Prometheus endpoint.
+//! The sluice control plane: the JSON management API under `/api/v1`, the web UI under `/ui`,
+//! liveness, readiness and the Prometheus endpoint.
 
 pub mod accounts;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod schemas;
 pub mod session;
 pub mod throttle;
 pub mod tokens;
+pub mod ui;
 pub mod users;
 pub mod wire;
 
@@ -189,7 +190,7 @@ pub fn api_route_list() -> Vec<(Method, &'static str)> {
     api_routes().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
-/// The API, health and metrics routes.
+/// The API, UI, health and metrics routes.
 pub fn router(state: AdminState) -> Router {
     let api = api_routes()
         .into_iter()
@@ -202,5 +203,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(ui::routes())
         .with_state(state)
 }

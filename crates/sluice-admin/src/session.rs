@@ -13,9 +13,10 @@ use http::{header, HeaderValue, StatusCode};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sluice_core::access::{ProjectRoles, Role};
 use sluice_core::clock::now_us;
 use sluice_store::event_log::AUTH_FAILURE_INTERVAL;
-use sluice_store::{PasswordState, Severity, Source, User, UserPatch};
+use sluice_store::{PasswordState, Project, Severity, Source, User, UserPatch};
 use uuid::Uuid;
 
 use crate::accounts;
@@ -41,30 +42,41 @@ pub struct ChangePassword {
     new_password: String,
 }
 
-/// Who the caller is, their projects and roles, and (for a session) the CSRF token.
-async fn whoami(state: &AdminState, caller: &Caller, csrf: Option<String>) -> ApiResult<Value> {
-    let projects = match &caller.principal.projects {
-        sluice_core::access::ProjectRoles::All(role) => {
-            let all = state
-                .store
-                .list_projects(None, None, wire::MAX_LIMIT)
-                .await?;
-            all.iter()
-                .map(|p| json!({ "id": p.id, "name": p.name, "role": role }))
-                .collect::<Vec<_>>()
-        }
-        sluice_core::access::ProjectRoles::Each(roles) => {
+/// The projects the caller may read, each with the caller's role there, by name.
+pub async fn projects_of(state: &AdminState, caller: &Caller) -> ApiResult<Vec<(Project, Role)>> {
+    let mut out: Vec<(Project, Role)> = match &caller.principal.projects {
+        ProjectRoles::All(role) => state
+            .store
+            .list_projects(None, None, wire::MAX_LIMIT)
+            .await?
+            .into_iter()
+            .map(|p| (p, *role))
+            .collect(),
+        ProjectRoles::Each(roles) => {
             let ids: Vec<Uuid> = roles.keys().copied().collect();
-            let found = state
+            state
                 .store
                 .list_projects(Some(&ids), None, wire::MAX_LIMIT)
-                .await?;
-            found
-                .iter()
-                .map(|p| json!({ "id": p.id, "name": p.name, "role": roles[&p.id] }))
+                .await?
+                .into_iter()
+                .map(|p| {
+                    let role = roles[&p.id];
+                    (p, role)
+                })
                 .collect()
         }
     };
+    out.sort_by(|a, b| a.0.name.to_lowercase().cmp(&b.0.name.to_lowercase()));
+    Ok(out)
+}
+
+/// Who the caller is, their projects and roles, and (for a session) the CSRF token.
+async fn whoami(state: &AdminState, caller: &Caller, csrf: Option<String>) -> ApiResult<Value> {
+    let projects: Vec<Value> = projects_of(state, caller)
+        .await?
+        .iter()
+        .map(|(p, role)| json!({ "id": p.id, "name": p.name, "role": role }))
+        .collect();
     Ok(json!({
         "actor": caller.actor(),
         "user": caller.user.as_ref().map(user_json),
@@ -132,27 +144,25 @@ async fn refused(state: &AdminState, username: &str, peer: &SocketAddr) -> ApiEr
     ApiError::new(StatusCode::UNAUTHORIZED, "wrong username or password")
 }
 
-/// `POST /api/v1/session`: `{"username", "password"}` → the session cookie.
-pub async fn sign_in(
-    State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let input: SignIn = wire::parse_body(&body)?;
-    if let Some(wait) = state
-        .throttle
-        .wait(&keys(&input.username, &peer), Instant::now())
-    {
+/// Checks a username and password (throttled, logged and audited when wrong) and opens a
+/// session: the caller it signs in, whose credentials hold the new session's secret.
+pub async fn open(
+    state: &AdminState,
+    username: &str,
+    password: &str,
+    peer: &SocketAddr,
+) -> ApiResult<Caller> {
+    if let Some(wait) = state.throttle.wait(&keys(username, peer), Instant::now()) {
         return Err(ApiError::too_many(
             "too many failed sign-ins; wait before trying again",
             wait.as_secs().max(1),
         ));
     }
-    let record = state.store.user_by_name(&input.username).await?;
+    let record = state.store.user_by_name(username).await?;
     let hash = record
         .as_ref()
         .map_or(accounts::decoy_hash(), |r| r.password_hash.as_str());
-    let matches = accounts::verify(&input.password, hash).await;
+    let matches = accounts::verify(password, hash).await;
     let user = match record {
         Some(r)
             if matches
@@ -161,9 +171,9 @@ pub async fn sign_in(
         {
             r.user
         }
-        _ => return Err(refused(&state, &input.username, &peer).await),
+        _ => return Err(refused(state, username, peer).await),
     };
-    state.throttle.succeeded(&keys(&input.username, &peer));
+    state.throttle.succeeded(&keys(username, peer));
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let secret = hex::encode(raw);
@@ -187,20 +197,44 @@ pub async fn sign_in(
         )
         .await?;
     let user = state.store.get_user(user.id).await?.unwrap_or(user);
-    let principal = crate::auth::user_principal(&state, &user, actor).await?;
-    let caller = Caller {
+    let principal = crate::auth::user_principal(state, &user, actor).await?;
+    Ok(Caller {
         principal,
         user: Some(user),
-        credentials: Credentials::Session {
-            secret: secret.clone(),
-        },
+        credentials: Credentials::Session { secret },
+    })
+}
+
+/// The `Set-Cookie` value that hands a browser the session `secret`.
+pub fn session_cookie(state: &AdminState, secret: &str) -> HeaderValue {
+    cookie(
+        state,
+        secret,
+        state.auth.session_limits.absolute_us / 1_000_000,
+    )
+}
+
+/// The `Set-Cookie` value that makes a browser forget its session.
+pub fn expired_cookie(state: &AdminState) -> HeaderValue {
+    cookie(state, "", 0)
+}
+
+/// `POST /api/v1/session`: `{"username", "password"}` → the session cookie.
+pub async fn sign_in(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let input: SignIn = wire::parse_body(&body)?;
+    let caller = open(&state, &input.username, &input.password, &peer).await?;
+    let Credentials::Session { secret } = &caller.credentials else {
+        unreachable!("open signs in with a session");
     };
-    let body = whoami(&state, &caller, Some(csrf_token(&secret))).await?;
+    let body = whoami(&state, &caller, Some(csrf_token(secret))).await?;
     let mut response = (StatusCode::OK, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        cookie(&state, &secret, limits.absolute_us / 1_000_000),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, secret));
     Ok(response)
 }
 
@@ -216,23 +250,31 @@ pub async fn get(
     Ok(Json(whoami(&state, &caller, csrf).await?))
 }
 
+/// Ends the caller's session, if they signed in with one (a bearer caller has none).
+pub async fn close(state: &AdminState, caller: &Caller) -> ApiResult<bool> {
+    let Credentials::Session { secret } = &caller.credentials else {
+        return Ok(false);
+    };
+    state.store.end_session(secret).await?;
+    if let Some(u) = &caller.user {
+        state
+            .store
+            .audit_event(caller.actor(), "sign_out", "session", u.id, json!({}))
+            .await?;
+    }
+    Ok(true)
+}
+
 /// `DELETE /api/v1/session`: signs out (a bearer caller has no session: nothing to end).
 pub async fn sign_out(
     State(state): State<AdminState>,
     SessionCaller(caller): SessionCaller,
 ) -> ApiResult<Response> {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Credentials::Session { secret } = &caller.credentials {
-        state.store.end_session(secret).await?;
-        if let Some(u) = &caller.user {
-            state
-                .store
-                .audit_event(caller.actor(), "sign_out", "session", u.id, json!({}))
-                .await?;
-        }
+    if close(&state, &caller).await? {
         response
             .headers_mut()
-            .insert(header::SET_COOKIE, cookie(&state, "", 0));
+            .insert(header::SET_COOKIE, expired_cookie(&state));
     }
     Ok(response)
 }
@@ -245,16 +287,34 @@ pub async fn change_password(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let input: ChangePassword = wire::parse_body(&body)?;
+    set_own_password(
+        &state,
+        &caller,
+        &input.current_password,
+        &input.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the caller's own password once `current` is confirmed; every other session of the
+/// user ends, the caller's own one goes on.
+pub async fn set_own_password(
+    state: &AdminState,
+    caller: &Caller,
+    current: &str,
+    new: &str,
+) -> ApiResult<()> {
     let Some(user) = &caller.user else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "an instance token has no password",
         ));
     };
-    if let Some(p) = accounts::password_problem(&input.new_password) {
+    if let Some(p) = accounts::password_problem(new) {
         return Err(ApiError::field("new_password", p));
     }
-    if input.new_password == input.current_password {
+    if new == current {
         return Err(ApiError::field(
             "new_password",
             "must differ from the current password",
@@ -265,10 +325,10 @@ pub async fn change_password(
         .user_by_name(&user.username)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    if !accounts::verify(&input.current_password, &record.password_hash).await {
+    if !accounts::verify(current, &record.password_hash).await {
         return Err(ApiError::field("current_password", "wrong password"));
     }
-    let hash = accounts::hash(&input.new_password).await?;
+    let hash = accounts::hash(new).await?;
     state
         .store
         .update_user(
@@ -287,5 +347,5 @@ pub async fn change_password(
             .create_session(user.id, secret, now_us(), limits)
             .await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

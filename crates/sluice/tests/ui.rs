@@ -371,3 +371,393 @@ async fn the_copy_button_puts_the_proxy_url_on_the_clipboard() {
     assert_eq!(pasted, ch["proxy_url"], "pasted {pasted}");
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_viewer_is_offered_no_changes_and_forged_or_stale_forms_are_refused() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let ch = s
+        .create_channel(&up.url("/"), json!({ "name": "watched" }))
+        .await;
+    let id = ch["id"].as_str().unwrap().to_string();
+    let viewer = add_user(&s, "vera", false).await;
+    let project = default_project(&s).await;
+    let res = s
+        .api(
+            Method::PUT,
+            &format!("/projects/{project}/members/{viewer}"),
+        )
+        .json(&json!({ "role": "viewer" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+
+    // The viewer sees the channel but no control that would change it.
+    b.sign_in(&s.base, "vera", PASSWORD).await;
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    assert_eq!(b.count(&format!("tr[data-channel='{id}']")).await, 1);
+    assert_eq!(b.count("form[action$='/enabled']").await, 0);
+    assert!(b.text(".who").await.contains("viewer"));
+    // A hand-made post, even with the right CSRF token, is refused by the same rule as the API.
+    let (cookie, csrf) = (cookie_of(&b).await, csrf_of(&b).await);
+    let toggle = format!("{}/ui/channels/{id}/enabled", s.base);
+    let res = http()
+        .post(&toggle)
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("lock_version", "1"),
+            ("enabled", "false"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    b.click(".top form[action='/ui/sign-out'] button").await;
+
+    // An editor's post without the session's CSRF token (what another site could forge) is
+    // refused and changes nothing.
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    let cookie = cookie_of(&b).await;
+    let version = ch["lock_version"].to_string();
+    for forged in [None, Some("0".repeat(64))] {
+        let mut form = vec![
+            ("lock_version", version.clone()),
+            ("enabled", "false".into()),
+        ];
+        if let Some(t) = forged {
+            form.push(("csrf_token", t));
+        }
+        let res = http()
+            .post(&toggle)
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+        assert!(res.text().await.unwrap().contains("CSRF"));
+    }
+    assert_eq!(
+        s.get_json(&format!("/channels/{id}")).await["enabled"],
+        true
+    );
+
+    // Someone else changes the channel after the page was drawn: the switch explains the
+    // conflict instead of overwriting their change.
+    let res = s
+        .api(Method::PATCH, &format!("/channels/{id}"))
+        .json(&json!({ "lock_version": ch["lock_version"], "name": "renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    b.click(&format!(
+        "tr[data-channel='{id}'] form[action$='/enabled'] button"
+    ))
+    .await;
+    assert!(
+        b.text(".error-box")
+            .await
+            .contains("Changed by someone else"),
+        "{}",
+        b.text("main").await
+    );
+    assert_eq!(
+        s.get_json(&format!("/channels/{id}")).await["enabled"],
+        true
+    );
+
+    // With the page reloaded, the switch works.
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    b.click(&format!(
+        "tr[data-channel='{id}'] form[action$='/enabled'] button"
+    ))
+    .await;
+    assert!(b.url().await.contains("/ui/channels"));
+    assert_eq!(
+        s.get_json(&format!("/channels/{id}")).await["enabled"],
+        false
+    );
+    b.close().await;
+}
+
+/// WCAG relative luminance of `#rrggbb`.
+fn luminance(hex: &str) -> f64 {
+    let c = |i: usize| {
+        let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+        if v <= 0.03928 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * c(1) + 0.7152 * c(3) + 0.0722 * c(5)
+}
+
+/// The custom properties of each `:root` block of the stylesheet: light first, then dark.
+fn palettes(css: &str) -> Vec<std::collections::HashMap<String, String>> {
+    css.split(":root {")
+        .skip(1)
+        .map(|block| {
+            block
+                .split('}')
+                .next()
+                .unwrap()
+                .lines()
+                .filter_map(|l| {
+                    let (k, v) = l.trim().strip_prefix("--")?.split_once(':')?;
+                    let v = v.trim().trim_end_matches(';');
+                    v.starts_with('#').then(|| (k.to_string(), v.to_string()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_stylesheet_keeps_text_readable_in_light_and_dark() {
+    let s = Sluice::start().await;
+    let page = http()
+        .get(format!("{}/ui/sign-in", s.base))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    let href = html
+        .split("href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let res = http()
+        .get(format!("{}{href}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let css = res.text().await.unwrap();
+    let all = palettes(&css);
+    assert_eq!(all.len(), 2, "a light and a dark palette");
+    // Each text colour against each background it is used on.
+    let pairs = [
+        ("text", "bg"),
+        ("text", "surface"),
+        ("muted", "bg"),
+        ("muted", "surface"),
+        ("accent", "bg"),
+        ("accent", "surface"),
+        ("accent-text", "accent"),
+        ("ok", "ok-bg"),
+        ("bad", "bad-bg"),
+        ("bad", "bg"),
+        ("warn", "warn-bg"),
+        ("info", "info-bg"),
+        ("text", "info-bg"),
+        ("idle", "idle-bg"),
+    ];
+    for (i, p) in all.iter().enumerate() {
+        for (fg, bg) in pairs {
+            let (a, b) = (luminance(&p[fg]), luminance(&p[bg]));
+            let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+            assert!(ratio >= 4.5, "palette {i}: {fg} on {bg} is {ratio:.2}:1");
+        }
+    }
+}
+
+/// Every page, as a signed-in superuser sees it: (name, path).
+async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, String)> {
+    let ch = s
+        .create_channel(&up.url("/"), json!({ "name": "dhis2-sync" }))
+        .await;
+    s.create_channel("http://127.0.0.1:9/", json!({ "name": "case-app" }))
+        .await;
+    for i in 0..12 {
+        let path = if i % 5 == 4 {
+            "/status/502".to_string()
+        } else {
+            format!("/api/events/{i}")
+        };
+        s.http()
+            .post(s.proxy_url(&ch, &path))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"event":{i},"orgUnit":"DiszpKrYNg8","values":[1,2,3]}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    let done = s.finished_n(&ch, 12).await;
+    let detail = done.iter().find(|r| r["state"] == "success").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = ch["id"].as_str().unwrap();
+    vec![
+        ("dashboard", "/ui/".to_string()),
+        ("channels", "/ui/channels".to_string()),
+        ("history", format!("/ui/channels/{id}")),
+        (
+            "history-filtered",
+            format!("/ui/channels/{id}?state=failed"),
+        ),
+        ("request", format!("/ui/requests/{detail}")),
+        ("password", "/ui/password".to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn every_page_is_safe_self_contained_labelled_and_fits_a_phone() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let pages = every_page(&s, &up).await;
+    // Where screenshots go: docs/img/ui with SLUICE_SCREENSHOTS=1 (bench/screenshots.sh), a
+    // temporary directory otherwise.
+    let shots = TempDir::new();
+    let out = match std::env::var("SLUICE_SCREENSHOTS").as_deref() {
+        Ok("1") => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img/ui"),
+        _ => shots.path().to_path_buf(),
+    };
+    std::fs::create_dir_all(&out).unwrap();
+
+    // Headers, from the server itself.
+    let cookie = {
+        let res = http()
+            .post(format!("{}/ui/sign-in", s.base))
+            .form(&[("username", "ops"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for (name, path) in pages
+        .iter()
+        .chain([&("sign-in", "/ui/sign-in".to_string())])
+    {
+        let res = http()
+            .get(format!("{}{path}", s.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{name}: {csp}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{name}");
+        assert!(h.contains_key("referrer-policy"), "{name}");
+    }
+
+    for window in [
+        Window {
+            width: 1280,
+            dark: false,
+        },
+        Window {
+            width: 1280,
+            dark: true,
+        },
+        Window {
+            width: 390,
+            dark: false,
+        },
+        Window {
+            width: 390,
+            dark: true,
+        },
+    ] {
+        let Some(b) = Browser::start(window).await else {
+            return;
+        };
+        let suffix = format!(
+            "{}-{}",
+            window.width,
+            if window.dark { "dark" } else { "light" }
+        );
+        b.goto(&format!("{}/ui/sign-in", s.base)).await;
+        std::fs::write(
+            out.join(format!("sign-in-{suffix}.png")),
+            b.client.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        b.sign_in(&s.base, "ops", PASSWORD).await;
+        for (name, path) in &pages {
+            b.goto(&format!("{}{path}", s.base)).await;
+            // Nothing from another origin: every load the browser made was to sluice.
+            let origins = b
+                .js("return performance.getEntries().filter(e => e.name.startsWith('http')).map(e => new URL(e.name).origin)")
+                .await;
+            for o in origins.as_array().unwrap() {
+                assert_eq!(o.as_str().unwrap(), s.base, "{name} loaded from {o}");
+            }
+            // The stylesheet applied (CSP did not block it).
+            assert_eq!(
+                b.js(
+                    "return getComputedStyle(document.querySelector('main')).paddingTop !== '0px'"
+                )
+                .await,
+                true,
+                "{name}: stylesheet not applied"
+            );
+            // One h1, and no heading skips a level.
+            let levels = b
+                .js("return [...document.querySelectorAll('h1,h2,h3,h4')].map(h => Number(h.tagName[1]))")
+                .await;
+            let levels: Vec<u64> = levels
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(
+                levels.iter().filter(|l| **l == 1).count(),
+                1,
+                "{name}: {levels:?}"
+            );
+            assert!(
+                levels.windows(2).all(|w| w[1] <= w[0] + 1),
+                "{name}: {levels:?}"
+            );
+            // Every field has a label; every button and link has a name.
+            let unlabelled = b
+                .js("return [...document.querySelectorAll('input:not([type=hidden]),select,textarea')]\
+                     .filter(f => !(f.labels && f.labels.length) && !f.getAttribute('aria-label')).map(f => f.outerHTML)")
+                .await;
+            assert_eq!(unlabelled, json!([]), "{name}");
+            let nameless = b
+                .js("return [...document.querySelectorAll('a,button')].filter(e => !e.textContent.trim() && !e.getAttribute('aria-label')).map(e => e.outerHTML)")
+                .await;
+            assert_eq!(nameless, json!([]), "{name}");
+            // Readable at phone width: the page itself never scrolls sideways.
+            assert_eq!(
+                b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+                    .await,
+                true,
+                "{name} overflows at {suffix}"
+            );
+            let png = b.client.screenshot().await.unwrap();
+            assert!(png.len() > 5_000, "{name}: blank screenshot");
+            std::fs::write(out.join(format!("{name}-{suffix}.png")), png).unwrap();
+        }
+        b.close().await;
+    }
+}

@@ -112,33 +112,38 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// The first element matching `css`, waiting up to 10 s for it (a page may still be loading).
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let page = self.client.source().await.unwrap_or_default();
+                panic!("no {css} on {}: {e}\n{page}", self.url().await)
+            }
+        }
+    }
+
     /// The text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        self.find(css).await.text().await.unwrap()
     }
 
     /// Types into the field `css`.
     pub async fn fill(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        let field = self.find(css).await;
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
 
     /// Clicks the first element matching `css`.
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.find(css).await.click().await.unwrap();
     }
 
     /// How many elements match `css`.

@@ -97,3 +97,48 @@ function startLive(table) {
 }
 
 document.querySelectorAll("table[data-live]").forEach(startLive);
+
+// The live event log: entries arrive as the API's JSON and are written in as text.
+function startEvents(table) {
+  const body = table.tBodies[0];
+  const toggle = document.getElementById("live-toggle");
+  const status = document.getElementById("live-status");
+  let source = null;
+  const cell = (text, cls) => {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    return td;
+  };
+  const add = (e) => {
+    if (body.querySelector(`tr[data-event="${e.id}"]`)) return;
+    const empty = body.querySelector("tr.no-rows");
+    if (empty) empty.remove();
+    const row = document.createElement("tr");
+    row.dataset.event = String(e.id);
+    row.className = "fresh";
+    row.appendChild(cell(e.at.replace("T", " ").slice(0, 19) + " UTC", "nowrap"));
+    const sev = cell("");
+    const badge = document.createElement("span");
+    badge.className = "badge " + e.severity;
+    badge.textContent = e.severity;
+    sev.appendChild(badge);
+    row.appendChild(sev);
+    row.appendChild(cell(e.source));
+    row.appendChild(cell(e.message));
+    row.appendChild(cell(e.channel_id || "", "hide-narrow"));
+    body.insertBefore(row, body.firstElementChild);
+  };
+  const open = () => {
+    source = new EventSource(table.getAttribute("data-events-live"));
+    source.onmessage = (ev) => add(JSON.parse(ev.data));
+    source.onopen = () => { status.textContent = "live"; };
+    source.onerror = () => { status.textContent = "reconnecting…"; };
+  };
+  toggle.addEventListener("change", () => {
+    if (toggle.checked) { open(); } else { if (source) source.close(); status.textContent = "paused"; }
+  });
+  open();
+}
+
+document.querySelectorAll("table[data-events-live]").forEach(startEvents);

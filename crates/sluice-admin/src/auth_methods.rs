@@ -25,12 +25,12 @@ use crate::AdminState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAuthMethod {
-    name: String,
+    pub name: String,
     #[serde(rename = "type")]
-    kind: String,
-    project_id: Option<Uuid>,
-    username: Option<String>,
-    password: Option<String>,
+    pub kind: String,
+    pub project_id: Option<Uuid>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// The method as the API shows it (never a secret or a hash).
@@ -53,8 +53,24 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let input: CreateAuthMethod = wire::parse_body(&body)?;
+    let (m, api_key) = create_auth_method(&state, &caller, input).await?;
+    let mut out = auth_method_json(&m);
+    if let Some(k) = api_key {
+        // The only time the key is ever shown.
+        out["api_key"] = Value::String(k);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Creates an auth method, if the caller may manage the project: the method, and for an
+/// `api_key` method the generated key (shown this once, stored only as a digest).
+pub async fn create_auth_method(
+    state: &AdminState,
+    caller: &Caller,
+    input: CreateAuthMethod,
+) -> ApiResult<(AuthMethod, Option<String>)> {
     let project_id = state
-        .project_for(&caller, Right::ManageProject, input.project_id)
+        .project_for(caller, Right::ManageProject, input.project_id)
         .await?;
     let mut fields = Map::new();
     let name = input.name.trim();
@@ -125,21 +141,13 @@ pub async fn create(
         created_at: now_us(),
     };
     match state.store.create_auth_method(&m, caller.actor()).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::field(
-                "name",
-                "an auth method with this name already exists in the project",
-            ))
-        }
-        Err(e) => return Err(e.into()),
+        Ok(()) => Ok((m, api_key)),
+        Err(StoreError::Conflict(_)) => Err(ApiError::field(
+            "name",
+            "an auth method with this name already exists in the project",
+        )),
+        Err(e) => Err(e.into()),
     }
-    let mut out = auth_method_json(&m);
-    if let Some(k) = api_key {
-        // The only time the key is ever shown.
-        out["api_key"] = Value::String(k);
-    }
-    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// `GET /api/v1/auth-methods`
@@ -165,7 +173,16 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("auth method"))?;
+    remove_auth_method(&state, &caller, &id).await
+}
+
+/// Deletes an auth method no channel lists (409 while one does).
+pub async fn remove_auth_method(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("auth method"))?;
     let m = state
         .store
         .get_auth_method(id)

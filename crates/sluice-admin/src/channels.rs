@@ -27,18 +27,18 @@ use crate::AdminState;
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// Body of `POST /channels`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
-    name: String,
-    sink_url: String,
-    project_id: Option<Uuid>,
-    enabled: Option<bool>,
+    pub name: String,
+    pub sink_url: String,
+    pub project_id: Option<Uuid>,
+    pub enabled: Option<bool>,
     #[serde(default)]
-    source_auth_method_ids: Vec<Uuid>,
-    sink_credential_id: Option<Uuid>,
-    timeouts: Option<Timeouts>,
-    preview_bytes: Option<u32>,
+    pub source_auth_method_ids: Vec<Uuid>,
+    pub sink_credential_id: Option<Uuid>,
+    pub timeouts: Option<Timeouts>,
+    pub preview_bytes: Option<u32>,
 }
 
 /// Body of `PATCH /channels/{id}`: what to change, and the `lock_version` the change was
@@ -193,8 +193,28 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let input: CreateChannel = wire::parse_body(&body)?;
+    let ch = create_channel(&state, &caller, input).await?;
+    let mut body = channel_json(&state, &ch);
+    channel_health::decorate(
+        &state,
+        std::slice::from_ref(&ch),
+        std::slice::from_mut(&mut body),
+    )
+    .await?;
+    body["validation"] =
+        serde_json::to_value(state.validator.validate(&ch.sink_url).await).unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Creates a channel in the project `input` names (or the default one), if the caller may edit
+/// channels there (and manage it, to attach a sink credential) and every rule holds.
+pub async fn create_channel(
+    state: &AdminState,
+    caller: &Caller,
+    input: CreateChannel,
+) -> ApiResult<Channel> {
     let project_id = state
-        .project_for(&caller, Right::EditChannels, input.project_id)
+        .project_for(caller, Right::EditChannels, input.project_id)
         .await?;
     if input.sink_credential_id.is_some() {
         // Whoever attaches a sink credential could read it back through an echoing sink.
@@ -215,22 +235,12 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    validate(&state, &ch).await?;
+    validate(state, &ch).await?;
     match state.store.create_channel(&ch, caller.actor()).await {
-        Ok(()) => {}
-        Err(sluice_store::StoreError::Conflict(_)) => return Err(duplicate_name()),
-        Err(e) => return Err(e.into()),
+        Ok(()) => Ok(ch),
+        Err(sluice_store::StoreError::Conflict(_)) => Err(duplicate_name()),
+        Err(e) => Err(e.into()),
     }
-    let mut body = channel_json(&state, &ch);
-    channel_health::decorate(
-        &state,
-        std::slice::from_ref(&ch),
-        std::slice::from_mut(&mut body),
-    )
-    .await?;
-    body["validation"] =
-        serde_json::to_value(state.validator.validate(&ch.sink_url).await).unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// `GET /api/v1/channels`: of `project_id`, or of every project the caller may read.
@@ -412,13 +422,20 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let ch = load(&state, &caller, Right::EditChannels, &id).await?;
+    remove(&state, &caller, &id, q.purge).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes channel `id`; one with recorded requests only with `purge` (409 naming how many
+/// otherwise), which deletes its history too.
+pub async fn remove(state: &AdminState, caller: &Caller, id: &str, purge: bool) -> ApiResult<()> {
+    let ch = load(state, caller, Right::EditChannels, id).await?;
     match state
         .store
-        .delete_channel(ch.id, q.purge, caller.actor())
+        .delete_channel(ch.id, purge, caller.actor())
         .await?
     {
-        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::Deleted => Ok(()),
         DeleteOutcome::NotFound => Err(ApiError::not_found("channel")),
         DeleteOutcome::HasHistory => Err(ApiError::conflict(
             "channel has recorded requests; delete with ?purge=true to remove them too",

@@ -25,10 +25,10 @@ use crate::AdminState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
-    name: String,
-    schema: String,
-    project_id: Option<Uuid>,
-    body: Map<String, Value>,
+    pub name: String,
+    pub schema: String,
+    pub project_id: Option<Uuid>,
+    pub body: Map<String, Value>,
 }
 
 /// Body of `PATCH /credentials/{id}`: `body` is a merge patch (a `null` removes a field,
@@ -36,8 +36,8 @@ pub struct CreateCredential {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCredential {
-    name: Option<String>,
-    body: Option<Map<String, Value>>,
+    pub name: Option<String>,
+    pub body: Option<Map<String, Value>>,
 }
 
 /// The credential as the API shows it: non-secret fields with values, secret ones by name.
@@ -87,7 +87,7 @@ fn duplicate_name() -> ApiError {
     )
 }
 
-fn schema_of(state: &AdminState, name: &str) -> Option<std::sync::Arc<CredentialSchema>> {
+pub fn schema_of(state: &AdminState, name: &str) -> Option<std::sync::Arc<CredentialSchema>> {
     state.schemas.schema(name)
 }
 
@@ -98,13 +98,27 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let input: CreateCredential = wire::parse_body(&body)?;
+    let stored = create_credential(&state, &caller, input).await?;
+    let schema = schema_of(&state, &stored.schema);
+    Ok((
+        StatusCode::CREATED,
+        Json(credential_json(schema.as_deref(), &stored)),
+    ))
+}
+
+/// Creates a credential, if the caller may manage the project and the body fits its schema.
+pub async fn create_credential(
+    state: &AdminState,
+    caller: &Caller,
+    input: CreateCredential,
+) -> ApiResult<Credential> {
     let project_id = state
-        .project_for(&caller, Right::ManageProject, input.project_id)
+        .project_for(caller, Right::ManageProject, input.project_id)
         .await?;
     let mut fields = Map::new();
     check_name(&input.name, &mut fields);
     let body = Value::Object(input.body);
-    let schema = schema_of(&state, &input.schema);
+    let schema = schema_of(state, &input.schema);
     match &schema {
         Some(s) => fields.extend(s.errors(&body)),
         None => {
@@ -133,15 +147,11 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let stored = match state.store.create_credential(&c, caller.actor()).await {
-        Ok(s) => s,
-        Err(StoreError::Conflict(_)) => return Err(duplicate_name()),
-        Err(e) => return Err(e.into()),
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(credential_json(schema.as_deref(), &stored)),
-    ))
+    match state.store.create_credential(&c, caller.actor()).await {
+        Ok(s) => Ok(s),
+        Err(StoreError::Conflict(_)) => Err(duplicate_name()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /api/v1/credentials`
@@ -165,7 +175,7 @@ pub async fn list(
 }
 
 /// Loads a credential on which the caller holds `right` (404 when it cannot see it).
-async fn load(
+pub async fn load(
     state: &AdminState,
     caller: &Caller,
     right: Right,
@@ -201,8 +211,22 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let current = load(&state, &caller, Right::ManageProject, &id).await?;
+    load(&state, &caller, Right::ManageProject, &id).await?;
     let input: PatchCredential = wire::parse_body(&body)?;
+    let stored = change_credential(&state, &caller, &id, input).await?;
+    let schema = schema_of(&state, &stored.schema);
+    Ok(Json(credential_json(schema.as_deref(), &stored)))
+}
+
+/// Changes a credential's name and merges `input.body` into its body (a `null` removes a
+/// field), if the caller may manage the project and the result fits the schema.
+pub async fn change_credential(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    input: PatchCredential,
+) -> ApiResult<Credential> {
+    let current = load(state, caller, Right::ManageProject, id).await?;
     let mut next = current.clone();
     let mut changed = Vec::new();
     let mut fields = Map::new();
@@ -230,32 +254,28 @@ pub async fn patch(
             }
         }
     }
-    let schema = schema_of(&state, &next.schema);
-    if let Some(s) = &schema {
+    if let Some(s) = schema_of(state, &next.schema) {
         fields.extend(s.errors(&next.body));
     }
     if !fields.is_empty() {
         return Err(ApiError::fields(fields));
     }
     if changed.is_empty() {
-        return Ok(Json(credential_json(schema.as_deref(), &current)));
+        return Ok(current);
     }
-    let stored = match state
+    match state
         .store
         .update_credential(&next, &changed, caller.actor())
         .await
     {
-        Ok(s) => s,
-        Err(StoreError::Conflict(_)) => return Err(duplicate_name()),
-        Err(StoreError::Stale) => {
-            return Err(ApiError::conflict(
-                "credential changed meanwhile; read it again",
-                json!({}),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Json(credential_json(schema.as_deref(), &stored)))
+        Ok(s) => Ok(s),
+        Err(StoreError::Conflict(_)) => Err(duplicate_name()),
+        Err(StoreError::Stale) => Err(ApiError::conflict(
+            "credential changed meanwhile; read it again",
+            json!({}),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `DELETE /api/v1/credentials/{id}`: 409 while a channel uses it.
@@ -264,7 +284,16 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let c = load(&state, &caller, Right::ManageProject, &id).await?;
+    remove_credential(&state, &caller, &id).await
+}
+
+/// Deletes a credential no channel uses (409 while one does).
+pub async fn remove_credential(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<StatusCode> {
+    let c = load(state, caller, Right::ManageProject, id).await?;
     wire::removal(
         state.store.delete_credential(c.id, caller.actor()).await?,
         "credential",

@@ -67,7 +67,7 @@ fn list<T>(
 
 /// The filter of a query, narrowed to what the caller may see: a channel it names must be
 /// readable, and a caller who is not a superuser sees only its projects' channels' entries.
-async fn filter_for(
+pub(crate) async fn filter_for(
     state: &AdminState,
     caller: &Caller,
     q: &HashMap<String, String>,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use sluice_core::access::Right;
+use sluice_health::ValidationReport;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -58,8 +59,18 @@ pub async fn validate(
 ) -> ApiResult<impl IntoResponse> {
     caller.allow(Right::EditChannels, None, "project")?;
     let input: ValidateInput = wire::parse_body(&body)?;
-    if input.url.trim().is_empty() {
+    Ok(Json(test_destination(&state, &caller, &input.url).await?))
+}
+
+/// Runs the validation pipeline on `url` for a caller who may edit channels somewhere.
+pub async fn test_destination(
+    state: &AdminState,
+    caller: &Caller,
+    url: &str,
+) -> ApiResult<ValidationReport> {
+    caller.allow(Right::EditChannels, None, "project")?;
+    if url.trim().is_empty() {
         return Err(ApiError::field("url", "must not be empty"));
     }
-    Ok(Json(state.validator.validate(&input.url).await))
+    Ok(state.validator.validate(url).await)
 }

@@ -612,6 +612,15 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
             format!("/ui/channels/{id}?state=failed"),
         ),
         ("request", format!("/ui/requests/{detail}")),
+        ("channel-new", "/ui/channels/new".to_string()),
+        ("channel-edit", format!("/ui/channels/{id}/edit")),
+        ("credentials", "/ui/credentials".to_string()),
+        (
+            "credential-new",
+            "/ui/credentials/new?schema=dhis2".to_string(),
+        ),
+        ("auth-methods", "/ui/auth-methods".to_string()),
+        ("events", "/ui/events".to_string()),
         ("password", "/ui/password".to_string()),
     ]
 }
@@ -760,4 +769,289 @@ async fn every_page_is_safe_self_contained_labelled_and_fits_a_phone() {
         }
         b.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_channel_is_tested_created_edited_and_deleted_through_its_form() {
+    let s = sluice_with_ops().await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    b.click("a[href^='/ui/channels/new']").await;
+    assert_eq!(b.text("h1").await, "New channel");
+
+    // Test a sink nobody listens on: each step, and the refused connection's hint.
+    b.fill("#name", "clinic-feed").await;
+    b.fill("#sink_url", "http://127.0.0.1:9/api").await;
+    b.click("button[value=test]").await;
+    let result = b.text("#test-result").await;
+    assert!(result.contains("failed"), "{result}");
+    let tcp = b.text("#test-result li[data-step=tcp]").await;
+    assert!(tcp.contains("Port 9 is not accepting connections"), "{tcp}");
+    assert!(b
+        .text("#test-result li[data-step=syntax]")
+        .await
+        .starts_with("ok"));
+    // Testing saved nothing, and the form kept what was typed.
+    assert_eq!(s.get_json("/channels").await["items"], json!([]));
+    assert_eq!(
+        b.js("return document.getElementById('name').value").await,
+        "clinic-feed"
+    );
+
+    // A bad setting is named next to its field; nothing is saved.
+    b.fill("#connect_ms", "soon").await;
+    b.click("button[value=save]").await;
+    assert!(b
+        .text("#channel-form")
+        .await
+        .contains("must be a whole number"));
+    assert_eq!(s.get_json("/channels").await["items"], json!([]));
+    b.fill("#connect_ms", "2500").await;
+    b.click("button[value=save]").await;
+    assert_eq!(b.text("h1").await, "clinic-feed");
+    let list = s.get_json("/channels").await;
+    let ch = list["items"][0].clone();
+    assert_eq!(ch["sink_url"], "http://127.0.0.1:9/api");
+    assert_eq!(ch["timeouts"]["connect_ms"], 2500);
+    let id = ch["id"].as_str().unwrap().to_string();
+
+    // Someone else renames it while the edit form is open: saving reports the conflict.
+    b.click("a[href$='/edit']").await;
+    b.fill("#name", "clinic-feed-2").await;
+    let res = s
+        .api(Method::PATCH, &format!("/channels/{id}"))
+        .json(&json!({ "lock_version": ch["lock_version"], "name": "theirs" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    b.click("button[value=save]").await;
+    assert!(b.text("#problem").await.contains("Changed by someone else"));
+    assert_eq!(
+        s.get_json(&format!("/channels/{id}")).await["name"],
+        "theirs"
+    );
+    // Reloading shows their change; saving then works.
+    b.click("#problem a").await;
+    assert_eq!(
+        b.js("return document.getElementById('name').value").await,
+        "theirs"
+    );
+    b.fill("#name", "clinic-feed-2").await;
+    b.click("button[value=save]").await;
+    assert_eq!(b.text("h1").await, "clinic-feed-2");
+
+    // With history, deleting needs the history to go too, and says so.
+    let res = s
+        .http()
+        .get(format!("{}/channels/{id}/x", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    s.finished_n(&json!({ "id": id }), 1).await;
+    b.click("a[href$='/edit']").await;
+    assert!(b
+        .text("section.danger-zone")
+        .await
+        .contains("1 recorded requests"));
+    b.js("window.confirm = () => true").await;
+    b.click("section.danger-zone button").await;
+    assert!(b.text("#problem").await.contains("recorded requests"));
+    assert_eq!(
+        s.get_json(&format!("/channels/{id}")).await["id"],
+        id.as_str()
+    );
+    b.js("window.confirm = () => true").await;
+    b.click("#purge").await;
+    b.click("section.danger-zone button").await;
+    assert_eq!(b.text("h1").await, "Channels");
+    let res = s
+        .api(Method::GET, &format!("/channels/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_dhis2_credential_is_made_from_its_schema_form_and_its_secret_stays_hidden() {
+    let s = sluice_with_ops().await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/credentials", s.base)).await;
+    b.click("a[href*='schema=dhis2']").await;
+    // The form has the schema's fields, in the schema's order.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../sluice-admin/schemas/dhis2.json")).unwrap();
+    let order: Vec<&str> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let shown = b
+        .js("return [...document.querySelectorAll('.schema-field')].map(d => d.dataset.field)")
+        .await;
+    assert_eq!(shown, json!(order));
+    assert_eq!(
+        b.js("return document.getElementById('field-password').type")
+            .await,
+        "password"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('field-hostUrl').required")
+            .await,
+        true
+    );
+
+    // What the schema refuses is named at its field (the browser's own check bypassed).
+    b.fill("#name", "play").await;
+    b.fill("#field-hostUrl", "not a url").await;
+    b.js("document.querySelectorAll('input').forEach(i => { i.required = false; i.type = i.type === 'url' ? 'text' : i.type; })").await;
+    b.click("#credential-form button[type=submit]").await;
+    let field = b
+        .text(".schema-field[data-field=hostUrl] .field-error")
+        .await;
+    assert!(!field.is_empty());
+    assert_eq!(s.get_json("/credentials").await["items"], json!([]));
+
+    b.fill("#field-hostUrl", "https://play.dhis2.org/40").await;
+    b.fill("#field-username", "admin").await;
+    b.fill("#field-password", "district-secret").await;
+    b.click("#credential-form button[type=submit]").await;
+    let row = b.text("#credentials tbody tr").await;
+    assert!(
+        row.contains("https://play.dhis2.org/40") && row.contains("password: set"),
+        "{row}"
+    );
+    assert!(!b.client.source().await.unwrap().contains("district-secret"));
+    let c = s.get_json("/credentials").await["items"][0].clone();
+    assert_eq!(c["schema"], "dhis2");
+    assert_eq!(c["secret_fields"], json!(["password"]));
+
+    // Editing: the secret is "set", never shown; left empty it is kept.
+    b.click("a[href$='/edit']").await;
+    assert_eq!(
+        b.js("return document.getElementById('field-password').value")
+            .await,
+        ""
+    );
+    assert!(b
+        .text(".schema-field[data-field=password] label")
+        .await
+        .contains("set"));
+    assert!(!b.client.source().await.unwrap().contains("district-secret"));
+    b.fill("#field-username", "ops-user").await;
+    b.click("#credential-form button[type=submit]").await;
+    let c = s
+        .get_json(&format!("/credentials/{}", c["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(c["body"]["username"], "ops-user");
+    assert_eq!(c["secret_fields"], json!(["password"]));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_api_key_is_shown_once_and_admits_callers() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/auth-methods", s.base)).await;
+    b.fill("#am-name", "clinic-app").await;
+    b.click("#auth-form button[type=submit]").await;
+    let key = b.text("#api-key").await;
+    assert!(key.len() >= 20, "{key}");
+    assert_eq!(
+        b.js("return document.querySelector('#new-key button[data-copy]').dataset.copy")
+            .await,
+        key.as_str()
+    );
+    let method = s.get_json("/auth-methods").await["items"][0].clone();
+    let ch = s
+        .create_channel(
+            &up.url("/"),
+            json!({ "source_auth_method_ids": [method["id"]] }),
+        )
+        .await;
+    let call = |k: Option<String>| {
+        let mut rb = s.http().get(s.proxy_url(&ch, "/x"));
+        if let Some(k) = k {
+            rb = rb.header("x-api-key", k);
+        }
+        rb.send()
+    };
+    assert_eq!(call(None).await.unwrap().status(), 401);
+    assert_eq!(call(Some(key.clone())).await.unwrap().status(), 200);
+    // Never shown again.
+    b.goto(&format!("{}/ui/auth-methods", s.base)).await;
+    assert_eq!(b.count("#api-key").await, 0);
+    assert!(!b.client.source().await.unwrap().contains(&key));
+    // Attached to a channel, it cannot be deleted; the page says why.
+    b.js("window.confirm = () => true").await;
+    b.click(&format!(
+        "tr[data-method='{}'] button",
+        method["id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(b.text("#problem").await.contains("attached to channels"));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_health_flip_appears_live_in_the_event_log() {
+    let sink = upstream::start().await;
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &[
+            "--health-interval",
+            "200ms",
+            "--passive-health-failures",
+            "0",
+        ],
+    )
+    .await;
+    add_user(&s, "ops", true).await;
+    let ch = s
+        .create_channel(&sink.url("/"), json!({ "name": "flaky" }))
+        .await;
+    let id = ch["id"].as_str().unwrap().to_string();
+    // Healthy first: that is no flip.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get_json(&format!("/channels/{id}")).await["health_status"] != "healthy" {
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/events?severity=warn", s.base)).await;
+    b.wait_for(
+        "the live stream",
+        "return document.getElementById('live-status').textContent === 'live'",
+    )
+    .await;
+    b.js("window.notReloaded = true").await;
+    let before = b.count("#events tbody tr[data-event]").await;
+    drop(sink);
+    b.wait_for(
+        "the flip to appear",
+        &format!("return [...document.querySelectorAll('#events tbody tr[data-event]')].some(r => r.textContent.includes('{id}'))"),
+    )
+    .await;
+    assert_eq!(b.js("return window.notReloaded === true").await, true);
+    assert!(b.count("#events tbody tr[data-event]").await > before);
+    let row = b.text("#events tbody tr:first-child").await;
+    assert!(row.contains("warn") && row.contains("health"), "{row}");
+    b.close().await;
 }

@@ -102,6 +102,7 @@ struct HistoryPage {
     channel_id: String,
     channel_name: String,
     proxy_url: String,
+    can_edit: bool,
     filters: Vec<FilterValue>,
     states: Vec<(&'static str, bool)>,
     problem: String,
@@ -221,6 +222,7 @@ pub async fn page(
         channel_id: ch.id.to_string(),
         channel_name: ch.name.clone(),
         proxy_url: format!("{}/channels/{}", state.public_url, ch.id),
+        can_edit: viewer.may(Right::EditChannels, ch.project_id),
         filters: FILTERS
             .iter()
             .map(|k| FilterValue {

@@ -3,9 +3,13 @@
 //! `channels::load`, `Caller::allow`, …) and render askama templates; no rule is written twice.
 
 mod assets;
+mod auth_methods;
+mod channel_form;
 mod channels;
 mod charts;
+mod credentials;
 mod dashboard;
+mod events;
 mod format;
 mod history;
 mod sign_in;
@@ -38,10 +42,35 @@ pub fn routes() -> Router<AdminState> {
             get(sign_in::password_form).post(sign_in::password_submit),
         )
         .route("/ui/channels", get(channels::index))
+        .route(
+            "/ui/channels/new",
+            get(channel_form::new_form).post(channel_form::create),
+        )
+        .route(
+            "/ui/channels/{id}/edit",
+            get(channel_form::edit_form).post(channel_form::update),
+        )
+        .route("/ui/channels/{id}/delete", post(channel_form::delete))
         .route("/ui/channels/{id}/enabled", post(channels::set_enabled))
         .route("/ui/channels/{id}", get(history::page))
         .route("/ui/channels/{id}/live", get(history::live))
         .route("/ui/requests/{id}", get(history::detail))
+        .route("/ui/credentials", get(credentials::index))
+        .route(
+            "/ui/credentials/new",
+            get(credentials::new_form).post(credentials::create),
+        )
+        .route(
+            "/ui/credentials/{id}/edit",
+            get(credentials::edit_form).post(credentials::update),
+        )
+        .route("/ui/credentials/{id}/delete", post(credentials::delete))
+        .route(
+            "/ui/auth-methods",
+            get(auth_methods::index).post(auth_methods::create),
+        )
+        .route("/ui/auth-methods/{id}/delete", post(auth_methods::delete))
+        .route("/ui/events", get(events::page))
         .route("/ui/assets/{version}/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(view::not_found))
         .layer(middleware::from_fn(security_headers))

@@ -62,6 +62,12 @@ impl Viewer {
         Layout {
             title: title.into(),
             section,
+            switch_to: match section {
+                "dashboard" => "/ui/",
+                "credentials" => "/ui/credentials",
+                "auth-methods" => "/ui/auth-methods",
+                _ => "/ui/channels",
+            },
             css: assets::css_url(),
             js: assets::js_url(),
             csrf: self.csrf.clone(),
@@ -110,6 +116,8 @@ pub struct Layout {
     pub title: String,
     /// Which navigation entry is current.
     pub section: &'static str,
+    /// Where the project switcher leads: the same section in the chosen project.
+    pub switch_to: &'static str,
     /// Stylesheet address.
     pub css: String,
     /// Script address.

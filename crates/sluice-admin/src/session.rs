@@ -66,7 +66,7 @@ pub async fn projects_of(state: &AdminState, caller: &Caller) -> ApiResult<Vec<(
                 .collect()
         }
     };
-    out.sort_by(|a, b| a.0.name.to_lowercase().cmp(&b.0.name.to_lowercase()));
+    out.sort_by_key(|a| a.0.name.to_lowercase());
     Ok(out)
 }
 

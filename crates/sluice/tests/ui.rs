@@ -353,7 +353,7 @@ async fn the_copy_button_puts_the_proxy_url_on_the_clipboard() {
         "tr[data-channel='{}'] button[data-copy]",
         ch["id"].as_str().unwrap()
     );
-    b.click(&button).await;
+    b.click_here(&button).await;
     assert_eq!(b.text(&button).await, "Copied");
     // Paste it into a field of the page: the clipboard holds the channel's proxy URL.
     b.js("const t = document.createElement('textarea'); t.id = 'paste'; document.body.prepend(t); t.focus();")
@@ -866,7 +866,7 @@ async fn a_channel_is_tested_created_edited_and_deleted_through_its_form() {
         id.as_str()
     );
     b.js("window.confirm = () => true").await;
-    b.click("#purge").await;
+    b.click_here("#purge").await;
     b.click("section.danger-zone button").await;
     assert_eq!(b.text("h1").await, "Channels");
     let res = s

@@ -141,8 +141,21 @@ impl Browser {
         field.send_keys(text).await.unwrap();
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css` and waits for the page it leads to (a link or
+    /// a form's submit button): the next step must not race the navigation.
     pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.js("window.__sluiceOldPage = true").await;
+        element.click().await.unwrap();
+        self.wait_for(
+            "the next page",
+            "return window.__sluiceOldPage !== true && document.readyState === 'complete'",
+        )
+        .await;
+    }
+
+    /// Clicks the first element matching `css`, which changes the page in place.
+    pub async fn click_here(&self, css: &str) {
         self.find(css).await.click().await.unwrap();
     }
 

@@ -91,7 +91,7 @@ pub async fn get_snapshot(
     Ok(Json(snapshot_json(&s)))
 }
 
-/// `GET /api/v1/audit?resource_type=&resource_id=&project_id=&cursor=&limit=`: the entries of
+/// `GET /api/v1/audit?resource_type=&resource_id=&actor=&project_id=&cursor=&limit=`: the entries of
 /// the projects the caller may read; instance-wide ones (users, tokens, sign-ins) for
 /// superusers only.
 pub async fn list_audit(
@@ -100,21 +100,35 @@ pub async fn list_audit(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = wire::limit(q.get("limit").map(String::as_str))?;
-    let after = q
-        .get("cursor")
-        .map(|c| wire::decode_pair_cursor(c))
-        .transpose()?;
-    let rows = state
-        .store
-        .list_audit(&AuditFilter {
-            resource_type: q.get("resource_type").cloned(),
-            resource_id: q.get("resource_id").cloned(),
-            scope: audit_scope(&caller, wire::uuid_query(&q, "project_id")?)?,
-            after,
-            limit,
-        })
-        .await?;
+    let rows = audit_page(&state, &caller, &q, limit).await?;
     Ok(Json(wire::page(&rows, limit, audit_json, |a| {
         format!("{}:{}", a.at, a.id)
     })))
+}
+
+/// A page of the audit entries the caller may see, filtered by the query's `resource_type`,
+/// `resource_id`, `actor` and `project_id`, after its `cursor`.
+pub async fn audit_page(
+    state: &AdminState,
+    caller: &Caller,
+    q: &HashMap<String, String>,
+    limit: i64,
+) -> ApiResult<Vec<AuditEntry>> {
+    let after = q
+        .get("cursor")
+        .filter(|c| !c.is_empty())
+        .map(|c| wire::decode_pair_cursor(c))
+        .transpose()?;
+    let given = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    Ok(state
+        .store
+        .list_audit(&AuditFilter {
+            resource_type: given("resource_type"),
+            resource_id: given("resource_id"),
+            actor: given("actor"),
+            scope: audit_scope(caller, wire::uuid_query(q, "project_id")?)?,
+            after,
+            limit,
+        })
+        .await?)
 }

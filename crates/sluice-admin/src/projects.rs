@@ -24,7 +24,7 @@ use crate::AdminState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
-    name: String,
+    pub name: String,
 }
 
 /// Body of `PUT /projects/{id}/members/{user_id}`.
@@ -65,7 +65,7 @@ fn duplicate() -> ApiError {
 }
 
 /// Loads a project the caller may read, or answers 404.
-async fn load(state: &AdminState, caller: &Caller, id: &str) -> ApiResult<Project> {
+pub async fn load(state: &AdminState, caller: &Caller, id: &str) -> ApiResult<Project> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("project"))?;
     caller.allow(Right::Read, Some(id), "project")?;
     state
@@ -99,14 +99,25 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     caller.allow(Right::ManageInstance, None, "project")?;
-    let name = checked_name(wire::parse_body(&body)?)?;
+    let p = create_project(&state, &caller, wire::parse_body(&body)?).await?;
+    Ok((StatusCode::CREATED, Json(project_json(&p))))
+}
+
+/// Creates a project (superusers only); a signed-in creator becomes its admin.
+pub async fn create_project(
+    state: &AdminState,
+    caller: &Caller,
+    input: ProjectInput,
+) -> ApiResult<Project> {
+    caller.allow(Right::ManageInstance, None, "project")?;
+    let name = checked_name(input)?;
     let admin = caller.user.as_ref().map(|u| u.id);
     match state
         .store
         .create_project(&name, admin, caller.actor())
         .await
     {
-        Ok(p) => Ok((StatusCode::CREATED, Json(project_json(&p)))),
+        Ok(p) => Ok(p),
         Err(StoreError::Conflict(_)) => Err(duplicate()),
         Err(e) => Err(e.into()),
     }
@@ -148,7 +159,13 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let p = load(&state, &caller, &id).await?;
+    remove_project(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an empty project other than the default one (superusers only).
+pub async fn remove_project(state: &AdminState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let p = load(state, caller, id).await?;
     caller.allow(Right::ManageInstance, Some(p.id), "project")?;
     if p.id == state.default_project {
         return Err(ApiError::conflict(
@@ -157,7 +174,7 @@ pub async fn delete(
         ));
     }
     match state.store.delete_project(p.id, caller.actor()).await? {
-        ProjectRemoval::Deleted => Ok(StatusCode::NO_CONTENT),
+        ProjectRemoval::Deleted => Ok(()),
         ProjectRemoval::NotFound => Err(ApiError::not_found("project")),
         ProjectRemoval::NotEmpty => Err(ApiError::conflict(
             "project still owns channels, credentials or auth methods; delete them first",
@@ -209,9 +226,25 @@ pub async fn put_member(
 ) -> ApiResult<Json<Value>> {
     let p = load(&state, &caller, &id).await?;
     caller.allow(Right::ManageProject, Some(p.id), "project")?;
-    let user = user_id(&user)?;
+    user_id(&user)?;
     let input: MemberInput = wire::parse_body(&body)?;
-    let role = Role::parse(&input.role)
+    set_member(&state, &caller, &id, &user, &input.role).await?;
+    get_member(State(state), caller, Path((id, user))).await
+}
+
+/// Gives `user` the role `role` (`viewer`, `editor` or `admin`) in project `id`, if the caller
+/// may manage the project.
+pub async fn set_member(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    user: &str,
+    role: &str,
+) -> ApiResult<()> {
+    let p = load(state, caller, id).await?;
+    caller.allow(Right::ManageProject, Some(p.id), "project")?;
+    let user = user_id(user)?;
+    let role = Role::parse(role)
         .filter(|r| Role::MEMBER_ROLES.contains(r))
         .ok_or_else(|| ApiError::field("role", "must be viewer, editor or admin"))?;
     if state.store.get_user(user).await?.is_none() {
@@ -221,7 +254,7 @@ pub async fn put_member(
         .store
         .put_member(p.id, user, role, caller.actor())
         .await?;
-    get_member(State(state), caller, Path((id, user.to_string()))).await
+    Ok(())
 }
 
 /// `DELETE /api/v1/projects/{id}/members/{user_id}`: 409 for the last admin.
@@ -230,15 +263,26 @@ pub async fn delete_member(
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let p = load(&state, &caller, &id).await?;
+    remove_member(&state, &caller, &id, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes `user` from project `id` (409 for its last admin), if the caller may manage it.
+pub async fn remove_member(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    user: &str,
+) -> ApiResult<()> {
+    let p = load(state, caller, id).await?;
     caller.allow(Right::ManageProject, Some(p.id), "project")?;
-    let user = user_id(&user)?;
+    let user = user_id(user)?;
     if state
         .store
         .delete_member(p.id, user, caller.actor())
         .await?
     {
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::not_found("member"))
     }

@@ -21,25 +21,25 @@ use crate::wire;
 use crate::AdminState;
 
 /// Body of `POST /users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    username: String,
-    display_name: Option<String>,
-    password: Option<String>,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub password: Option<String>,
     #[serde(default)]
-    superuser: bool,
+    pub superuser: bool,
 }
 
 /// Body of `PATCH /users/{id}`; `reset_password: true` sets a new one-time password, shown once.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
-    display_name: Option<String>,
-    superuser: Option<bool>,
-    disabled: Option<bool>,
+    pub display_name: Option<String>,
+    pub superuser: Option<bool>,
+    pub disabled: Option<bool>,
     #[serde(default)]
-    reset_password: bool,
+    pub reset_password: bool,
 }
 
 /// The user as the API shows it (never a password or its hash).
@@ -88,6 +88,22 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.allow(Right::ManageInstance, None, "user")?;
     let input: CreateUser = wire::parse_body(&body)?;
+    let (user, shown) = create_user(&state, &caller, input).await?;
+    let mut out = user_json(&user);
+    if let Some(p) = shown {
+        out["one_time_password"] = Value::String(p);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Creates a user (superusers only): the user, and the generated one-time password when none
+/// was given (shown this once; it must be changed at first sign-in).
+pub async fn create_user(
+    state: &AdminState,
+    caller: &Caller,
+    input: CreateUser,
+) -> ApiResult<(User, Option<String>)> {
+    caller.allow(Right::ManageInstance, None, "user")?;
     let mut fields = Map::new();
     if let Some(p) = accounts::username_problem(&input.username) {
         fields.insert("username".into(), p.into());
@@ -119,21 +135,14 @@ pub async fn create(
         password_state: state_of,
         superuser: input.superuser,
     };
-    let user = match state.store.create_user(&new, caller.actor()).await {
-        Ok(u) => u,
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::field(
-                "username",
-                "a user with this name already exists",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = user_json(&user);
-    if let Some(p) = shown {
-        out["one_time_password"] = Value::String(p);
+    match state.store.create_user(&new, caller.actor()).await {
+        Ok(u) => Ok((u, shown)),
+        Err(StoreError::Conflict(_)) => Err(ApiError::field(
+            "username",
+            "a user with this name already exists",
+        )),
+        Err(e) => Err(e.into()),
     }
-    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// `PATCH /api/v1/users/{id}`
@@ -144,8 +153,25 @@ pub async fn patch(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     caller.allow(Right::ManageInstance, None, "user")?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("user"))?;
     let input: PatchUser = wire::parse_body(&body)?;
+    let (user, new_password) = change_user(&state, &caller, &id, input).await?;
+    let mut out = user_json(&user);
+    if let Some(p) = new_password {
+        out["one_time_password"] = Value::String(p);
+    }
+    Ok(Json(out))
+}
+
+/// Changes a user (superusers only): the user, and the new one-time password when
+/// `reset_password` asked for one (shown this once).
+pub async fn change_user(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    input: PatchUser,
+) -> ApiResult<(User, Option<String>)> {
+    caller.allow(Right::ManageInstance, None, "user")?;
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("user"))?;
     let mut fields = Map::new();
     if let Some(n) = &input.display_name {
         check_display_name(n, &mut fields);
@@ -164,14 +190,9 @@ pub async fn patch(
         disabled: input.disabled,
         password,
     };
-    let user = match state.store.update_user(id, &patch, caller.actor()).await {
-        Ok(u) => u,
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("user")),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = user_json(&user);
-    if let Some(p) = new_password {
-        out["one_time_password"] = Value::String(p);
+    match state.store.update_user(id, &patch, caller.actor()).await {
+        Ok(u) => Ok((u, new_password)),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("user")),
+        Err(e) => Err(e.into()),
     }
-    Ok(Json(out))
 }

@@ -62,6 +62,8 @@ pub struct AuditFilter {
     pub resource_type: Option<String>,
     /// Only this resource id.
     pub resource_id: Option<String>,
+    /// Only entries by this actor (`user:ann`, `token:deploy`, …).
+    pub actor: Option<String>,
     /// Which entries the reader may see.
     pub scope: AuditScope,
     /// Continue after this `(at, id)`.
@@ -121,6 +123,10 @@ impl Store {
         if let Some(id) = &f.resource_id {
             args.push(id.clone());
             sql.push_str(&format!(" AND resource_id = ${}", args.len()));
+        }
+        if let Some(actor) = &f.actor {
+            args.push(actor.clone());
+            sql.push_str(&format!(" AND actor = ${}", args.len()));
         }
         match &f.scope {
             AuditScope::All => {}

@@ -412,6 +412,16 @@ async fn channel_crud_locking_and_audit() {
             .unwrap();
         assert_eq!(page2.len(), 1);
         assert_eq!(page2[0].action, "create");
+        let alices = s
+            .list_audit(&AuditFilter {
+                actor: Some("alice".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(alices.len(), 1, "only alice's entries: {alices:?}");
+        assert_eq!(alices[0].action, "create");
 
         let all = s.list_channels(Some(&[p.id]), None, 10).await.unwrap();
         assert_eq!(all.len(), 1);

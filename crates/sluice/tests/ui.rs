@@ -564,6 +564,7 @@ async fn the_stylesheet_keeps_text_readable_in_light_and_dark() {
         ("info", "info-bg"),
         ("text", "info-bg"),
         ("idle", "idle-bg"),
+        ("ok", "bg"),
     ];
     for (i, p) in all.iter().enumerate() {
         for (fg, bg) in pairs {
@@ -621,6 +622,9 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
         ),
         ("auth-methods", "/ui/auth-methods".to_string()),
         ("events", "/ui/events".to_string()),
+        ("audit", "/ui/audit".to_string()),
+        ("users", "/ui/admin/users".to_string()),
+        ("projects", "/ui/admin/projects".to_string()),
         ("password", "/ui/password".to_string()),
     ]
 }
@@ -1053,5 +1057,135 @@ async fn a_health_flip_appears_live_in_the_event_log() {
     assert!(b.count("#events tbody tr[data-event]").await > before);
     let row = b.text("#events tbody tr:first-child").await;
     assert!(row.contains("warn") && row.contains("health"), "{row}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_adds_people_and_projects_and_the_audit_shows_each_change() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    // A new user gets a one-time password, shown once.
+    b.goto(&format!("{}/ui/admin/users", s.base)).await;
+    b.fill("#u-name", "nia").await;
+    b.click("#user-form button[type=submit]").await;
+    let once = b.text("#one-time-password").await;
+    assert_eq!(once.len(), 20, "{once}");
+    b.goto(&format!("{}/ui/admin/users", s.base)).await;
+    assert_eq!(b.count("#one-time-password").await, 0);
+    assert!(b
+        .text("tr[data-user=nia]")
+        .await
+        .contains("must change password"));
+
+    // A project, with nia as its editor.
+    b.goto(&format!("{}/ui/admin/projects", s.base)).await;
+    b.fill("#p-name", "clinics").await;
+    b.click("#project-form button[type=submit]").await;
+    assert_eq!(b.text("h1").await, "Members of clinics");
+    b.fill("#m-user", "nia").await;
+    b.click_here("#m-role option[value=editor]").await;
+    b.click("#member-form button[type=submit]").await;
+    assert_eq!(
+        b.js("return document.querySelector('tr[data-member=nia] select').value")
+            .await,
+        "editor"
+    );
+    let project = b
+        .url()
+        .await
+        .split("/ui/projects/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // An unknown name is refused in words.
+    b.fill("#m-user", "nobody").await;
+    b.click("#member-form button[type=submit]").await;
+    assert!(b.text("#problem").await.contains("no user has this name"));
+
+    // nia signs in, must choose a password, then works in that project only.
+    b.click(".top form[action='/ui/sign-out'] button").await;
+    b.sign_in(&s.base, "nia", &once).await;
+    assert!(b.url().await.ends_with("/ui/password"));
+    b.fill("#current_password", &once).await;
+    b.fill("#new_password", PASSWORD).await;
+    b.fill("#repeat_password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    let options = b.js("return [...document.querySelectorAll('#project-switch option')].map(o => o.textContent)").await;
+    assert_eq!(options, json!(["clinics"]));
+    assert!(b.text(".who").await.contains("editor"));
+    // No administration for her, and the page says no when she goes there anyway.
+    assert_eq!(b.count("nav a[href='/ui/admin/users']").await, 0);
+    b.goto(&format!("{}/ui/admin/users", s.base)).await;
+    assert!(b.text("h1").await.starts_with("403"));
+    b.goto(&format!("{}/ui/channels?project={project}", s.base))
+        .await;
+    b.click("a[href^='/ui/channels/new']").await;
+    b.fill("#name", "intake").await;
+    b.fill("#sink_url", &up.url("/")).await;
+    b.click("button[value=save]").await;
+    assert_eq!(b.text("h1").await, "intake");
+    b.click(".top form[action='/ui/sign-out'] button").await;
+
+    // The audit trail shows what nia did, and what each change was.
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    let ch = s.get_json(&format!("/channels?project_id={project}")).await["items"][0].clone();
+    let res = s
+        .api(
+            Method::PATCH,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .json(&json!({ "lock_version": ch["lock_version"], "name": "intake-v2" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    b.goto(&format!("{}/ui/audit?actor=user:nia", s.base)).await;
+    let entries = b
+        .js("return [...document.querySelectorAll('ol.audit > li')].map(l => l.textContent)")
+        .await;
+    let entries: Vec<String> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(!entries.is_empty());
+    assert!(
+        entries.iter().all(|e| e.contains("user:nia")),
+        "{entries:?}"
+    );
+    assert!(entries.iter().any(|e| e.contains("channel")), "{entries:?}");
+    b.goto(&format!(
+        "{}/ui/audit?resource_type=channel&resource_id={}",
+        s.base,
+        ch["id"].as_str().unwrap()
+    ))
+    .await;
+    let diff = b.text("ol.audit > li:first-child table.diff").await;
+    assert!(
+        diff.contains("name") && diff.contains("intake") && diff.contains("intake-v2"),
+        "{diff}"
+    );
+
+    // Disabling nia ends her sign-ins; resetting gives a new one-time password.
+    b.goto(&format!("{}/ui/admin/users", s.base)).await;
+    b.click("tr[data-user=nia] button[value=disable]").await;
+    assert!(b.text("tr[data-user=nia]").await.contains("disabled"));
+    let res = http()
+        .post(format!("{}/api/v1/session", s.base))
+        .json(&json!({ "username": "nia", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    b.click("tr[data-user=nia] button[value=reset]").await;
+    assert_ne!(b.text("#one-time-password").await, once);
     b.close().await;
 }

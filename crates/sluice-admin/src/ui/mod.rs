@@ -2,7 +2,9 @@
 //! as the API. Page handlers call the API's use-case functions (`session::open`,
 //! `channels::load`, `Caller::allow`, …) and render askama templates; no rule is written twice.
 
+mod admin;
 mod assets;
+mod audit;
 mod auth_methods;
 mod channel_form;
 mod channels;
@@ -71,6 +73,24 @@ pub fn routes() -> Router<AdminState> {
         )
         .route("/ui/auth-methods/{id}/delete", post(auth_methods::delete))
         .route("/ui/events", get(events::page))
+        .route("/ui/audit", get(audit::page))
+        .route(
+            "/ui/admin/users",
+            get(admin::users).post(admin::create_user),
+        )
+        .route("/ui/admin/users/{id}", post(admin::change_user))
+        .route(
+            "/ui/admin/projects",
+            get(admin::projects).post(admin::create_project),
+        )
+        .route(
+            "/ui/admin/projects/{id}/delete",
+            post(admin::delete_project),
+        )
+        .route(
+            "/ui/projects/{id}/members",
+            get(admin::members).post(admin::change_members),
+        )
         .route("/ui/assets/{version}/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(view::not_found))
         .layer(middleware::from_fn(security_headers))

@@ -78,6 +78,8 @@ impl Viewer {
                 .map(|u| u.username.clone())
                 .unwrap_or_default(),
             project: project.map(|p| p.to_string()).unwrap_or_default(),
+            superuser: self.caller.is_superuser(),
+            project_admin: project.is_some_and(|p| self.may(Right::ManageProject, p)),
             role: if self.caller.is_superuser() {
                 "superuser".into()
             } else {
@@ -130,6 +132,10 @@ pub struct Layout {
     pub project: String,
     /// The viewer's role there.
     pub role: String,
+    /// Whether the viewer is a superuser (the administration pages).
+    pub superuser: bool,
+    /// Whether the viewer administers the selected project (its members page).
+    pub project_admin: bool,
     /// The project switcher's options.
     pub projects: Vec<Choice>,
 }

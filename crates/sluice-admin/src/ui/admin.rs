@@ -1,0 +1,340 @@
+//! Administration: users (create with a one-time password, disable, reset the password) and
+//! projects (create, delete) for superusers; a project's members and their roles for its admins.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::StatusCode;
+use sluice_core::access::{Right, Role};
+
+use super::format;
+use super::view::{render, Layout, Submitted, UiResult, Viewer};
+use crate::error::ApiError;
+use crate::projects::{self, ProjectInput};
+use crate::users::{self, CreateUser, PatchUser};
+use crate::AdminState;
+
+/// Users and projects listed on a page (an instance has a few hundred at most).
+const LISTED: i64 = 1000;
+
+struct UserRow {
+    id: String,
+    username: String,
+    display_name: String,
+    superuser: bool,
+    disabled: bool,
+    must_change: bool,
+    last_login: String,
+    is_me: bool,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    layout: Layout,
+    rows: Vec<UserRow>,
+    problem: String,
+    shown_name: String,
+    shown_password: String,
+}
+
+async fn users_page(state: &AdminState, viewer: &Viewer) -> UiResult<UsersPage> {
+    viewer.caller.allow(Right::ManageInstance, None, "user")?;
+    let mut list = state.store.list_users(None, LISTED).await?;
+    list.sort_by_key(|u| u.username.to_lowercase());
+    let me = viewer.caller.user.as_ref().map(|u| u.id);
+    let now = sluice_core::clock::now_us();
+    Ok(UsersPage {
+        layout: viewer.layout("Users", "admin", viewer.pick_project(None).map(|p| p.id)),
+        rows: list
+            .iter()
+            .map(|u| UserRow {
+                id: u.id.to_string(),
+                username: u.username.clone(),
+                display_name: u.display_name.clone(),
+                superuser: u.superuser,
+                disabled: u.disabled,
+                must_change: u.must_change_password(),
+                last_login: u
+                    .last_login_at
+                    .map(|t| format::ago(t, now))
+                    .unwrap_or_else(|| "never".into()),
+                is_me: Some(u.id) == me,
+            })
+            .collect(),
+        problem: String::new(),
+        shown_name: String::new(),
+        shown_password: String::new(),
+    })
+}
+
+/// `GET /ui/admin/users`
+pub async fn users(State(state): State<AdminState>, viewer: Viewer) -> UiResult<Response> {
+    Ok(render(&users_page(&state, &viewer).await?)?.into_response())
+}
+
+/// Shows the users page with a one-time password, or with the problem of `e`.
+async fn users_answer(
+    state: &AdminState,
+    viewer: &Viewer,
+    outcome: Result<(String, Option<String>), ApiError>,
+) -> UiResult<Response> {
+    let mut page = users_page(state, viewer).await?;
+    match outcome {
+        Ok((name, Some(password))) => {
+            page.shown_name = name;
+            page.shown_password = password;
+            Ok(render(&page)?.into_response())
+        }
+        Ok((_, None)) => Ok(Redirect::to("/ui/admin/users").into_response()),
+        Err(e)
+            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
+                || e.status() == StatusCode::CONFLICT =>
+        {
+            page.problem = match e.field_problems().first() {
+                Some((field, why)) => format!("{field}: {why}"),
+                None => e.message().to_string(),
+            };
+            Ok((e.status(), render(&page)?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /ui/admin/users`: a new user with a generated one-time password, shown once.
+pub async fn create_user(State(state): State<AdminState>, form: Submitted) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let input = CreateUser {
+        username: form.get("username").unwrap_or_default().trim().to_string(),
+        display_name: form.get("display_name").map(str::to_string),
+        password: None,
+        superuser: form.get("superuser").is_some(),
+    };
+    let outcome = users::create_user(&state, &viewer.caller, input)
+        .await
+        .map(|(u, p)| (u.username, p));
+    users_answer(&state, viewer, outcome).await
+}
+
+/// `POST /ui/admin/users/{id}`: `action=disable|enable|reset`.
+pub async fn change_user(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let patch = match form.get("action") {
+        Some("disable") => PatchUser {
+            disabled: Some(true),
+            ..PatchUser::default()
+        },
+        Some("enable") => PatchUser {
+            disabled: Some(false),
+            ..PatchUser::default()
+        },
+        Some("reset") => PatchUser {
+            reset_password: true,
+            ..PatchUser::default()
+        },
+        _ => return Err(ApiError::field("action", "must be disable, enable or reset").into()),
+    };
+    let outcome = users::change_user(&state, &viewer.caller, &id, patch)
+        .await
+        .map(|(u, p)| (u.username, p));
+    users_answer(&state, viewer, outcome).await
+}
+
+struct ProjectRow {
+    id: String,
+    name: String,
+    created: String,
+    is_default: bool,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    layout: Layout,
+    rows: Vec<ProjectRow>,
+    problem: String,
+}
+
+async fn projects_page(
+    state: &AdminState,
+    viewer: &Viewer,
+    problem: String,
+) -> UiResult<ProjectsPage> {
+    viewer
+        .caller
+        .allow(Right::ManageInstance, None, "project")?;
+    let mut list = state.store.list_projects(None, None, LISTED).await?;
+    list.sort_by_key(|p| p.name.to_lowercase());
+    Ok(ProjectsPage {
+        layout: viewer.layout("Projects", "admin", viewer.pick_project(None).map(|p| p.id)),
+        rows: list
+            .iter()
+            .map(|p| ProjectRow {
+                id: p.id.to_string(),
+                name: p.name.clone(),
+                created: format::when(p.created_at),
+                is_default: p.id == state.default_project,
+            })
+            .collect(),
+        problem,
+    })
+}
+
+/// `GET /ui/admin/projects`
+pub async fn projects(State(state): State<AdminState>, viewer: Viewer) -> UiResult<Response> {
+    Ok(render(&projects_page(&state, &viewer, String::new()).await?)?.into_response())
+}
+
+/// Shows the projects page again with what went wrong.
+async fn projects_refused(state: &AdminState, viewer: &Viewer, e: ApiError) -> UiResult<Response> {
+    if e.status() != StatusCode::UNPROCESSABLE_ENTITY && e.status() != StatusCode::CONFLICT {
+        return Err(e.into());
+    }
+    let problem = match e.field_problems().first() {
+        Some((field, why)) => format!("{field}: {why}"),
+        None => e.message().to_string(),
+    };
+    let page = projects_page(state, viewer, problem).await?;
+    Ok((e.status(), render(&page)?).into_response())
+}
+
+/// `POST /ui/admin/projects`
+pub async fn create_project(
+    State(state): State<AdminState>,
+    form: Submitted,
+) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let input = ProjectInput {
+        name: form.get("name").unwrap_or_default().to_string(),
+    };
+    match projects::create_project(&state, &viewer.caller, input).await {
+        Ok(p) => Ok(Redirect::to(&format!("/ui/projects/{}/members", p.id)).into_response()),
+        Err(e) => projects_refused(&state, viewer, e).await,
+    }
+}
+
+/// `POST /ui/admin/projects/{id}/delete`
+pub async fn delete_project(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    match projects::remove_project(&state, &viewer.caller, &id).await {
+        Ok(()) => Ok(Redirect::to("/ui/admin/projects").into_response()),
+        Err(e) => projects_refused(&state, viewer, e).await,
+    }
+}
+
+struct MemberRow {
+    user_id: String,
+    username: String,
+    roles: Vec<(&'static str, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    layout: Layout,
+    project_id: String,
+    project_name: String,
+    rows: Vec<MemberRow>,
+    can_manage: bool,
+    problem: String,
+}
+
+async fn members_page(
+    state: &AdminState,
+    viewer: &Viewer,
+    id: &str,
+    problem: String,
+) -> UiResult<MembersPage> {
+    let p = projects::load(state, &viewer.caller, id).await?;
+    let mut members = state.store.list_members(p.id).await?;
+    members.sort_by_key(|m| m.username.to_lowercase());
+    Ok(MembersPage {
+        layout: viewer.layout(format!("Members of {}", p.name), "members", Some(p.id)),
+        project_id: p.id.to_string(),
+        project_name: p.name.clone(),
+        rows: members
+            .iter()
+            .map(|m| MemberRow {
+                user_id: m.user_id.to_string(),
+                username: m.username.clone(),
+                roles: Role::MEMBER_ROLES
+                    .iter()
+                    .map(|r| (r.as_str(), *r == m.role))
+                    .collect(),
+            })
+            .collect(),
+        can_manage: viewer.may(Right::ManageProject, p.id),
+        problem,
+    })
+}
+
+/// `GET /ui/projects/{id}/members`
+pub async fn members(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> UiResult<Response> {
+    Ok(render(&members_page(&state, &viewer, &id, String::new()).await?)?.into_response())
+}
+
+/// `POST /ui/projects/{id}/members`: `username` and `role` (a new member or a new role), or
+/// `remove=<user id>`.
+pub async fn change_members(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let outcome = if let Some(user) = form.get("remove") {
+        projects::remove_member(&state, &viewer.caller, &id, user).await
+    } else {
+        let user = match form.get("user_id") {
+            Some(u) => Ok(u.to_string()),
+            None => {
+                let name = form.get("username").unwrap_or_default().trim();
+                state
+                    .store
+                    .user_by_name(name)
+                    .await?
+                    .map(|r| r.user.id.to_string())
+                    .ok_or_else(|| ApiError::field("username", "no user has this name"))
+            }
+        };
+        match user {
+            Ok(user) => {
+                projects::set_member(
+                    &state,
+                    &viewer.caller,
+                    &id,
+                    &user,
+                    form.get("role").unwrap_or_default(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(Redirect::to(&format!("/ui/projects/{id}/members")).into_response()),
+        Err(e)
+            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
+                || e.status() == StatusCode::CONFLICT =>
+        {
+            let problem = match e.field_problems().first() {
+                Some((field, why)) => format!("{field}: {why}"),
+                None => e.message().to_string(),
+            };
+            let page = members_page(&state, viewer, &id, problem).await?;
+            Ok((e.status(), render(&page)?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

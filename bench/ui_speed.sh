@@ -27,6 +27,8 @@ printf '%s\n' "$PASSWORD" | "$BIN" user create --username bench --superuser --pa
   --data-dir "$work/data" >/dev/null
 snapshots=()
 for c in "${chans[@]}"; do
+  # The first request through a channel records its configuration's snapshot.
+  curl -s -o /dev/null "http://127.0.0.1:$SLUICE_PORT/channels/$c/warm-up"
   snapshots+=("$(api_get "/channels/$c/snapshots" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')")
 done
 project=$(api_get /projects | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')

@@ -182,7 +182,15 @@ pub async fn stats(
         "by_state": s.by_state,
         "latency_us": s.latency_us,
         "requests_per_minute": s.per_minute.iter()
-            .map(|(m, n)| json!({ "minute": wire::ts(*m), "count": n }))
+            .map(|(m, n)| {
+                let by_state: serde_json::Map<String, Value> = s
+                    .per_minute_by_state
+                    .iter()
+                    .filter(|(minute, _, _)| minute == m)
+                    .map(|(_, state, k)| (state.clone(), json!(k)))
+                    .collect();
+                json!({ "minute": wire::ts(*m), "count": n, "by_state": by_state })
+            })
             .collect::<Vec<_>>(),
     })))
 }

@@ -223,8 +223,8 @@ impl<'f> Found<'f> {
 pub(crate) struct WindowCounts {
     /// Requests per state.
     pub by_state: HashMap<RequestState, i64>,
-    /// Requests per minute start (µs).
-    pub per_minute: HashMap<i64, i64>,
+    /// Requests per minute start (µs) and state.
+    pub per_minute: HashMap<(i64, RequestState), i64>,
     /// Number of requests per latency (µs).
     pub latencies: HashMap<i64, i64>,
 }
@@ -435,7 +435,9 @@ impl Store {
                     continue;
                 }
                 *w.by_state.entry(e.state).or_insert(0) += 1;
-                *w.per_minute.entry(minute_start(e.started_at)).or_insert(0) += 1;
+                *w.per_minute
+                    .entry((minute_start(e.started_at), e.state))
+                    .or_insert(0) += 1;
                 if let Some(l) = e.latency_us {
                     *w.latencies.entry(l).or_insert(0) += 1;
                 }

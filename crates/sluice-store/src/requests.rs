@@ -124,6 +124,8 @@ pub struct ChannelStats {
     pub latency_us: BTreeMap<String, Option<i64>>,
     /// Requests per minute: `(minute start in µs, count)`, oldest first.
     pub per_minute: Vec<(Micros, i64)>,
+    /// Requests per minute and state: `(minute start in µs, state, count)`, oldest first.
+    pub per_minute_by_state: Vec<(Micros, String, i64)>,
 }
 
 #[derive(Clone)]
@@ -783,8 +785,8 @@ impl Store {
             *stats.by_state.entry(r.try_get("state")?).or_insert(0) += n;
         }
         for r in sqlx::query(
-            "SELECT started_at / 60000000 AS m, COUNT(*) AS n FROM requests \
-             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000",
+            "SELECT started_at / 60000000 AS m, state, COUNT(*) AS n FROM requests \
+             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000, state",
         )
         .bind(&id)
         .bind(since)
@@ -792,7 +794,8 @@ impl Store {
         .await?
         {
             let m: i64 = r.try_get("m")?;
-            *per_minute.entry(m * 60_000_000).or_insert(0) += r.try_get::<i64, _>("n")?;
+            let state: String = r.try_get("state")?;
+            *per_minute.entry((m * 60_000_000, state)).or_insert(0) += r.try_get::<i64, _>("n")?;
         }
         // Latencies as counts per distinct value: memory follows the distinct latencies, not
         // the window's length.
@@ -821,14 +824,25 @@ impl Store {
                 .entry(state.as_str().to_string())
                 .or_insert(0) += n;
         }
-        let minutes = batched
-            .per_minute
-            .into_iter()
-            .chain(inflight.iter().map(|r| (minute_start(r.started_at), 1)));
-        for (minute, n) in minutes {
-            *per_minute.entry(minute).or_insert(0) += n;
+        let minutes = batched.per_minute.into_iter().chain(
+            inflight
+                .iter()
+                .map(|r| ((minute_start(r.started_at), r.state), 1)),
+        );
+        for ((minute, state), n) in minutes {
+            *per_minute
+                .entry((minute, state.as_str().to_string()))
+                .or_insert(0) += n;
         }
-        stats.per_minute = per_minute.into_iter().collect();
+        let mut totals: BTreeMap<Micros, i64> = BTreeMap::new();
+        for ((minute, _), n) in &per_minute {
+            *totals.entry(*minute).or_insert(0) += n;
+        }
+        stats.per_minute = totals.into_iter().collect();
+        stats.per_minute_by_state = per_minute
+            .into_iter()
+            .map(|((minute, state), n)| (minute, state, n))
+            .collect();
         for (latency, n) in batched.latencies {
             *latencies.entry(latency).or_insert(0) += n;
         }

@@ -641,6 +641,16 @@ async fn requests_round_trip_filter_and_paginate() {
         assert_eq!(stats.latency_us["p50"], Some(114));
         assert_eq!(stats.latency_us["p99"], Some(129));
         assert_eq!(stats.per_minute.iter().map(|(_, n)| n).sum::<i64>(), 31);
+        // The same requests by minute and state add up to the states' totals.
+        for (state, total) in &stats.by_state {
+            let per_minute: i64 = stats
+                .per_minute_by_state
+                .iter()
+                .filter(|(_, s, _)| s == state)
+                .map(|(_, _, n)| n)
+                .sum();
+            assert_eq!(per_minute, *total, "{state}");
+        }
 
         purge_with_history(&s, ch.id).await;
         assert!(s.get_request(all[0].id).await.unwrap().is_none());

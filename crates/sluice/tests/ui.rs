@@ -401,7 +401,27 @@ async fn a_viewer_is_offered_no_changes_and_forged_or_stale_forms_are_refused() 
     b.goto(&format!("{}/ui/channels", s.base)).await;
     assert_eq!(b.count(&format!("tr[data-channel='{id}']")).await, 1);
     assert_eq!(b.count("form[action$='/enabled']").await, 0);
+    assert_eq!(b.count("a[href^='/ui/channels/new']").await, 0);
     assert!(b.text(".who").await.contains("viewer"));
+    // Nor anywhere else: every page a viewer reads offers no form that changes something
+    // (the sign-out and filter forms aside).
+    for page in [
+        format!("/ui/channels/{id}"),
+        "/ui/credentials".to_string(),
+        "/ui/auth-methods".to_string(),
+        format!("/ui/projects/{project}/members"),
+    ] {
+        b.goto(&format!("{}{page}", s.base)).await;
+        let changing = b
+            .js("return [...document.querySelectorAll('main form[method=post]')].map(f => f.action)")
+            .await;
+        assert_eq!(changing, json!([]), "{page}");
+        assert_eq!(
+            b.count("main a[href$='/edit'], main a[href*='/new']").await,
+            0,
+            "{page}"
+        );
+    }
     // A hand-made post, even with the right CSRF token, is refused by the same rule as the API.
     let (cookie, csrf) = (cookie_of(&b).await, csrf_of(&b).await);
     let toggle = format!("{}/ui/channels/{id}/enabled", s.base);
@@ -606,6 +626,7 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
     let id = ch["id"].as_str().unwrap();
     vec![
         ("dashboard", "/ui/".to_string()),
+        ("dashboard-24h", "/ui/?window=24h".to_string()),
         ("channels", "/ui/channels".to_string()),
         ("history", format!("/ui/channels/{id}")),
         (

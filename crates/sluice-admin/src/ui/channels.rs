@@ -178,8 +178,40 @@ pub async fn set_enabled(
     Ok(Redirect::to(&format!("/ui/channels?project={}", ch.project_id)).into_response())
 }
 
-/// Minutes of a window, for charts: `(from, to)` aligned to whole minutes ending now.
-pub fn last_minutes(now: Micros, minutes: i64) -> (Micros, Micros) {
-    let to = (now / 60_000_000 + 1) * 60_000_000;
-    (to - minutes * 60_000_000, to)
+/// The span a chart covers: the last hour by minute, or the last day by quarter hour.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// 60 bars of one minute.
+    Hour,
+    /// 96 bars of fifteen minutes.
+    Day,
+}
+
+impl Window {
+    /// The window a page's `window` parameter names (`24h`, else the last hour).
+    pub fn from_query(q: &std::collections::HashMap<String, String>) -> Self {
+        if q.get("window").map(String::as_str) == Some("24h") {
+            Window::Day
+        } else {
+            Window::Hour
+        }
+    }
+
+    /// `(from, to, bin)` in µs, aligned to whole bins ending after `now`.
+    pub fn span(self, now: Micros) -> (Micros, Micros, i64) {
+        let (bins, bin) = match self {
+            Window::Hour => (60, 60_000_000),
+            Window::Day => (96, 15 * 60_000_000),
+        };
+        let to = (now / bin + 1) * bin;
+        (to - bins * bin, to, bin)
+    }
+
+    /// How the chart's heading names it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Window::Hour => "last hour, per minute",
+            Window::Day => "last 24 h, per quarter hour",
+        }
+    }
 }

@@ -11,27 +11,38 @@ const LEFT: f64 = 44.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 8.0;
 
-/// A bar chart of counts per time bin from `from` to `to`, `bin_us` wide; `points` are
-/// `(bin start, count)` in any order (counts in the same bin add up). `label` names the chart
-/// for screen readers.
+/// The states in the order their bars stack, bottom first.
+const STACK: [&str; 5] = ["success", "pending", "failed", "timeout", "error"];
+
+/// A stacked bar chart of requests per time bin and state, from `from` to `to`, `bin_us` wide;
+/// `points` are `(time, state, count)` in any order (counts in the same bin add up). `label`
+/// names the chart for screen readers.
 pub fn bars(
-    points: &[(Micros, i64)],
+    points: &[(Micros, String, i64)],
     from: Micros,
     to: Micros,
     bin_us: i64,
     label: &str,
 ) -> String {
     let bins = usize::try_from(((to - from) / bin_us).max(1)).unwrap_or(1);
-    let mut counts = vec![0i64; bins];
-    for (t, n) in points {
+    let mut counts = vec![[0i64; STACK.len()]; bins];
+    for (t, state, n) in points {
+        let Some(k) = STACK.iter().position(|s| s == state) else {
+            continue;
+        };
         if *t >= from && *t < to {
             let i = usize::try_from((t - from) / bin_us)
                 .unwrap_or(0)
                 .min(bins - 1);
-            counts[i] += n;
+            counts[i][k] += n;
         }
     }
-    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let max = counts
+        .iter()
+        .map(|c| c.iter().sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let plot_w = WIDTH - LEFT - 4.0;
     let plot_h = HEIGHT - BOTTOM - TOP;
     let slot = plot_w / bins as f64;
@@ -53,16 +64,21 @@ pub fn bars(
         TOP + 9.0,
         LEFT - 6.0
     );
-    for (i, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-        let h = (*n as f64 / max as f64 * plot_h).max(1.0);
+    for (i, bin) in counts.iter().enumerate() {
         let x = LEFT + i as f64 * slot + slot * 0.1;
         let at = super::format::when(from + i as i64 * bin_us);
-        let _ = write!(
-            svg,
-            r#"<rect class="bar-success" x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}"><title>{at}: {n}</title></rect>"#,
-            base - h,
-            (slot * 0.8).max(0.5)
-        );
+        let mut top = base;
+        for (k, n) in bin.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let h = (*n as f64 / max as f64 * plot_h).max(1.0);
+            top -= h;
+            let _ = write!(
+                svg,
+                r#"<rect class="bar-{}" x="{x:.1}" y="{top:.1}" width="{:.1}" height="{h:.1}"><title>{at}: {n} {}</title></rect>"#,
+                STACK[k],
+                (slot * 0.8).max(0.5),
+                STACK[k]
+            );
+        }
     }
     for (frac, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
         let t = from + ((to - from) as f64 * frac) as i64;
@@ -111,20 +127,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bars_put_each_count_in_its_bin_and_scale_to_the_largest() {
+    fn bars_stack_each_state_in_its_bin_and_scale_to_the_tallest() {
         let minute = 60_000_000;
-        let svg = bars(
-            &[(0, 2), (minute, 4), (minute + 1, 4)],
-            0,
-            3 * minute,
-            minute,
-            "x",
-        );
-        assert_eq!(svg.matches("<rect").count(), 2);
-        assert!(svg.contains(": 8</title>"), "{svg}");
+        let p = |t: i64, s: &str, n: i64| (t, s.to_string(), n);
+        let points = [
+            p(0, "success", 2),
+            p(minute, "success", 4),
+            p(minute + 1, "success", 4),
+            p(minute, "failed", 2),
+        ];
+        let svg = bars(&points, 0, 3 * minute, minute, "x");
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains(": 8 success</title>"), "{svg}");
+        assert!(svg.contains(r#"class="bar-failed""#), "{svg}");
         assert!(
-            svg.contains(">8</text>"),
-            "the axis names the largest bin: {svg}"
+            svg.contains(">10</text>"),
+            "the axis names the tallest bin: {svg}"
         );
     }
 

@@ -12,7 +12,7 @@ use sluice_core::RequestState;
 use sluice_store::{ChannelScope, LogFilter, LogPage, RequestFilter, Severity};
 use uuid::Uuid;
 
-use super::channels::{last_minutes, project_channels, totals, ChannelRow, Totals};
+use super::channels::{project_channels, totals, ChannelRow, Totals, Window};
 use super::history::{row_view, RowView};
 use super::view::{render, Layout, UiResult, Viewer};
 use super::{charts, format};
@@ -49,6 +49,8 @@ struct DashboardPage {
     health: HealthCounts,
     totals: Totals,
     chart: String,
+    window_title: &'static str,
+    day: bool,
     failures: Vec<RowView>,
     events: Vec<EventView>,
     unhealthy: Vec<ChannelRow>,
@@ -80,19 +82,20 @@ pub async fn page(
         stale: rows.iter().filter(|r| r.stale).count(),
     };
     let now = now_us();
-    let (from, to) = last_minutes(now, 60);
+    let window = Window::from_query(&q);
+    let (from, to, bin) = window.span(now);
     let mut minutes = Vec::new();
     for id in &ids {
-        minutes.extend(state.store.channel_stats(*id, from).await?.per_minute);
+        minutes.extend(
+            state
+                .store
+                .channel_stats(*id, from)
+                .await?
+                .per_minute_by_state,
+        );
     }
-    let chart = charts::bars(
-        &minutes,
-        from,
-        to,
-        60_000_000,
-        "requests per minute, last hour",
-    );
-    let failures = recent_failures(&state, &ids, &names).await?;
+    let chart = charts::bars(&minutes, from, to, bin, "requests by state over time");
+    let failures = recent_failures(&state, &ids, &names, now - super::channels::DAY_US).await?;
     let events = latest_events(&state, &ids, &names).await?;
     let page = DashboardPage {
         layout: viewer.layout("Dashboard", "dashboard", project.as_ref().map(|p| p.id)),
@@ -101,6 +104,8 @@ pub async fn page(
         health,
         totals: totals(&rows),
         chart,
+        window_title: window.title(),
+        day: window == Window::Day,
         failures,
         events,
         unhealthy: rows
@@ -111,11 +116,13 @@ pub async fn page(
     Ok(render(&page)?.into_response())
 }
 
-/// The newest requests of `channels` that did not succeed.
+/// The newest requests of `channels` started since `since` that did not succeed (bounded by
+/// `since`: a state that never occurs would otherwise read each channel's whole history).
 async fn recent_failures(
     state: &AdminState,
     channels: &[Uuid],
     names: &HashMap<Uuid, String>,
+    since: sluice_core::clock::Micros,
 ) -> UiResult<Vec<RowView>> {
     let mut found = Vec::new();
     for id in channels {
@@ -126,6 +133,7 @@ async fn recent_failures(
         ] {
             let filter = RequestFilter {
                 state: Some(st),
+                since: Some(since),
                 ..RequestFilter::default()
             };
             found.extend(state.store.list_requests(*id, &filter, None, 5).await?);

@@ -17,7 +17,7 @@ use sluice_core::{RequestRecord, RequestState};
 use sluice_store::RequestFilter;
 use uuid::Uuid;
 
-use super::channels::last_minutes;
+use super::channels::Window;
 use super::view::{render, Layout, UiError, UiResult, Viewer};
 use super::{charts, format};
 use crate::channels::load;
@@ -111,6 +111,10 @@ struct HistoryPage {
     older: String,
     live_url: String,
     chart: String,
+    window_title: &'static str,
+    day_url: String,
+    hour_url: String,
+    day: bool,
     total_hour: String,
     p50: String,
     p95: String,
@@ -205,7 +209,8 @@ pub async fn page(
     } else {
         String::new()
     };
-    let (from, to) = last_minutes(now, 60);
+    let window = Window::from_query(&q);
+    let (from, to, bin) = window.span(now);
     let stats = state.store.channel_stats(ch.id, from).await?;
     let latency = |p: &str| {
         stats
@@ -240,12 +245,16 @@ pub async fn page(
         older,
         live_url,
         chart: charts::bars(
-            &stats.per_minute,
+            &stats.per_minute_by_state,
             from,
             to,
-            60_000_000,
-            "requests per minute, last hour",
+            bin,
+            "requests by state over time",
         ),
+        window_title: window.title(),
+        day_url: format!("{base}?{}", encode(&q, &[("window", "24h".into())])),
+        hour_url: format!("{base}?{}", encode(&q, &[])),
+        day: window == Window::Day,
         total_hour: format::count(stats.total),
         p50: latency("p50"),
         p95: latency("p95"),

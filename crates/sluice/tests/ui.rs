@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, Window};
-use common::{upstream, Sluice, TempDir};
+use common::{serve_logged, upstream, Logged, Sluice, TempDir};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -66,66 +64,8 @@ async fn csrf_of(b: &Browser) -> String {
         .to_string()
 }
 
-/// A sluice started the way a person does, with its standard error kept: the first start
-/// prints the `admin` user's one-time password there.
-struct Fresh {
-    base: String,
-    stderr: Arc<Mutex<String>>,
-    child: Child,
-    _data: TempDir,
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn fresh() -> Fresh {
-    let data = TempDir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut err = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let base = lines
-            .find_map(|l| l.ok()?.strip_prefix("listening: ").map(str::to_string))
-            .unwrap();
-        std::thread::spawn(move || for _ in lines {});
-        base
-    })
-    .await
-    .unwrap();
-    Fresh {
-        base,
-        stderr,
-        child,
-        _data: data,
-    }
-}
-
-fn one_time_password(f: &Fresh) -> String {
+/// The `admin` user's one-time password, once the first start has printed it.
+fn one_time_password(f: &Logged) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = f.stderr.lock().unwrap().clone();
@@ -141,7 +81,8 @@ fn one_time_password(f: &Fresh) -> String {
 
 #[tokio::test]
 async fn the_first_sign_in_forces_a_new_password_and_sign_out_ends_the_session() {
-    let f = fresh().await;
+    let data = TempDir::new();
+    let f = serve_logged(&data, &[]).await;
     let Some(b) = Browser::start(Window::DESKTOP).await else {
         return;
     };

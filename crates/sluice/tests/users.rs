@@ -4,72 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Sluice, TempDir};
+use common::{serve_logged, Sluice, TempDir};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct-horse-1";
-
-/// A `sluice serve` whose standard error is kept, to read what it printed.
-struct Logged {
-    base: String,
-    stderr: Arc<Mutex<String>>,
-    child: Child,
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve_logged(data: &TempDir, extra: &[&str]) -> Logged {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut err = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let base = lines
-            .find_map(|l| l.ok()?.strip_prefix("listening: ").map(str::to_string))
-            .unwrap();
-        std::thread::spawn(move || for _ in lines {});
-        base
-    })
-    .await
-    .unwrap();
-    Logged {
-        base,
-        stderr,
-        child,
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

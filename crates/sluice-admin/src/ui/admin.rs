@@ -4,11 +4,10 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use http::StatusCode;
 use sluice_core::access::{Right, Role};
 
 use super::format;
-use super::view::{render, Layout, Submitted, UiResult, Viewer};
+use super::view::{is_refusal, problem_text, render, Layout, Submitted, UiResult, Viewer};
 use crate::error::ApiError;
 use crate::projects::{self, ProjectInput};
 use crate::users::{self, CreateUser, PatchUser};
@@ -87,14 +86,8 @@ async fn users_answer(
             Ok(render(&page)?.into_response())
         }
         Ok((_, None)) => Ok(Redirect::to("/ui/admin/users").into_response()),
-        Err(e)
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
-                || e.status() == StatusCode::CONFLICT =>
-        {
-            page.problem = match e.field_problems().first() {
-                Some((field, why)) => format!("{field}: {why}"),
-                None => e.message().to_string(),
-            };
+        Err(e) if is_refusal(&e) => {
+            page.problem = problem_text(&e);
             Ok((e.status(), render(&page)?).into_response())
         }
         Err(e) => Err(e.into()),
@@ -191,14 +184,10 @@ pub async fn projects(State(state): State<AdminState>, viewer: Viewer) -> UiResu
 
 /// Shows the projects page again with what went wrong.
 async fn projects_refused(state: &AdminState, viewer: &Viewer, e: ApiError) -> UiResult<Response> {
-    if e.status() != StatusCode::UNPROCESSABLE_ENTITY && e.status() != StatusCode::CONFLICT {
+    if !is_refusal(&e) {
         return Err(e.into());
     }
-    let problem = match e.field_problems().first() {
-        Some((field, why)) => format!("{field}: {why}"),
-        None => e.message().to_string(),
-    };
-    let page = projects_page(state, viewer, problem).await?;
+    let page = projects_page(state, viewer, problem_text(&e)).await?;
     Ok((e.status(), render(&page)?).into_response())
 }
 
@@ -324,15 +313,8 @@ pub async fn change_members(
     };
     match outcome {
         Ok(()) => Ok(Redirect::to(&format!("/ui/projects/{id}/members")).into_response()),
-        Err(e)
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
-                || e.status() == StatusCode::CONFLICT =>
-        {
-            let problem = match e.field_problems().first() {
-                Some((field, why)) => format!("{field}: {why}"),
-                None => e.message().to_string(),
-            };
-            let page = members_page(&state, viewer, &id, problem).await?;
+        Err(e) if is_refusal(&e) => {
+            let page = members_page(&state, viewer, &id, problem_text(&e)).await?;
             Ok((e.status(), render(&page)?).into_response())
         }
         Err(e) => Err(e.into()),

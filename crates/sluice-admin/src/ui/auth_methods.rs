@@ -81,20 +81,13 @@ async fn page_for(state: &AdminState, viewer: &Viewer, project: Uuid) -> UiResul
     })
 }
 
-fn project_of(viewer: &Viewer, q: &HashMap<String, String>) -> UiResult<Uuid> {
-    Ok(viewer
-        .pick_project(q.get("project").map(String::as_str))
-        .map(|p| p.id)
-        .ok_or_else(|| ApiError::not_found("project"))?)
-}
-
 /// `GET /ui/auth-methods?project=`
 pub async fn index(
     State(state): State<AdminState>,
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> UiResult<Response> {
-    let project = project_of(&viewer, &q)?;
+    let project = viewer.project_in(&q)?;
     Ok(render(&page_for(&state, &viewer, project).await?)?.into_response())
 }
 
@@ -105,7 +98,7 @@ pub async fn create(
     form: Submitted,
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
-    let project = project_of(viewer, &q)?;
+    let project = viewer.project_in(&q)?;
     let field = |k: &str| form.get(k).unwrap_or_default().to_string();
     let kind = field("type");
     let basic = kind == "basic";

@@ -13,7 +13,7 @@ use sluice_core::{Channel, Timeouts};
 use sluice_health::{StepStatus, ValidationReport};
 use uuid::Uuid;
 
-use super::view::{render, Choice, Layout, Submitted, UiError, UiResult, Viewer};
+use super::view::{is_refusal, render, Choice, Layout, Submitted, UiError, UiResult, Viewer};
 use crate::channels::{self, CreateChannel, PatchChannel};
 use crate::error::ApiError;
 use crate::{ops, wire, AdminState};
@@ -234,10 +234,7 @@ pub async fn new_form(
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> UiResult<Response> {
-    let project = viewer
-        .pick_project(q.get("project").map(String::as_str))
-        .map(|p| p.id)
-        .ok_or_else(|| ApiError::not_found("project"))?;
+    let project = viewer.project_in(&q)?;
     viewer
         .caller
         .allow(Right::EditChannels, Some(project), "project")?;
@@ -304,10 +301,7 @@ pub async fn create(
     form: Submitted,
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
-    let project = viewer
-        .pick_project(q.get("project").map(String::as_str))
-        .map(|p| p.id)
-        .ok_or_else(|| ApiError::not_found("project"))?;
+    let project = viewer.project_in(&q)?;
     viewer
         .caller
         .allow(Right::EditChannels, Some(project), "project")?;
@@ -338,12 +332,7 @@ pub async fn create(
     };
     match channels::create_channel(&state, &viewer.caller, input).await {
         Ok(ch) => Ok(Redirect::to(&format!("/ui/channels/{}", ch.id)).into_response()),
-        Err(e)
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
-                || e.status() == StatusCode::CONFLICT =>
-        {
-            refused(page, e)
-        }
+        Err(e) if is_refusal(&e) => refused(page, e),
         Err(e) => Err(e.into()),
     }
 }
@@ -386,12 +375,7 @@ pub async fn update(
     };
     match channels::change(&state, &viewer.caller, &id, patch).await {
         Ok((ch, _)) => Ok(Redirect::to(&format!("/ui/channels/{}", ch.id)).into_response()),
-        Err(e)
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
-                || e.status() == StatusCode::CONFLICT =>
-        {
-            refused(page, e)
-        }
+        Err(e) if is_refusal(&e) => refused(page, e),
         Err(e) => Err(e.into()),
     }
 }

@@ -13,7 +13,7 @@ use sluice_core::access::Right;
 use sluice_store::Credential;
 use uuid::Uuid;
 
-use super::view::{render, Layout, Submitted, UiResult, Viewer};
+use super::view::{is_refusal, render, Layout, Submitted, UiResult, Viewer};
 use crate::credentials::{self, CreateCredential, PatchCredential};
 use crate::error::ApiError;
 use crate::schemas::CredentialSchema;
@@ -64,20 +64,13 @@ struct FormPage {
     problem: String,
 }
 
-fn project_of(viewer: &Viewer, q: &HashMap<String, String>) -> UiResult<Uuid> {
-    Ok(viewer
-        .pick_project(q.get("project").map(String::as_str))
-        .map(|p| p.id)
-        .ok_or_else(|| ApiError::not_found("project"))?)
-}
-
 /// `GET /ui/credentials?project=`
 pub async fn index(
     State(state): State<AdminState>,
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> UiResult<Response> {
-    let project = project_of(&viewer, &q)?;
+    let project = viewer.project_in(&q)?;
     let page = index_page(&state, &viewer, project, String::new()).await?;
     Ok(render(&page)?.into_response())
 }
@@ -234,7 +227,7 @@ pub async fn new_form(
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> UiResult<Response> {
-    let project = project_of(&viewer, &q)?;
+    let project = viewer.project_in(&q)?;
     viewer
         .caller
         .allow(Right::ManageProject, Some(project), "project")?;
@@ -285,7 +278,7 @@ pub async fn create(
     form: Submitted,
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
-    let project = project_of(viewer, &q)?;
+    let project = viewer.project_in(&q)?;
     let schema = schema_named(&state, q.get("schema").map_or("", String::as_str))?;
     let typed = typed_fields(&form);
     let body: Map<String, Value> = schema
@@ -387,10 +380,7 @@ pub async fn update(
         Ok(c) => {
             Ok(Redirect::to(&format!("/ui/credentials?project={}", c.project_id)).into_response())
         }
-        Err(e)
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY
-                || e.status() == StatusCode::CONFLICT =>
-        {
+        Err(e) if is_refusal(&e) => {
             let page = edit_page(viewer, &c, &schema, name);
             refused(page, &schema, c.body.as_object(), &typed, e)
         }

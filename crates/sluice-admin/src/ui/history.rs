@@ -18,7 +18,7 @@ use sluice_store::RequestFilter;
 use uuid::Uuid;
 
 use super::channels::Window;
-use super::view::{render, Layout, UiError, UiResult, Viewer};
+use super::view::{problem_text, render, Layout, UiError, UiResult, Viewer};
 use super::{charts, format};
 use crate::channels::load;
 use crate::error::ApiError;
@@ -174,7 +174,7 @@ pub async fn page(
     let ch = load(&state, &viewer.caller, Right::Read, &id).await?;
     let (filter, problem) = match filter_from(&api_query(&q)) {
         Ok(f) => (Some(f), String::new()),
-        Err(e) => (None, describe(&e)),
+        Err(e) => (None, problem_text(&e)),
     };
     let after = match q.get("cursor").filter(|c| !c.is_empty()) {
         Some(c) => Some(decode_request_cursor(c)?),
@@ -261,14 +261,6 @@ pub async fn page(
         p99: latency("p99"),
     };
     Ok(render(&page)?.into_response())
-}
-
-/// A refused filter in words: `since: must be an RFC 3339 time`.
-fn describe(e: &ApiError) -> String {
-    match e.field_problems().first() {
-        Some((name, why)) => format!("{name}: {why}"),
-        None => e.message().to_string(),
-    }
 }
 
 /// What a live view has shown: each request's state when last sent.

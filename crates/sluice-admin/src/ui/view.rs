@@ -52,6 +52,15 @@ impl Viewer {
             .or_else(|| self.projects.first())
     }
 
+    /// The project of a page's `project` parameter (see [`Viewer::pick_project`]); 404 when the
+    /// viewer belongs to no project.
+    pub fn project_in(&self, q: &std::collections::HashMap<String, String>) -> UiResult<Uuid> {
+        Ok(self
+            .pick_project(q.get("project").map(String::as_str))
+            .map(|p| p.id)
+            .ok_or_else(|| ApiError::not_found("project"))?)
+    }
+
     /// The frame of a page in `section`, with `project` selected in the switcher.
     pub fn layout(
         &self,
@@ -202,6 +211,20 @@ impl IntoResponse for UiError {
             ),
             UiError::Api(e) => error_page(e.status(), e.message()),
         }
+    }
+}
+
+/// Whether a failure is for the person to fix on the same form: invalid input (422) or a
+/// conflict (409). Other failures become an error page.
+pub fn is_refusal(e: &ApiError) -> bool {
+    e.status() == StatusCode::UNPROCESSABLE_ENTITY || e.status() == StatusCode::CONFLICT
+}
+
+/// A failure in one line: the first field's problem (`field: why`), else the failure's text.
+pub fn problem_text(e: &ApiError) -> String {
+    match e.field_problems().first() {
+        Some((field, why)) => format!("{field}: {why}"),
+        None => e.message().to_string(),
     }
 }
 

@@ -7,9 +7,10 @@ pub mod postgres;
 pub mod token_server;
 pub mod upstream;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -303,4 +304,63 @@ pub fn rid() -> String {
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A `sluice serve` whose standard error is kept, to read what it printed.
+pub struct Logged {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Everything it printed on standard error so far.
+    pub stderr: Arc<Mutex<String>>,
+    child: Child,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sluice serve` on `data` with `extra` flags, keeping its standard error.
+pub async fn serve_logged(data: &TempDir, extra: &[&str]) -> Logged {
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let base = lines
+            .find_map(|l| l.ok()?.strip_prefix("listening: ").map(str::to_string))
+            .unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        base
+    })
+    .await
+    .unwrap();
+    Logged {
+        base,
+        stderr,
+        child,
+    }
 }

@@ -79,16 +79,27 @@ pub async fn get_snapshot(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("snapshot"))?;
+    let (s, _) = load_snapshot(&state, &caller, &id).await?;
+    Ok(Json(snapshot_json(&s)))
+}
+
+/// Snapshot `id` and its channel as it is now, if the caller may read the channel (404
+/// otherwise, as for a snapshot that does not exist).
+pub async fn load_snapshot(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(Snapshot, sluice_core::Channel)> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("snapshot"))?;
     let s = state
         .store
         .get_snapshot(id)
         .await?
         .ok_or_else(|| ApiError::not_found("snapshot"))?;
-    load(&state, &caller, Right::Read, &s.channel_id.to_string())
+    let ch = load(state, caller, Right::Read, &s.channel_id.to_string())
         .await
         .map_err(|_| ApiError::not_found("snapshot"))?;
-    Ok(Json(snapshot_json(&s)))
+    Ok((s, ch))
 }
 
 /// `GET /api/v1/audit?resource_type=&resource_id=&actor=&project_id=&cursor=&limit=`: the entries of

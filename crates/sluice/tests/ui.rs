@@ -275,6 +275,28 @@ async fn a_request_detail_shows_the_preview_hashes_and_timing() {
         .text("dl.facts")
         .await
         .contains(&up.url("/intake?src=clinic")));
+    assert!(b.text("dl.facts").await.contains("current configuration"));
+
+    // The channel changes: the detail says so, and its snapshot shows what changed.
+    let res = s
+        .api(
+            Method::PATCH,
+            &format!("/channels/{}", ch["id"].as_str().unwrap()),
+        )
+        .json(&json!({ "lock_version": ch["lock_version"], "preview_bytes": 1024 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    b.client.refresh().await.unwrap();
+    assert!(b.text("dl.facts").await.contains("has changed since"));
+    b.click("a[href^='/ui/snapshots/']").await;
+    assert!(b.text("#settings").await.contains(&up.url("/")));
+    let changed = b.text("#changed-since").await;
+    assert!(
+        changed.contains("preview_bytes") && changed.contains("65536") && changed.contains("1024"),
+        "{changed}"
+    );
     b.close().await;
 }
 
@@ -575,6 +597,10 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
             format!("/ui/channels/{id}?state=failed"),
         ),
         ("request", format!("/ui/requests/{detail}")),
+        (
+            "snapshot",
+            format!("/ui/snapshots/{}", done[0]["snapshot_id"].as_str().unwrap()),
+        ),
         ("channel-new", "/ui/channels/new".to_string()),
         ("channel-edit", format!("/ui/channels/{id}/edit")),
         ("credentials", "/ui/credentials".to_string()),

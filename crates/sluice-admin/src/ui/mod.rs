@@ -15,6 +15,7 @@ mod events;
 mod format;
 mod history;
 mod sign_in;
+mod snapshot;
 mod view;
 
 use axum::extract::Request;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/ui/channels/{id}", get(history::page))
         .route("/ui/channels/{id}/live", get(history::live))
         .route("/ui/requests/{id}", get(history::detail))
+        .route("/ui/snapshots/{id}", get(snapshot::page))
         .route("/ui/credentials", get(credentials::index))
         .route(
             "/ui/credentials/new",

@@ -373,6 +373,14 @@ async fn history_filters_paginate_and_details_and_stats() {
     let p50 = stats["latency_us"]["p50"].as_i64().unwrap();
     let p99 = stats["latency_us"]["p99"].as_i64().unwrap();
     assert!(p50 > 0 && p50 <= p99);
+    // Each minute's count, and the same split by state, add up to the totals.
+    let minutes = stats["requests_per_minute"].as_array().unwrap();
+    let sum = |f: &dyn Fn(&Value) -> i64| minutes.iter().map(f).sum::<i64>();
+    assert_eq!(sum(&|m| m["count"].as_i64().unwrap()), 12);
+    for state in ["success", "failed"] {
+        let per_minute = sum(&|m| m["by_state"][state].as_i64().unwrap_or(0));
+        assert_eq!(per_minute, 6, "{state}");
+    }
     let (st, _) = send(
         &s,
         Method::GET,

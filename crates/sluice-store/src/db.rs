@@ -116,7 +116,7 @@ impl Store {
                         // fewer WAL frames, each a write call, per batch of completions.
                         conn.execute(LEDGER_PAGE_SIZE).await?;
                         // WAL lets readers run beside the single writer; NORMAL syncs at
-                        // checkpoints, which survives a process crash (see docs/ARCHITECTURE.md).
+                        // checkpoints, which survives a process crash (see docs/tuning-log.md).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA live.synchronous = NORMAL").await?;

@@ -78,7 +78,7 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     assert_eq!(paths, ["/after"], "refused requests left no rows");
 
     // A disk that fills up now does not stop requests at once: the journal's segment has its
-    // room reserved (docs/ARCHITECTURE.md), and each request's record still goes there.
+    // room reserved (docs/tuning-log.md), and each request's record still goes there.
     disk.fill();
     for _ in 0..20 {
         assert_eq!(post("/later").await.unwrap().status(), 200);

@@ -173,24 +173,35 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    remove_auth_method(&state, &caller, &id).await
+    let m = load(&state, &caller, Right::ManageProject, &id).await?;
+    remove_auth_method(&state, &caller, &m).await
 }
 
-/// Deletes an auth method no channel lists (409 while one does).
-pub async fn remove_auth_method(
+/// Loads an auth method on which the caller holds `right` (404 when it cannot see it).
+pub async fn load(
     state: &AdminState,
     caller: &Caller,
+    right: Right,
     id: &str,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<AuthMethod> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("auth method"))?;
     let m = state
         .store
         .get_auth_method(id)
         .await?
         .ok_or_else(|| ApiError::not_found("auth method"))?;
-    caller.allow(Right::ManageProject, Some(m.project_id), "auth method")?;
+    caller.allow(right, Some(m.project_id), "auth method")?;
+    Ok(m)
+}
+
+/// Deletes `m` (loaded with [`load`]) unless a channel lists it (409 while one does).
+pub async fn remove_auth_method(
+    state: &AdminState,
+    caller: &Caller,
+    m: &AuthMethod,
+) -> ApiResult<StatusCode> {
     wire::removal(
-        state.store.delete_auth_method(id, caller.actor()).await?,
+        state.store.delete_auth_method(m.id, caller.actor()).await?,
         "auth method",
         "auth method is attached to channels; detach it first",
     )

@@ -323,9 +323,9 @@ pub async fn patch(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     // A channel the caller cannot edit answers 404 or 403 before its body is read.
-    load(&state, &caller, Right::EditChannels, &id).await?;
+    let current = load(&state, &caller, Right::EditChannels, &id).await?;
     let input: PatchChannel = wire::parse_body(&body)?;
-    let (stored, sink_changed) = change(&state, &caller, &id, input).await?;
+    let (stored, sink_changed) = change(&state, &caller, current, input).await?;
     let mut body = channel_json(&state, &stored);
     channel_health::decorate(
         &state,
@@ -340,16 +340,15 @@ pub async fn patch(
     Ok(Json(body))
 }
 
-/// Changes channel `id` as `input` says, if the caller may and `input.lock_version` is still
-/// the current one (409 with the current channel otherwise): the stored channel, and whether
-/// its sink URL changed.
+/// Changes `current` (loaded with [`load`] for `Right::EditChannels`) as `input` says, if
+/// `input.lock_version` is still the current one (409 with the current channel otherwise): the
+/// stored channel, and whether its sink URL changed.
 pub async fn change(
     state: &AdminState,
     caller: &Caller,
-    id: &str,
+    current: Channel,
     input: PatchChannel,
 ) -> ApiResult<(Channel, bool)> {
-    let current = load(state, caller, Right::EditChannels, id).await?;
     if input
         .sink_credential_id
         .is_some_and(|c| c.is_some() && c != current.sink_credential_id)
@@ -393,7 +392,7 @@ pub async fn change(
     {
         Ok(c) => Ok((c, sink_changed)),
         Err(sluice_store::StoreError::Stale) => {
-            let fresh = load(state, caller, Right::Read, id).await?;
+            let fresh = load(state, caller, Right::Read, &current.id.to_string()).await?;
             Err(stale(state, &fresh))
         }
         Err(sluice_store::StoreError::Conflict(_)) => Err(duplicate_name()),
@@ -422,14 +421,19 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    remove(&state, &caller, &id, q.purge).await?;
+    let ch = load(&state, &caller, Right::EditChannels, &id).await?;
+    remove(&state, &caller, &ch, q.purge).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes channel `id`; one with recorded requests only with `purge` (409 naming how many
-/// otherwise), which deletes its history too.
-pub async fn remove(state: &AdminState, caller: &Caller, id: &str, purge: bool) -> ApiResult<()> {
-    let ch = load(state, caller, Right::EditChannels, id).await?;
+/// Deletes `ch` (loaded with [`load`] for `Right::EditChannels`); one with recorded requests
+/// only with `purge` (409 naming how many otherwise), which deletes its history too.
+pub async fn remove(
+    state: &AdminState,
+    caller: &Caller,
+    ch: &Channel,
+    purge: bool,
+) -> ApiResult<()> {
     match state
         .store
         .delete_channel(ch.id, purge, caller.actor())

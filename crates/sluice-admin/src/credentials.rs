@@ -211,22 +211,21 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    load(&state, &caller, Right::ManageProject, &id).await?;
+    let current = load(&state, &caller, Right::ManageProject, &id).await?;
     let input: PatchCredential = wire::parse_body(&body)?;
-    let stored = change_credential(&state, &caller, &id, input).await?;
+    let stored = change_credential(&state, &caller, current, input).await?;
     let schema = schema_of(&state, &stored.schema);
     Ok(Json(credential_json(schema.as_deref(), &stored)))
 }
 
-/// Changes a credential's name and merges `input.body` into its body (a `null` removes a
-/// field), if the caller may manage the project and the result fits the schema.
+/// Changes `current`'s name (loaded with [`load`] for `Right::ManageProject`) and merges
+/// `input.body` into its body (a `null` removes a field), if the result fits the schema.
 pub async fn change_credential(
     state: &AdminState,
     caller: &Caller,
-    id: &str,
+    current: Credential,
     input: PatchCredential,
 ) -> ApiResult<Credential> {
-    let current = load(state, caller, Right::ManageProject, id).await?;
     let mut next = current.clone();
     let mut changed = Vec::new();
     let mut fields = Map::new();
@@ -284,16 +283,16 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    remove_credential(&state, &caller, &id).await
+    let c = load(&state, &caller, Right::ManageProject, &id).await?;
+    remove_credential(&state, &caller, &c).await
 }
 
-/// Deletes a credential no channel uses (409 while one does).
+/// Deletes `c` (loaded with [`load`]) unless a channel uses it (409 while one does).
 pub async fn remove_credential(
     state: &AdminState,
     caller: &Caller,
-    id: &str,
+    c: &Credential,
 ) -> ApiResult<StatusCode> {
-    let c = load(state, caller, Right::ManageProject, id).await?;
     wire::removal(
         state.store.delete_credential(c.id, caller.actor()).await?,
         "credential",

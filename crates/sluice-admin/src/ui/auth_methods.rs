@@ -13,7 +13,6 @@ use uuid::Uuid;
 use super::format;
 use super::view::{render, Layout, Submitted, UiResult, Viewer};
 use crate::auth_methods::{self, CreateAuthMethod};
-use crate::error::ApiError;
 use crate::{wire, AdminState};
 
 struct Row {
@@ -139,12 +138,8 @@ pub async fn delete(
     form: Submitted,
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
-    let m = state
-        .store
-        .get_auth_method(Uuid::parse_str(&id).map_err(|_| ApiError::not_found("auth method"))?)
-        .await?
-        .ok_or_else(|| ApiError::not_found("auth method"))?;
-    match auth_methods::remove_auth_method(&state, &viewer.caller, &id).await {
+    let m = auth_methods::load(&state, &viewer.caller, Right::ManageProject, &id).await?;
+    match auth_methods::remove_auth_method(&state, &viewer.caller, &m).await {
         Ok(_) => {
             Ok(Redirect::to(&format!("/ui/auth-methods?project={}", m.project_id)).into_response())
         }

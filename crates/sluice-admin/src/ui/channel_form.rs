@@ -373,7 +373,7 @@ pub async fn update(
         timeouts: Some(p.timeouts),
         preview_bytes: p.preview,
     };
-    match channels::change(&state, &viewer.caller, &id, patch).await {
+    match channels::change(&state, &viewer.caller, ch, patch).await {
         Ok((ch, _)) => Ok(Redirect::to(&format!("/ui/channels/{}", ch.id)).into_response()),
         Err(e) if is_refusal(&e) => refused(page, e),
         Err(e) => Err(e.into()),
@@ -389,7 +389,7 @@ pub async fn delete(
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
     let ch = channels::load(&state, &viewer.caller, Right::EditChannels, &id).await?;
-    match channels::remove(&state, &viewer.caller, &id, form.get("purge").is_some()).await {
+    match channels::remove(&state, &viewer.caller, &ch, form.get("purge").is_some()).await {
         Ok(()) => {
             Ok(Redirect::to(&format!("/ui/channels?project={}", ch.project_id)).into_response())
         }

@@ -174,7 +174,9 @@ pub async fn set_enabled(
         enabled: Some(enabled),
         ..PatchChannel::default()
     };
-    let (ch, _) = channels::change(&state, &form.viewer.caller, &id, patch).await?;
+    let caller = &form.viewer.caller;
+    let current = channels::load(&state, caller, Right::EditChannels, &id).await?;
+    let (ch, _) = channels::change(&state, caller, current, patch).await?;
     Ok(Redirect::to(&format!("/ui/channels?project={}", ch.project_id)).into_response())
 }
 

@@ -376,7 +376,7 @@ pub async fn update(
         name: Some(name.clone()),
         body: Some(patch),
     };
-    match credentials::change_credential(&state, &viewer.caller, &id, input).await {
+    match credentials::change_credential(&state, &viewer.caller, c.clone(), input).await {
         Ok(c) => {
             Ok(Redirect::to(&format!("/ui/credentials?project={}", c.project_id)).into_response())
         }
@@ -396,7 +396,7 @@ pub async fn delete(
 ) -> UiResult<Response> {
     let viewer = &form.viewer;
     let c = credentials::load(&state, &viewer.caller, Right::ManageProject, &id).await?;
-    match credentials::remove_credential(&state, &viewer.caller, &id).await {
+    match credentials::remove_credential(&state, &viewer.caller, &c).await {
         Ok(_) => {
             Ok(Redirect::to(&format!("/ui/credentials?project={}", c.project_id)).into_response())
         }

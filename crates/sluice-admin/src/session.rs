@@ -145,13 +145,13 @@ async fn refused(state: &AdminState, username: &str, peer: &SocketAddr) -> ApiEr
 }
 
 /// Checks a username and password (throttled, logged and audited when wrong) and opens a
-/// session: the caller it signs in, whose credentials hold the new session's secret.
+/// session: the caller it signs in, and the session's secret (the cookie's value).
 pub async fn open(
     state: &AdminState,
     username: &str,
     password: &str,
     peer: &SocketAddr,
-) -> ApiResult<Caller> {
+) -> ApiResult<(Caller, String)> {
     if let Some(wait) = state.throttle.wait(&keys(username, peer), Instant::now()) {
         return Err(ApiError::too_many(
             "too many failed sign-ins; wait before trying again",
@@ -198,11 +198,14 @@ pub async fn open(
         .await?;
     let user = state.store.get_user(user.id).await?.unwrap_or(user);
     let principal = crate::auth::user_principal(state, &user, actor).await?;
-    Ok(Caller {
+    let caller = Caller {
         principal,
         user: Some(user),
-        credentials: Credentials::Session { secret },
-    })
+        credentials: Credentials::Session {
+            secret: secret.clone(),
+        },
+    };
+    Ok((caller, secret))
 }
 
 /// The `Set-Cookie` value that hands a browser the session `secret`.
@@ -226,15 +229,12 @@ pub async fn sign_in(
     body: Bytes,
 ) -> ApiResult<Response> {
     let input: SignIn = wire::parse_body(&body)?;
-    let caller = open(&state, &input.username, &input.password, &peer).await?;
-    let Credentials::Session { secret } = &caller.credentials else {
-        unreachable!("open signs in with a session");
-    };
-    let body = whoami(&state, &caller, Some(csrf_token(secret))).await?;
+    let (caller, secret) = open(&state, &input.username, &input.password, &peer).await?;
+    let body = whoami(&state, &caller, Some(csrf_token(&secret))).await?;
     let mut response = (StatusCode::OK, Json(body)).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, secret));
+        .insert(header::SET_COOKIE, session_cookie(&state, &secret));
     Ok(response)
 }
 

@@ -78,15 +78,15 @@ impl Values {
         }
     }
 
-    /// The typed settings, or the problem with each field that does not parse.
-    fn parse(&self) -> Result<Parsed, Vec<(String, String)>> {
-        let mut problems = Vec::new();
+    /// The typed settings, or a 422 naming each field that does not parse.
+    fn parse(&self) -> Result<Parsed, ApiError> {
+        let mut problems = serde_json::Map::new();
         let mut number = |name: &str, raw: &str| -> Option<u64> {
             if raw.is_empty() {
                 return None;
             }
             raw.parse().map(Some).unwrap_or_else(|_| {
-                problems.push((name.to_string(), "must be a whole number".to_string()));
+                problems.insert(name.to_string(), "must be a whole number".into());
                 None
             })
         };
@@ -111,7 +111,7 @@ impl Values {
                 credential,
             })
         } else {
-            Err(problems)
+            Err(ApiError::fields(problems))
         }
     }
 }
@@ -313,12 +313,7 @@ pub async fn create(
     }
     let p = match parsed {
         Ok(p) => p,
-        Err(problems) => {
-            return refused(
-                page,
-                ApiError::fields(problems.into_iter().map(|(k, v)| (k, v.into())).collect()),
-            )
-        }
+        Err(e) => return refused(page, e),
     };
     let input = CreateChannel {
         name: page.values.name.clone(),
@@ -355,12 +350,7 @@ pub async fn update(
     }
     let p = match parsed {
         Ok(p) => p,
-        Err(problems) => {
-            return refused(
-                page,
-                ApiError::fields(problems.into_iter().map(|(k, v)| (k, v.into())).collect()),
-            )
-        }
+        Err(e) => return refused(page, e),
     };
     let patch = PatchChannel {
         lock_version,

@@ -22,7 +22,7 @@ pub const DAY_US: i64 = 24 * 3600 * 1_000_000;
 /// A channel as the index and the dashboard show it.
 pub struct ChannelRow {
     /// Channel id.
-    pub id: String,
+    pub id: Uuid,
     /// Name.
     pub name: String,
     /// Whether it forwards traffic.
@@ -77,7 +77,7 @@ pub async fn project_channels(state: &AdminState, project: Uuid) -> UiResult<Vec
                     .copied()
                     .unwrap_or(0);
             ChannelRow {
-                id: ch.id.to_string(),
+                id: ch.id,
                 name: ch.name.clone(),
                 enabled: ch.enabled,
                 health: h.map_or("unknown", |h| h.status.as_str()),

@@ -69,12 +69,8 @@ pub async fn page(
         Some(p) => project_channels(&state, p.id).await?,
         None => Vec::new(),
     };
-    let ids: Vec<Uuid> = rows.iter().filter_map(|r| r.id.parse().ok()).collect();
-    let names: HashMap<Uuid, String> = ids
-        .iter()
-        .zip(rows.iter())
-        .map(|(id, r)| (*id, r.name.clone()))
-        .collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let names: HashMap<Uuid, String> = rows.iter().map(|r| (r.id, r.name.clone())).collect();
     let health = HealthCounts {
         healthy: rows.iter().filter(|r| r.health == "healthy").count(),
         unhealthy: rows.iter().filter(|r| r.health == "unhealthy").count(),

@@ -10,7 +10,7 @@ use http::{header, StatusCode};
 
 use super::assets;
 use super::view::{check_form, csrf_of, render, safe_next, SignedIn, Submitted, UiResult};
-use crate::auth::Credentials;
+use crate::auth::Caller;
 use crate::{session, AdminState};
 
 #[derive(Template)]
@@ -51,10 +51,7 @@ pub async fn submit(
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
     match session::open(&state, &field("username"), &field("password"), &peer).await {
-        Ok(caller) => {
-            let Credentials::Session { secret } = &caller.credentials else {
-                unreachable!("open signs in with a session");
-            };
+        Ok((caller, secret)) => {
             let to = if caller
                 .user
                 .as_ref()
@@ -67,7 +64,7 @@ pub async fn submit(
             let mut response = Redirect::to(&to).into_response();
             response
                 .headers_mut()
-                .insert(header::SET_COOKIE, session::session_cookie(&state, secret));
+                .insert(header::SET_COOKIE, session::session_cookie(&state, &secret));
             Ok(response)
         }
         Err(e) => {
@@ -97,17 +94,22 @@ pub async fn sign_out(State(state): State<AdminState>, form: Submitted) -> UiRes
     Ok(response)
 }
 
-/// `GET /ui/password`
-pub async fn password_form(SignedIn(caller): SignedIn) -> UiResult<Response> {
-    let page = PasswordPage {
+/// The password form of `caller`, with `problem` (empty: none).
+fn password_page(caller: &Caller, problem: String) -> PasswordPage {
+    PasswordPage {
         css: assets::css_url(),
-        csrf: csrf_of(&caller),
+        csrf: csrf_of(caller),
         forced: caller
             .user
             .as_ref()
             .is_some_and(|u| u.must_change_password()),
-        problem: String::new(),
-    };
+        problem,
+    }
+}
+
+/// `GET /ui/password`
+pub async fn password_form(SignedIn(caller): SignedIn) -> UiResult<Response> {
+    let page = password_page(&caller, String::new());
     Ok(render(&page)?.into_response())
 }
 
@@ -146,15 +148,7 @@ pub async fn password_submit(
     match problem {
         None => Ok(Redirect::to("/ui/").into_response()),
         Some(problem) => {
-            let page = PasswordPage {
-                css: assets::css_url(),
-                csrf: csrf_of(&caller),
-                forced: caller
-                    .user
-                    .as_ref()
-                    .is_some_and(|u| u.must_change_password()),
-                problem,
-            };
+            let page = password_page(&caller, problem);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
         }
     }

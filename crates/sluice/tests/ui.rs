@@ -560,11 +560,30 @@ async fn the_stylesheet_keeps_text_readable_in_light_and_dark() {
 
 /// Every page, as a signed-in superuser sees it: (name, path).
 async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, String)> {
+    let res = s
+        .api(Method::POST, "/auth-methods")
+        .json(&json!({ "name": "case-app-key", "type": "api_key" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let key: Value = res.json().await.unwrap();
+    let res = s
+        .api(Method::POST, "/credentials")
+        .json(&json!({ "name": "play", "schema": "dhis2", "body": {
+            "hostUrl": "https://play.dhis2.org/40", "username": "admin", "password": "district" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
     let ch = s
         .create_channel(&up.url("/"), json!({ "name": "dhis2-sync" }))
         .await;
-    s.create_channel("http://127.0.0.1:9/", json!({ "name": "case-app" }))
-        .await;
+    s.create_channel(
+        "http://127.0.0.1:9/",
+        json!({ "name": "case-app", "source_auth_method_ids": [key["id"]] }),
+    )
+    .await;
     for i in 0..12 {
         let path = if i % 5 == 4 {
             "/status/502".to_string()
@@ -613,6 +632,10 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
         ("audit", "/ui/audit".to_string()),
         ("users", "/ui/admin/users".to_string()),
         ("projects", "/ui/admin/projects".to_string()),
+        (
+            "members",
+            format!("/ui/projects/{}/members", default_project(s).await),
+        ),
         ("password", "/ui/password".to_string()),
     ]
 }

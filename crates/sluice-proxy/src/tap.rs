@@ -116,17 +116,20 @@ pub struct Tap<B> {
 impl<B: Body> Tap<B> {
     /// Wraps `inner`, recording into `state`, failing after `idle` without a chunk.
     pub fn new(inner: B, state: SharedTap, idle: Duration, on_end: Option<OnEnd>) -> Self {
-        if inner.is_end_stream() {
-            state.lock().finish(TapEnd::Complete);
-        }
-        Self {
+        let mut tap = Self {
             inner,
             state,
             idle,
             deadline: tokio::time::Instant::now() + idle,
             sleep: None,
             on_end,
+        };
+        // An empty body has ended already: its exchange is finished (and its outcome recorded)
+        // before the caller is answered, not when the body is dropped after.
+        if tap.inner.is_end_stream() {
+            tap.end(TapEnd::Complete);
         }
+        tap
     }
 
     fn end(&mut self, how: TapEnd) {

@@ -53,7 +53,7 @@ pub enum RemoveOutcome {
 impl Store {
     /// Stores a new auth method (already hashed) and its audit entry.
     pub async fn create_auth_method(&self, m: &AuthMethod, actor: &str) -> Result<()> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO auth_methods ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
@@ -136,7 +136,7 @@ impl Store {
 
     /// Deletes an auth method unless a channel still lists it.
     pub async fn delete_auth_method(&self, id: Uuid, actor: &str) -> Result<RemoveOutcome> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let Some(m) = sqlx::query(&format!("SELECT {COLUMNS} FROM auth_methods WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&mut *tx)

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry};
 use crate::changes::Change;
-use crate::db::{Backend, Store};
+use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::rows;
 
@@ -98,7 +98,7 @@ fn as_value(ch: &Channel) -> Value {
 impl Store {
     /// Inserts a new channel and its audit entry in one transaction.
     pub async fn create_channel(&self, ch: &Channel, actor: &str) -> Result<()> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO channels ({CHANNEL_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -145,7 +145,7 @@ impl Store {
         expected: i64,
         actor: &str,
     ) -> Result<Channel> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let before = channel_by_id(&mut *tx, ch.id)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -200,41 +200,29 @@ impl Store {
         purge: bool,
         actor: &str,
     ) -> Result<DeleteOutcome> {
-        self.inflight.refresh().await;
-        let mut tx = self.begin_write(purge).await?;
+        let journaled = !self.in_flight(&[id], Micros::MIN).await?.is_empty();
+        let mut tx = self.begin_write().await?;
         let Some(before) = channel_by_id(&mut *tx, id).await? else {
             return Ok(DeleteOutcome::NotFound);
         };
         let id_s = id.to_string();
-        let batched = match self.backend() {
-            Backend::Sqlite => {
-                "UNION ALL SELECT 1 AS one FROM request_batches WHERE channel_id = $1 "
-            }
-            Backend::Postgres => "",
-        };
-        let has_history = sqlx::query(&format!(
-            "SELECT 1 AS one FROM requests WHERE channel_id = $1 {batched}\
-             UNION ALL SELECT 1 AS one FROM requests_inflight WHERE channel_id = $1 LIMIT 1",
-        ))
-        .bind(&id_s)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
+        let has_history = journaled
+            || sqlx::query(
+                "SELECT 1 AS one FROM requests WHERE channel_id = $1 \
+                 UNION ALL SELECT 1 AS one FROM requests_inflight WHERE channel_id = $1 LIMIT 1",
+            )
+            .bind(&id_s)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         if has_history && !purge {
             return Ok(DeleteOutcome::HasHistory);
         }
-        if self.backend() == Backend::Sqlite {
-            for sql in crate::batches::FORGET_CHANNEL_SQL {
-                sqlx::query(sql).bind(&id_s).execute(&mut *tx).await?;
-            }
-        }
-        for sql in [
-            "DELETE FROM events WHERE request_id IN (SELECT id FROM requests WHERE channel_id = $1)",
-            "DELETE FROM requests WHERE channel_id = $1",
-            "DELETE FROM requests_inflight WHERE channel_id = $1",
+        let purge_history = crate::requests::FORGET_PURGED_SQL.iter();
+        for sql in purge_history.chain(&[
             "DELETE FROM snapshots WHERE channel_id = $1",
             "DELETE FROM channels WHERE id = $1",
-        ] {
+        ]) {
             sqlx::query(sql).bind(&id_s).execute(&mut *tx).await?;
         }
         audit::insert(
@@ -250,14 +238,6 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        if let Some((path, _)) = self.sqlite_file() {
-            // After the commit: no row points into them any more. Completions still in flight
-            // that write here are removed by the history writer, which sees the channel gone.
-            let dir = crate::event_files::events_dir(path);
-            if let Err(e) = crate::event_files::remove_channel(&dir, id) {
-                tracing::warn!(channel = %id, error = %e, "could not remove a purged channel's events");
-            }
-        }
         self.publish(Change::Channel(id));
         Ok(DeleteOutcome::Deleted)
     }
@@ -356,20 +336,17 @@ impl Store {
 
     /// Time of the most recent request of a channel.
     pub async fn last_request_at(&self, channel_id: Uuid) -> Result<Option<Micros>> {
-        self.inflight.refresh().await;
-        let batched = match self.backend() {
-            Backend::Sqlite => format!(" UNION ALL {}", crate::batches::last_started_sql("$1")),
-            Backend::Postgres => String::new(),
-        };
-        let r = sqlx::query(&format!(
+        let flying = self.in_flight(&[channel_id], Micros::MIN).await?;
+        let r = sqlx::query(
             "SELECT MAX(t) AS last FROM ( \
              SELECT MAX(started_at) AS t FROM requests WHERE channel_id = $1 \
              UNION ALL SELECT MAX(started_at) AS t FROM requests_inflight WHERE channel_id = $1\
-             {batched}) AS u",
-        ))
+             ) AS u",
+        )
         .bind(channel_id.to_string())
         .fetch_one(&self.pool)
         .await?;
-        Ok(r.try_get("last")?)
+        let last: Option<Micros> = r.try_get("last")?;
+        Ok(flying.iter().map(|r| r.started_at).chain(last).max())
     }
 }

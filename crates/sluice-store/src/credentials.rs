@@ -101,7 +101,7 @@ impl Store {
     /// Stores a new credential, sealed, with its audit entry. Returns it as stored.
     pub async fn create_credential(&self, c: &Credential, actor: &str) -> Result<Credential> {
         let sealed = self.seal_body(c.id, &c.body)?;
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO credentials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -199,7 +199,7 @@ impl Store {
             .get_credential(c.id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let stored = self.write_body(&mut tx, c).await?;
         let mut after = audit_view(&stored);
         after["changed_fields"] = json!(changed);
@@ -224,7 +224,7 @@ impl Store {
     /// Stores tokens obtained by a refresh (not a configuration change: no audit entry).
     /// Returns `false` if the credential changed meanwhile (the refresh result is dropped).
     pub async fn store_refreshed_credential(&self, c: &Credential) -> Result<bool> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let done = match self.write_body(&mut tx, c).await {
             Ok(_) => true,
             Err(StoreError::Stale) => false,
@@ -279,7 +279,7 @@ impl Store {
         let Some(before) = self.get_credential(id).await? else {
             return Ok(RemoveOutcome::NotFound);
         };
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let users =
             sqlx::query("SELECT id FROM channels WHERE sink_credential_id = $1 ORDER BY id")
                 .bind(id.to_string())

@@ -98,20 +98,13 @@ impl Store {
             let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
             std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
         });
-        let attach = sqlite_path.as_deref().map(|p| {
-            let live = inflight_file(p).display().to_string().replace('\'', "''");
-            format!("ATTACH DATABASE '{live}' AS live")
-        });
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
-                let attach = attach.clone();
                 Box::pin(async move {
-                    if let Some(attach) = attach {
-                        // Requests in flight live in a file of their own (see
-                        // `sqlite_writer`); every reader sees it as schema `live`.
-                        conn.execute(attach.as_str()).await?;
+                    if sqlite {
                         // Before the first table exists (a no-op later): larger pages mean
                         // fewer WAL frames, each a write call, per batch of completions.
                         conn.execute(LEDGER_PAGE_SIZE).await?;
@@ -119,7 +112,6 @@ impl Store {
                         // checkpoints, which survives a process crash (see docs/tuning-log.md).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA live.synchronous = NORMAL").await?;
                         // Readers scan far more than any cache holds (the channel list's
                         // `requests_24h` counts a day of index entries), and the file cache
                         // serves re-reads: with SQLite's default of 2 MiB a connection, the
@@ -134,9 +126,6 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
-        if backend == Backend::Sqlite {
-            pool.execute(crate::sqlite_writer::INFLIGHT_SCHEMA).await?;
-        }
         let (changes, _) = broadcast::channel(1024);
         Ok(Self {
             pool,
@@ -151,13 +140,14 @@ impl Store {
         })
     }
 
-    /// Applies pending migrations of this backend.
+    /// Applies pending migrations of this backend, then the upgrades they leave to code
+    /// (importing an older ledger's request batches and event files, rebuilding roll-ups).
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
-        Ok(())
+        crate::upgrade::run(self).await
     }
 
     /// The engine behind this store.
@@ -165,8 +155,7 @@ impl Store {
         self.backend
     }
 
-    /// The SQLite file and busy timeout, when the ledger is SQLite (its requests in flight are
-    /// in [`inflight_file`] of it).
+    /// The SQLite file and busy timeout, when the ledger is SQLite.
     pub(crate) fn sqlite_file(&self) -> Option<(&std::path::Path, Duration)> {
         self.sqlite_path.as_deref().map(|p| (p, self.busy_timeout))
     }
@@ -175,18 +164,12 @@ impl Store {
     /// transaction reads from a snapshot, and its first write fails at once with "database is
     /// locked" when a ledger writer committed since (under traffic, nearly always); so this one
     /// takes the ledger file's write lock first (waiting up to the busy timeout) and reads the
-    /// newest data. With `inflight`, also the write lock of the file of requests in flight
-    /// (always after the ledger file's, so two such transactions cannot deadlock).
-    pub(crate) async fn begin_write(&self, inflight: bool) -> Result<Transaction<'static, Any>> {
+    /// newest data.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Sqlite {
             // A write that changes nothing still takes the lock.
-            tx.execute("UPDATE main.projects SET id = id WHERE 0")
-                .await?;
-            if inflight {
-                tx.execute("UPDATE live.requests_inflight SET id = id WHERE 0")
-                    .await?;
-            }
+            tx.execute("UPDATE projects SET id = id WHERE 0").await?;
         }
         Ok(tx)
     }
@@ -280,12 +263,11 @@ impl Store {
 }
 
 /// Page size of a new SQLite ledger file: with 8 KiB pages instead of SQLite's 4 KiB the history
-/// writer and the checkpointer spent ~1.4 µs less CPU per request (docs/BENCHMARKS.md, tuning
-/// step 10). The in-flight file keeps the default: its commits touch one or two pages.
+/// writer and the checkpointer spent ~1.4 µs less CPU per request (docs/tuning-log.md).
 const LEDGER_PAGE_SIZE: &str = "PRAGMA page_size = 8192";
 
-/// The SQLite file holding the requests in flight beside the ledger file `main`
-/// (`sluice.db` → `sluice-inflight.db`).
+/// The SQLite file that held the requests in flight beside the ledger file `main` before the
+/// plain ledger (`sluice.db` → `sluice-inflight.db`); an upgrade imports and removes it.
 pub fn inflight_file(main: &std::path::Path) -> std::path::PathBuf {
     beside(main, "-inflight.db")
 }

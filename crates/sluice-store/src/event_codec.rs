@@ -1,4 +1,5 @@
-//! The binary form of an event in the SQLite ledger's event files (`crate::event_files`).
+//! The binary form of an event: in a completion line of the journal (`crate::journal`), and
+//! in the event files of ledgers before the plain one (`crate::legacy`).
 //!
 //! A frame is the payload's length and CRC-32 (both `u32`, little-endian) followed by the
 //! payload: the event's fields in a fixed order, integers little-endian, text and bytes
@@ -13,24 +14,6 @@ use uuid::Uuid;
 /// Bytes before a frame's payload: its length and its checksum.
 pub(crate) const FRAME_HEAD: usize = 8;
 
-/// The length of the frame [`encode`] writes for `event`.
-pub(crate) fn frame_len(event: &EventRecord) -> usize {
-    FRAME_HEAD
-        + 16
-        + 4
-        + event.request_headers.as_json().len()
-        + 4
-        + event.response_headers.as_json().len()
-        + body_len(&event.request_body)
-        + body_len(&event.response_body)
-        + integers(event)
-            .iter()
-            .map(|v| 1 + v.map_or(0, |_| 8))
-            .sum::<usize>()
-        + 1
-        + event.error.as_ref().map_or(0, |e| 4 + e.len())
-}
-
 /// The event's optional integers, in their order in a frame.
 fn integers(event: &EventRecord) -> [Option<i64>; 7] {
     let t = &event.timings;
@@ -43,11 +26,6 @@ fn integers(event: &EventRecord) -> [Option<i64>; 7] {
         t.queue_us,
         t.reused_connection.map(i64::from),
     ]
-}
-
-/// The bytes [`put_body`] writes for `b`.
-fn body_len(b: &BodyObservation) -> usize {
-    4 + b.sha256.len() + 8 + 4 + b.preview.len() + 1
 }
 
 /// Appends `event` to `out` as one frame.
@@ -240,15 +218,6 @@ mod tests {
             out.truncate(3);
             encode(&ev, &mut out);
             assert_eq!(decode(&out[3..]).unwrap(), ev);
-        }
-    }
-
-    #[test]
-    fn frame_len_is_the_length_encode_writes() {
-        for ev in [full(), EventRecord::default()] {
-            let mut f = Vec::new();
-            encode(&ev, &mut f);
-            assert_eq!(frame_len(&ev), f.len());
         }
     }
 

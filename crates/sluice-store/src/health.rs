@@ -4,15 +4,14 @@
 //! not bump `lock_version`, write an audit entry or announce a change (routes and snapshots
 //! stay as they are).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 use sluice_core::clock::Micros;
-use sluice_core::RequestState;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{Backend, Store};
+use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::rows;
 
@@ -93,19 +92,6 @@ pub struct HealthUpdate {
     pub hint: Option<String>,
 }
 
-/// Adds to `out` the counts per state of row `r`: its channel's id, then one count per state
-/// in the order of [`RequestState::ALL`].
-pub(crate) fn add_state_counts(
-    out: &mut HashMap<Uuid, BTreeMap<String, i64>>,
-    r: &sqlx::any::AnyRow,
-) -> Result<()> {
-    let states = out.entry(rows::uuid(r, "channel_id")?).or_default();
-    for (i, state) in RequestState::ALL.iter().enumerate() {
-        *states.entry(state.as_str().to_string()).or_insert(0) += r.try_get::<i64, _>(1 + i)?;
-    }
-    Ok(())
-}
-
 /// `$from, $from+1, …`: `n` numbered parameters.
 pub(crate) fn in_list(from: usize, n: usize) -> String {
     (from..from + n)
@@ -114,23 +100,17 @@ pub(crate) fn in_list(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// The columns of a channel's health, with when its newest request started: in its rows, in
-/// flight, and on SQLite in its batches.
-fn health_columns(backend: Backend) -> String {
-    let batched = match backend {
-        Backend::Sqlite => format!(
-            " UNION ALL {}",
-            crate::batches::last_started_sql("channels.id")
-        ),
-        Backend::Postgres => String::new(),
-    };
+/// The columns of a channel's health, with when its newest request started: in its rows or
+/// in flight (a request in the SQLite journal only shows once its row commits, milliseconds
+/// later).
+fn health_columns() -> String {
     format!(
         "id, enabled, health_status, health_checked_at, health_failure, health_hint, \
          stale_logged, created_at, (SELECT MAX(t) FROM ( \
            SELECT MAX(r.started_at) AS t FROM requests r WHERE r.channel_id = channels.id \
            UNION ALL \
            SELECT MAX(f.started_at) AS t FROM requests_inflight f WHERE f.channel_id = channels.id\
-           {batched}) AS u) AS last_request_at"
+           ) AS u) AS last_request_at"
     )
 }
 
@@ -190,10 +170,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        self.inflight.refresh().await;
         let sql = format!(
             "SELECT {} FROM channels WHERE id IN ({})",
-            health_columns(self.backend()),
+            health_columns(),
             in_list(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
@@ -213,10 +192,9 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<ChannelHealth>> {
-        self.inflight.refresh().await;
         sqlx::query(&format!(
             "SELECT {} FROM channels WHERE id > $1 ORDER BY id LIMIT $2",
-            health_columns(self.backend())
+            health_columns()
         ))
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit)
@@ -225,51 +203,5 @@ impl Store {
         .iter()
         .map(health_from_row)
         .collect()
-    }
-
-    /// Requests per state of each channel started since `since` (every state present, zeros
-    /// included). Uses the `(channel_id, started_at)` index: cost follows the window's rows.
-    /// One count per state in a row per channel, rather than a row per channel and state:
-    /// grouping by the index's first column needs no temporary B-tree (on SQLite, 0.25–0.33 s
-    /// against 0.42–0.46 s for 623k rows in the window; docs/BENCHMARKS.md, session 16).
-    pub async fn counts_by_state_since(
-        &self,
-        ids: &[Uuid],
-        since: Micros,
-    ) -> Result<HashMap<Uuid, BTreeMap<String, i64>>> {
-        let zero: BTreeMap<String, i64> = RequestState::ALL
-            .iter()
-            .map(|s| (s.as_str().to_string(), 0))
-            .collect();
-        let mut out: HashMap<Uuid, BTreeMap<String, i64>> =
-            ids.iter().map(|id| (*id, zero.clone())).collect();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        self.inflight.refresh().await;
-        // Column 1 + i counts `RequestState::ALL[i]`.
-        let counts: String = RequestState::ALL
-            .iter()
-            .map(|s| format!(", COUNT(CASE WHEN state = '{}' THEN 1 END)", s.as_str()))
-            .collect();
-        // Finished requests: rows, batches, and those still in flight.
-        let sql = format!(
-            "SELECT channel_id{counts} FROM requests \
-             WHERE started_at >= $1 AND channel_id IN ({}) GROUP BY channel_id",
-            in_list(2, ids.len())
-        );
-        let mut q = sqlx::query(&sql).bind(since);
-        for id in ids {
-            q = q.bind(id.to_string());
-        }
-        for r in q.fetch_all(&self.pool).await? {
-            add_state_counts(&mut out, &r)?;
-        }
-        self.batched_counts_since(ids, since, &mut out).await?;
-        for r in self.unsettled_inflight(ids, since).await? {
-            let states = out.entry(r.channel_id).or_insert_with(|| zero.clone());
-            *states.entry(r.state.as_str().to_string()).or_insert(0) += 1;
-        }
-        Ok(out)
     }
 }

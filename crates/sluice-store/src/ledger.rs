@@ -6,15 +6,13 @@
 //! for up to [`LedgerConfig::completion_delay`] (or until a batch fills) and committed together,
 //! so each commit rewrites fewer pages per request.
 //!
-//! On SQLite, pending records go to the journal (see `journal`). The requests append them
-//! themselves, one write per group, so a pending record never waits behind a batch of
-//! completions or for a thread to wake up. A history thread commits completions into the
-//! ledger file (see `sqlite_writer`). Before a reader of the store looks at requests, the
-//! thread copies the requests in flight into the in-flight file (`InflightView`), so every
-//! request forwarded is visible, finished or `pending`. On PostgreSQL one task writes both,
-//! completions riding with the next pending commit.
+//! On SQLite, pending records and completions go to the journal (see `journal`): the requests
+//! append them themselves, so a pending record never waits behind a batch of completions or
+//! for a thread to wake up, and an outcome is safe from a crash once its exchange ends. A
+//! history thread commits completions into the ledger file (see `sqlite_writer`); readers see
+//! the requests not yet there in the journal (`InflightView`). On PostgreSQL one task writes
+//! both, completions riding with the next pending commit.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Instant;
@@ -24,7 +22,6 @@ use sluice_core::{EventRecord, RequestRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::completion::{Completion, Packed};
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::event_log::EventLog;
@@ -70,15 +67,16 @@ struct Job {
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// A finished request and its event, as the history thread commits it.
+type Finished = (RequestRecord, Option<EventRecord>);
+
 /// What the SQLite history thread is sent.
 // Nearly every message is a completion; boxing it would cost an allocation per request to
-// shrink the rare `Show` and `Stop`.
+// shrink the rare `Stop`.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum HistoryMsg {
     /// A completion to commit.
-    Complete(Packed),
-    /// A reader wants every request in flight in the in-flight file; answered once they are.
-    Show(oneshot::Sender<()>),
+    Complete(Finished),
     /// Every ledger handle is gone: commit what came before and stop.
     Stop,
     /// Makes the thread panic, as a bug would (tests of what the proxy sees then).
@@ -95,29 +93,22 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// A store's window on the requests in flight of its SQLite ledger. They are durable in the
-/// journal, which readers cannot query; most finish within milliseconds, so copying each into
-/// the in-flight file would cost every request a write. A reader asks for them instead, and
-/// the history thread writes the ones in flight at that moment.
+/// A store's window on the requests of its running SQLite ledger that are only in the journal
+/// (in flight, or finished and not yet committed): readers read them there, without asking
+/// the history thread.
 #[derive(Clone, Default)]
-pub(crate) struct InflightView(Arc<parking_lot::Mutex<Option<std_mpsc::Sender<HistoryMsg>>>>);
+pub(crate) struct InflightView(Arc<parking_lot::Mutex<Option<Arc<Journal>>>>);
 
 impl InflightView {
-    /// Routes this view's requests to the history thread fed by `tx`.
-    fn attach(&self, tx: std_mpsc::Sender<HistoryMsg>) {
-        *self.0.lock() = Some(tx);
+    /// Shows the requests of `journal` to this view's readers.
+    fn attach(&self, journal: Arc<Journal>) {
+        *self.0.lock() = Some(journal);
     }
 
-    /// Returns once every request in flight is in the in-flight file (at once without a
-    /// running SQLite ledger).
-    pub(crate) async fn refresh(&self) {
-        let Some(tx) = self.0.lock().clone() else {
-            return;
-        };
-        let (done, wait) = oneshot::channel();
-        if tx.send(HistoryMsg::Show(done)).is_ok() {
-            let _ = wait.await;
-        }
+    /// The requests only in the journal (none without a running SQLite ledger).
+    pub(crate) fn records(&self) -> Vec<RequestRecord> {
+        let journal = self.0.lock().clone();
+        journal.map(|j| j.in_flight()).unwrap_or_default()
     }
 }
 
@@ -272,7 +263,7 @@ impl Ledger {
                 let _ = finished.send(());
             })
             .map_err(|e| StoreError::Sqlite(format!("starting the ledger: {e}")))?;
-        store.inflight.attach(completions.clone());
+        store.inflight.attach(journal.clone());
         let handle = Ledger {
             queues: Queues::Journal {
                 journal,
@@ -342,16 +333,24 @@ impl Ledger {
         }
     }
 
-    /// Queues the final state (and event) of a request; nobody waits for it.
+    /// Queues the final state (and event) of a request; nobody waits for it to commit. On
+    /// SQLite it is in the journal when this returns, safe from a crash of the process.
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
         let sent = match &self.queues {
             Queues::Task(tx) => {
                 let op = LedgerOp::Complete(rec, event.map(Box::new));
                 tx.send(Job { op, done: None }).is_ok()
             }
-            Queues::Journal { completions, .. } => {
-                let done = Packed::new(rec, event);
-                completions.send(HistoryMsg::Complete(done)).is_ok()
+            Queues::Journal {
+                journal,
+                completions,
+                ..
+            } => {
+                if let Err(e) = journal.append_completion(&rec, event.as_ref()) {
+                    // Still committed shortly; only a crash before then would lose it.
+                    tracing::warn!(request = %rec.id, error = %e, "completion not journaled");
+                }
+                completions.send(HistoryMsg::Complete((rec, event))).is_ok()
             }
         };
         if sent {
@@ -500,7 +499,7 @@ async fn complete_alone(store: &Store, node_id: &str, op: LedgerOp, events: Opti
     let id = rec.id;
     if let Err(e) = store.write_batch(node_id, std::slice::from_ref(&op)).await {
         let marked = store
-            .mark_request_error(id, PERSISTENCE_FAILED, now_us())
+            .mark_request_error(rec, PERSISTENCE_FAILED, now_us())
             .await;
         unrecorded(
             events,
@@ -541,8 +540,7 @@ fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Re
 }
 
 /// The SQLite history thread: commits completions in batches of up to `max_batch`, gathered
-/// for up to `completion_delay`, and settles them in the journal; answers readers by writing
-/// the requests in flight into the in-flight file.
+/// for up to `completion_delay`, and settles them in the journal.
 fn history_writer(
     mut conn: HistoryWriter,
     cfg: &LedgerConfig,
@@ -553,15 +551,13 @@ fn history_writer(
 ) {
     let mut batch = Batch {
         ops: Vec::with_capacity(cfg.max_batch),
-        readers: Vec::new(),
         open: true,
     };
-    let mut published = HashSet::new();
     while batch.open {
         let Ok(first) = rx.recv() else { break };
         batch.take(first);
         batch.drain(&rx, cfg.max_batch);
-        if batch.open && batch.readers.is_empty() && batch.ops.len() < cfg.max_batch {
+        if batch.open && batch.ops.len() < cfg.max_batch {
             // Keeping up: gather more by sleeping, not by waiting on the queue, so the
             // completions arriving meanwhile do not wake the thread one by one.
             std::thread::sleep(cfg.completion_delay);
@@ -569,21 +565,9 @@ fn history_writer(
         }
         if !batch.ops.is_empty() {
             depth.batch(batch.ops.len());
-            let settled = commit_history(
-                &mut conn,
-                &cfg.node_id,
-                &mut batch.ops,
-                &mut published,
-                events.as_ref(),
-            );
+            let settled = commit_history(&mut conn, &cfg.node_id, &mut batch.ops, events.as_ref());
             journal.settle(settled);
             journal.prepare();
-        }
-        if !batch.readers.is_empty() {
-            publish(&mut conn, &cfg.node_id, &journal, &mut published);
-            for reader in batch.readers.drain(..) {
-                let _ = reader.send(());
-            }
         }
     }
     tracing::debug!("ledger history writer drained and stopped");
@@ -591,8 +575,7 @@ fn history_writer(
 
 /// What the history thread gathered for one commit.
 struct Batch {
-    ops: Vec<Completion>,
-    readers: Vec<oneshot::Sender<()>>,
+    ops: Vec<Finished>,
     /// No [`HistoryMsg::Stop`] yet.
     open: bool,
 }
@@ -600,8 +583,7 @@ struct Batch {
 impl Batch {
     fn take(&mut self, msg: HistoryMsg) {
         match msg {
-            HistoryMsg::Complete(done) => self.ops.push(done.unpack()),
-            HistoryMsg::Show(reader) => self.readers.push(reader),
+            HistoryMsg::Complete(done) => self.ops.push(done),
             HistoryMsg::Stop => self.open = false,
             #[cfg(test)]
             HistoryMsg::Panic => panic!("history thread panic asked for by a test"),
@@ -620,57 +602,33 @@ impl Batch {
     }
 }
 
-/// Writes the requests in flight that are not yet in the in-flight file there.
-fn publish(
-    conn: &mut HistoryWriter,
-    node_id: &str,
-    journal: &Journal,
-    published: &mut HashSet<uuid::Uuid>,
-) {
-    let records = journal.in_flight(published);
-    if records.is_empty() {
-        return;
-    }
-    match conn.publish(node_id, &records) {
-        Ok(()) => published.extend(records.iter().map(|r| r.id)),
-        Err(e) => tracing::warn!(error = %e, "could not show requests in flight to readers"),
-    }
-}
-
-/// Commits completions (emptying `ops`), removing published ones from the in-flight file; on
-/// failure retries them one by one, so one bad row cannot fail its neighbours, and writes a
-/// request whose completion fails again as `error`. Returns the ids now finished in the
-/// ledger file.
+/// Commits completions (emptying `ops`); on failure retries them one by one, so one bad row
+/// cannot fail its neighbours, and writes a request whose completion fails again as `error`.
+/// Returns the ids now in the ledger file (a request whose every write failed stays in the
+/// journal, and the next start writes it).
 fn commit_history(
     conn: &mut HistoryWriter,
     node_id: &str,
-    ops: &mut Vec<Completion>,
-    published: &mut HashSet<uuid::Uuid>,
+    ops: &mut Vec<Finished>,
     events: Option<&EventLog>,
 ) -> Vec<uuid::Uuid> {
-    let unpublish: Vec<uuid::Uuid> = ops
-        .iter()
-        .map(|c| c.record.id)
-        .filter(|id| published.remove(id))
-        .collect();
     let started = Instant::now();
-    let res = conn.write(node_id, ops, &unpublish);
+    let res = conn.write(node_id, ops);
     metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     match res {
-        Ok(()) => return ops.drain(..).map(|c| c.record.id).collect(),
+        Ok(()) => return ops.drain(..).map(|(r, _)| r.id).collect(),
         Err(e) => {
             tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts")
         }
     }
     let mut settled = Vec::with_capacity(ops.len());
     for done in ops.drain(..) {
-        let id = done.record.id;
-        let mine: &[uuid::Uuid] = if unpublish.contains(&id) { &[id] } else { &[] };
-        match conn.write(node_id, std::slice::from_ref(&done), mine) {
+        let id = done.0.id;
+        match conn.write(node_id, std::slice::from_ref(&done)) {
             Ok(()) => settled.push(id),
             Err(e) => {
                 let marked = conn
-                    .write_failed(node_id, &done.record, PERSISTENCE_FAILED, now_us())
+                    .write_failed(node_id, &done.0, PERSISTENCE_FAILED, now_us())
                     .map_err(|e| e.to_string());
                 if marked.is_ok() {
                     settled.push(id);

@@ -7,25 +7,24 @@
 
 pub mod audit;
 pub mod auth_methods;
-mod batch_codec;
-mod batches;
 pub mod changes;
 pub mod channels;
-mod completion;
 pub mod credentials;
 pub mod db;
 pub mod error;
 mod event_codec;
-pub mod event_files;
 pub mod event_log;
 pub mod health;
 pub mod journal;
 mod journal_line;
 pub mod leader;
 pub mod ledger;
+mod legacy;
 pub mod log_entries;
 pub mod projects;
+mod request_row;
 pub mod requests;
+mod rollup;
 mod rows;
 pub mod secrets;
 pub mod sessions;
@@ -33,6 +32,7 @@ mod sqlite_writer;
 #[cfg(test)]
 mod test_support;
 pub mod tokens;
+mod upgrade;
 pub mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditScope};

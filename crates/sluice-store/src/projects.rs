@@ -132,7 +132,7 @@ impl Store {
             name: name.to_string(),
             created_at: now_us(),
         };
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(p.id.to_string())
             .bind(&p.name)
@@ -186,7 +186,7 @@ impl Store {
 
     /// Renames a project.
     pub async fn rename_project(&self, id: Uuid, name: &str, actor: &str) -> Result<Project> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let before = sqlx::query("SELECT id, name, created_at FROM projects WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -222,7 +222,7 @@ impl Store {
     /// Deletes a project and its memberships, unless it still owns channels, credentials or
     /// auth methods.
     pub async fn delete_project(&self, id: Uuid, actor: &str) -> Result<ProjectRemoval> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let Some(p) = sqlx::query("SELECT id, name, created_at FROM projects WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -306,7 +306,7 @@ impl Store {
         role: Role,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let before = lock_members(self, &mut tx, project_id, user_id).await?;
         if before == Some(Role::Admin) && role != Role::Admin {
             keep_an_admin(&mut tx, project_id, user_id).await?;
@@ -329,7 +329,7 @@ impl Store {
         user_id: Uuid,
         actor: &str,
     ) -> Result<bool> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let Some(before) = lock_members(self, &mut tx, project_id, user_id).await? else {
             return Ok(false);
         };

@@ -1,42 +1,27 @@
-//! Request records and their events: batched writes, history queries, statistics.
+//! Request records and their events: the writes of the SQL writers, history queries and
+//! statistics.
+//!
+//! A finished request is a row of `requests` (`crate::request_row`); a request in flight is in
+//! the journal (SQLite, `crate::journal`) or in `requests_inflight` (a PostgreSQL node's
+//! pending records). Readers merge the finished rows with the requests in flight. Statistics
+//! read the per-minute roll-ups (`crate::rollup`), never the rows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use sluice_core::clock::Micros;
-use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState, Timings};
-use sqlx::any::AnyRow;
+use sluice_core::{EventRecord, RequestRecord, RequestState};
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
-use crate::event_files::{self, EventSpot};
+use crate::request_row::{self, column_list, Ids, COLUMNS, RECORD_COLUMNS};
+use crate::rollup::{self, Rollup};
 use crate::rows;
 
-/// Rows per multi-row statement (bounded by the backends' parameter limits).
-const CHUNK: usize = 400;
-
-const REQUEST_COLUMNS: &str =
-    "id, request_id, channel_id, snapshot_id, node_id, state, started_at, \
-     completed_at, client_identity, source_auth_method_id, source_auth_type, method, path, query, \
-     response_status, error, latency_us, ttfb_us, request_body_size, response_body_size";
-const REQUEST_COLUMN_COUNT: usize = 20;
-
-const EVENT_COLUMNS: &str = "request_id, request_headers, response_headers, \
-     request_body_sha256, request_body_size, request_body_preview, request_body_truncated, \
-     response_body_sha256, response_body_size, response_body_preview, response_body_truncated, \
-     response_status, latency_us, ttfb_us, connect_us, send_us, queue_us, reused_connection, error";
-const EVENT_COLUMN_COUNT: usize = 19;
-
-/// Condition on `requests_inflight` rows: not finished yet. (On SQLite a request's finished
-/// row commits before its in-flight row is removed, in another file; see `sqlite_writer`.)
-macro_rules! unsettled {
-    () => {
-        "NOT EXISTS (SELECT 1 FROM requests s WHERE s.id = requests_inflight.id)"
-    };
-}
-const UNSETTLED: &str = unsettled!();
+/// Rows per multi-row statement (bounded by the backends' parameter limits: 32 columns).
+const CHUNK: usize = 200;
 
 /// One write handed to the group-commit writer.
 #[derive(Debug, Clone)]
@@ -148,63 +133,6 @@ fn bind_all<'q>(
     q
 }
 
-fn request_from_row(r: &AnyRow) -> Result<RequestRecord> {
-    let state: String = r.try_get("state")?;
-    let status: Option<i64> = r.try_get("response_status")?;
-    Ok(RequestRecord {
-        id: rows::uuid(r, "id")?,
-        request_id: r.try_get("request_id")?,
-        channel_id: rows::uuid(r, "channel_id")?,
-        snapshot_id: rows::uuid(r, "snapshot_id")?,
-        state: RequestState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?,
-        started_at: r.try_get("started_at")?,
-        completed_at: r.try_get("completed_at")?,
-        client_identity: r.try_get("client_identity")?,
-        source_auth_method_id: rows::opt_uuid(r, "source_auth_method_id")?,
-        source_auth_type: r.try_get("source_auth_type")?,
-        method: r.try_get("method")?,
-        path: r.try_get("path")?,
-        query: r.try_get("query")?,
-        response_status: status.map(|s| s as u16),
-        error: r.try_get("error")?,
-        latency_us: r.try_get("latency_us")?,
-        ttfb_us: r.try_get("ttfb_us")?,
-        request_body_size: r.try_get("request_body_size")?,
-        response_body_size: r.try_get("response_body_size")?,
-    })
-}
-
-fn event_from_row(r: &AnyRow) -> Result<EventRecord> {
-    let status: Option<i64> = r.try_get("response_status")?;
-    Ok(EventRecord {
-        request_id: rows::uuid(r, "request_id")?,
-        request_headers: rows::header_list(r, "request_headers")?,
-        response_headers: rows::header_list(r, "response_headers")?,
-        request_body: BodyObservation {
-            sha256: r.try_get("request_body_sha256")?,
-            size: r.try_get("request_body_size")?,
-            preview: r.try_get("request_body_preview")?,
-            truncated: rows::flag(r, "request_body_truncated")?,
-        },
-        response_body: BodyObservation {
-            sha256: r.try_get("response_body_sha256")?,
-            size: r.try_get("response_body_size")?,
-            preview: r.try_get("response_body_preview")?,
-            truncated: rows::flag(r, "response_body_truncated")?,
-        },
-        response_status: status.map(|s| s as u16),
-        timings: Timings {
-            latency_us: r.try_get("latency_us")?,
-            ttfb_us: r.try_get("ttfb_us")?,
-            connect_us: r.try_get("connect_us")?,
-            send_us: r.try_get("send_us")?,
-            queue_us: r.try_get("queue_us")?,
-            reused_connection: rows::opt_flag(r, "reused_connection")?,
-        },
-        error: r.try_get("error")?,
-    })
-}
-
 /// `($1, $2, …), ($n+1, …)` for `rows` rows of `cols` columns; on SQLite anonymous `?`
 /// (bound in order), because sqlx resolves each numbered SQLite parameter by name, which SQLite
 /// answers with a linear scan: quadratic in the row count of a multi-row insert.
@@ -232,43 +160,31 @@ fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
     s
 }
 
-/// `INSERT` of `rows` new (pending) request rows into `requests_inflight`.
-pub(crate) fn insert_inflight_sql(backend: Backend, rows: usize) -> String {
+/// `INSERT` of `rows` finished requests into `requests`; a request already there is left as it
+/// is (a completion replayed from the journal). With `returning`, answers the ids inserted.
+pub(crate) fn insert_requests_sql(backend: Backend, rows: usize, returning: bool) -> String {
     format!(
-        "INSERT INTO requests_inflight ({REQUEST_COLUMNS}) VALUES {}",
-        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
+        "INSERT INTO requests ({}) VALUES {} ON CONFLICT (id) DO NOTHING{}",
+        COLUMNS.join(", "),
+        placeholders(backend, rows, COLUMNS.len()),
+        if returning { " RETURNING id" } else { "" }
     )
 }
 
-/// `INSERT` of `rows` request rows from the SQLite journal into `requests_inflight`, skipping
-/// those already there.
-pub(crate) fn recover_inflight_sql(backend: Backend, rows: usize) -> String {
-    insert_inflight_sql(backend, rows).replacen("INSERT", "INSERT OR IGNORE", 1)
+/// `INSERT` of `rows` pending requests into `requests_inflight`.
+fn insert_inflight_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO requests_inflight ({}) VALUES {}",
+        column_list(RECORD_COLUMNS),
+        placeholders(backend, rows, RECORD_COLUMNS)
+    )
 }
 
 /// `DELETE` of `rows` requests (by id) from `requests_inflight`.
-pub(crate) fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
+fn delete_inflight_sql(backend: Backend, rows: usize) -> String {
     let list = placeholders(backend, rows, 1).replace("), (", ", ");
     format!("DELETE FROM requests_inflight WHERE id IN {list}")
 }
-
-/// `INSERT … ON CONFLICT (id) DO UPDATE` of `rows` request rows.
-pub(crate) fn upsert_requests_sql(backend: Backend, rows: usize) -> String {
-    format!(
-        "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-         state = excluded.state, completed_at = excluded.completed_at, \
-         response_status = excluded.response_status, error = excluded.error, \
-         latency_us = excluded.latency_us, ttfb_us = excluded.ttfb_us, \
-         request_body_size = excluded.request_body_size, \
-         response_body_size = excluded.response_body_size",
-        placeholders(backend, rows, REQUEST_COLUMN_COUNT)
-    )
-}
-
-/// The columns of a SQLite request row that say where its event is in the event files
-/// (`crate::event_files::EventSpot`); empty for rows whose event is in `events`. Rows written
-/// before request batches have them.
-const EVENT_SPOT_COLUMNS: [&str; 3] = ["event_seg", "event_offset", "event_len"];
 
 /// Finds a channel that still exists; on PostgreSQL it also holds the channel's row until the
 /// batch commits, so a purge cannot delete it between this check and the commit (on SQLite the
@@ -280,14 +196,16 @@ pub(crate) fn channel_exists_sql(backend: Backend) -> &'static str {
     }
 }
 
-/// Removes what a batch wrote for a channel purged while those requests were in flight: their
-/// events, then the requests (the purge took everything else).
-pub(crate) const FORGET_PURGED_SQL: [&str; 2] = [
-    "DELETE FROM events WHERE request_id IN (SELECT id FROM requests WHERE channel_id = $1)",
+/// Removes a channel's history: its requests, finished and in flight, and its roll-ups. Run
+/// by a purge, and by a batch that wrote for a channel purged while those were in flight.
+pub(crate) const FORGET_PURGED_SQL: [&str; 4] = [
     "DELETE FROM requests WHERE channel_id = $1",
+    "DELETE FROM requests_inflight WHERE channel_id = $1",
+    "DELETE FROM request_minutes WHERE channel_id = $1",
+    "DELETE FROM latency_minutes WHERE channel_id = $1",
 ];
 
-/// The channels of the finished requests among `records`, each once.
+/// The channels of `records`, each once.
 pub(crate) fn finished_channels<'a>(
     records: impl IntoIterator<Item = &'a RequestRecord>,
 ) -> Vec<Uuid> {
@@ -297,85 +215,56 @@ pub(crate) fn finished_channels<'a>(
     ids
 }
 
-/// `INSERT` of `rows` event rows (a repeated completion is ignored).
-pub(crate) fn insert_events_sql(backend: Backend, rows: usize) -> String {
-    format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
-        placeholders(backend, rows, EVENT_COLUMN_COUNT)
-    )
-}
-
-/// The rows one batch writes.
-pub(crate) struct BatchRows<'a> {
-    /// New requests, still pending: inserted into `requests_inflight`.
-    pub inflight: Vec<&'a RequestRecord>,
-    /// Finished requests: upserted into `requests`, removed from `requests_inflight`.
-    pub finished: Vec<&'a RequestRecord>,
-    /// The finished requests' events.
-    pub events: Vec<&'a EventRecord>,
-}
-
-/// Sorts a batch into its rows; a pending record whose completion shares the batch is folded
-/// into it (written once, finished).
-pub(crate) fn batch_rows(ops: &[LedgerOp]) -> BatchRows<'_> {
-    let completed: HashSet<Uuid> = ops
-        .iter()
-        .filter_map(|op| match op {
-            LedgerOp::Complete(r, _) => Some(r.id),
-            LedgerOp::Pending(_) => None,
-        })
-        .collect();
-    let mut rows = BatchRows {
-        inflight: Vec::new(),
-        finished: Vec::with_capacity(completed.len()),
-        events: Vec::with_capacity(completed.len()),
-    };
-    for op in ops {
-        match op {
-            LedgerOp::Pending(r) if completed.contains(&r.id) => {}
-            LedgerOp::Pending(r) => rows.inflight.push(r),
-            LedgerOp::Complete(r, e) => {
-                rows.finished.push(r);
-                rows.events.extend(e.as_deref());
-            }
-        }
-    }
-    rows
-}
-
-/// Writes request rows with `sql(backend, rows)`: the inflight insert or the upsert.
-async fn write_requests(
+/// Writes finished requests (with their events) and, with `count`, what they add to the
+/// roll-ups; answers how many rows were new.
+pub(crate) async fn write_finished(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
-    sql: fn(Backend, usize) -> String,
+    node_id: &str,
+    finished: &[(&RequestRecord, Option<&EventRecord>)],
+    count: bool,
+) -> Result<u64> {
+    let mut inserted: HashSet<String> = HashSet::new();
+    for chunk in finished.chunks(CHUNK) {
+        let ids: Vec<Ids> = chunk.iter().map(|(r, _)| Ids::of(r)).collect();
+        let sql = insert_requests_sql(backend, chunk.len(), true);
+        let mut q = sqlx::query(&sql);
+        for ((r, e), ids) in chunk.iter().zip(&ids) {
+            for v in request_row::values(ids, node_id, r, *e) {
+                q = v.bind(q);
+            }
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            inserted.insert(row.try_get("id")?);
+        }
+    }
+    if count {
+        let mut rollup = Rollup::default();
+        for (r, _) in finished {
+            if inserted.contains(&r.id.to_string()) {
+                rollup.add(r);
+            }
+        }
+        rollup.write(tx).await?;
+    }
+    Ok(inserted.len() as u64)
+}
+
+/// Writes pending requests into `requests_inflight`.
+async fn write_inflight(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     node_id: &str,
     recs: &[&RequestRecord],
 ) -> Result<()> {
     for chunk in recs.chunks(CHUNK) {
-        let sql = sql(backend, chunk.len());
+        let ids: Vec<Ids> = chunk.iter().map(|r| Ids::of(r)).collect();
+        let sql = insert_inflight_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.id.to_string())
-                .bind(r.request_id.as_str())
-                .bind(r.channel_id.to_string())
-                .bind(r.snapshot_id.to_string())
-                .bind(node_id)
-                .bind(r.state.as_str())
-                .bind(r.started_at)
-                .bind(r.completed_at)
-                .bind(r.client_identity.as_str())
-                .bind(r.source_auth_method_id.map(|u| u.to_string()))
-                .bind(r.source_auth_type.as_deref())
-                .bind(r.method.as_str())
-                .bind(r.path.as_str())
-                .bind(r.query.as_deref())
-                .bind(r.response_status.map(i64::from))
-                .bind(r.error.as_deref())
-                .bind(r.latency_us)
-                .bind(r.ttfb_us)
-                .bind(r.request_body_size)
-                .bind(r.response_body_size);
+        for (r, ids) in chunk.iter().zip(&ids) {
+            for v in &request_row::values(ids, node_id, r, None)[..RECORD_COLUMNS] {
+                q = v.bind(q);
+            }
         }
         q.execute(&mut **tx).await?;
     }
@@ -385,56 +274,79 @@ async fn write_requests(
 async fn delete_inflight(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
-    recs: &[&RequestRecord],
+    ids: &[Uuid],
 ) -> Result<()> {
-    for chunk in recs.chunks(CHUNK) {
+    for chunk in ids.chunks(CHUNK) {
         let sql = delete_inflight_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q.bind(r.id.to_string());
+        for id in chunk {
+            q = q.bind(id.to_string());
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-async fn insert_events(
+/// Removes what a batch wrote for channels purged while those requests were in flight.
+async fn forget_purged(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
-    events: &[&EventRecord],
+    channels: Vec<Uuid>,
 ) -> Result<()> {
-    for chunk in events.chunks(CHUNK) {
-        let sql = insert_events_sql(backend, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            let t = &e.timings;
-            q = q
-                .bind(e.request_id.to_string())
-                .bind(e.request_headers.as_json())
-                .bind(e.response_headers.as_json())
-                .bind(e.request_body.sha256.as_str())
-                .bind(e.request_body.size)
-                .bind(e.request_body.preview.as_slice())
-                .bind(e.request_body.truncated)
-                .bind(e.response_body.sha256.as_str())
-                .bind(e.response_body.size)
-                .bind(e.response_body.preview.as_slice())
-                .bind(e.response_body.truncated)
-                .bind(e.response_status.map(i64::from))
-                .bind(t.latency_us)
-                .bind(t.ttfb_us)
-                .bind(t.connect_us)
-                .bind(t.send_us)
-                .bind(t.queue_us)
-                .bind(t.reused_connection)
-                .bind(e.error.as_deref());
+    for channel in channels {
+        let exists = sqlx::query(channel_exists_sql(backend))
+            .bind(channel.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+        if !exists {
+            for sql in FORGET_PURGED_SQL {
+                sqlx::query(sql)
+                    .bind(channel.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
-        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// A history listing's query (its table left as `{table}`) and its arguments.
+impl RequestFilter {
+    /// Whether `r` passes this filter (for requests in flight, read outside SQL).
+    fn matches(&self, r: &RequestRecord) -> bool {
+        self.state.is_none_or(|s| r.state == s)
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| r.method.eq_ignore_ascii_case(m))
+            && self.status.is_none_or(|s| {
+                let (lo, hi) = s.range();
+                r.response_status
+                    .is_some_and(|st| (lo..=hi).contains(&i64::from(st)))
+            })
+            && self.since.is_none_or(|t| r.started_at >= t)
+            && self.until.is_none_or(|t| r.started_at < t)
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| r.path.starts_with(p.as_str()))
+            && self
+                .request_id
+                .as_ref()
+                .is_none_or(|id| &r.request_id == id)
+    }
+}
+
+impl Cursor {
+    /// Whether `r` comes after this position, newest first.
+    fn passed_by(&self, r: &RequestRecord) -> bool {
+        (r.started_at, r.id) < (self.started_at, self.id)
+    }
+}
+
+/// A history listing's query on `requests` and its arguments. Each filter but the path prefix
+/// has an index that keeps the channel's requests in time order (state, status class, method)
+/// or finds the few rows of a request id, so the first page reads about a page of rows.
 fn list_sql(
     backend: Backend,
     channel_id: Uuid,
@@ -451,7 +363,10 @@ fn list_sql(
         (Backend::Sqlite, Some(_)) => "+channel_id",
         _ => "channel_id",
     };
-    let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM {{table}} WHERE {channel} = $1");
+    let mut sql = format!(
+        "SELECT {} FROM requests WHERE {channel} = $1",
+        column_list(RECORD_COLUMNS)
+    );
     let mut args = vec![Arg::Text(channel_id.to_string())];
     let mut push = |sql: &mut String, clause: &str, a: Arg| {
         args.push(a);
@@ -467,10 +382,28 @@ fn list_sql(
             Arg::Text(m.to_ascii_uppercase()),
         );
     }
-    if let Some(s) = f.status {
-        let (lo, hi) = s.range();
-        push(&mut sql, " AND response_status >= $?", Arg::Int(lo));
-        push(&mut sql, " AND response_status <= $?", Arg::Int(hi));
+    match f.status {
+        // The class is the status index's second column.
+        Some(StatusFilter::Class(d)) => {
+            push(
+                &mut sql,
+                " AND (response_status / 100) = $?",
+                Arg::Int(i64::from(d)),
+            );
+        }
+        Some(StatusFilter::Exact(n)) => {
+            push(
+                &mut sql,
+                " AND (response_status / 100) = $?",
+                Arg::Int(i64::from(n / 100)),
+            );
+            push(
+                &mut sql,
+                " AND response_status = $?",
+                Arg::Int(i64::from(n)),
+            );
+        }
+        None => {}
     }
     if let Some(t) = f.since {
         push(&mut sql, " AND started_at >= $?", Arg::Int(t));
@@ -481,7 +414,7 @@ fn list_sql(
     if let Some(p) = &f.path_prefix {
         push(
             &mut sql,
-            &format!(" AND substr(path, 1, {}) = $?", p.len()),
+            &format!(" AND substr(path, 1, {}) = $?", p.chars().count()),
             Arg::Text(p.clone()),
         );
     }
@@ -489,126 +422,218 @@ fn list_sql(
         push(&mut sql, " AND request_id = $?", Arg::Text(r.clone()));
     }
     if let Some(c) = after {
+        push(&mut sql, " AND started_at <= $?", Arg::Int(c.started_at));
         push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
-        push(&mut sql, " OR (started_at = $?", Arg::Int(c.started_at));
-        push(&mut sql, " AND id < $?))", Arg::Text(c.id.to_string()));
+        push(&mut sql, " OR id < $?)", Arg::Text(c.id.to_string()));
     }
     sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
     (sql, args)
 }
 
-/// `UPDATE` marking request `$3` of `table` `error` with error `$1` at `$2`.
-pub(crate) fn mark_error_sql(table: &str) -> String {
-    format!("UPDATE {table} SET state = 'error', error = $1, completed_at = $2 WHERE id = $3")
-}
-
-/// The 1-based nearest rank of percentile `p` among `n` values (none when `n` is 0).
-fn nearest_rank(n: i64, p: f64) -> Option<i64> {
-    (n > 0).then(|| (((p / 100.0) * n as f64).ceil() as i64).clamp(1, n))
-}
+/// The per-state counts of a `request_minutes` row, by state name.
+const MINUTE_STATES: [(&str, RequestState); 4] = [
+    ("success", RequestState::Success),
+    ("failed", RequestState::Failed),
+    ("timeout", RequestState::Timeout),
+    ("error", RequestState::Error),
+];
 
 impl Store {
     /// Writes a batch of ledger operations in one transaction: all of them or none. A request
-    /// whose pending record and completion share the batch is written once, completed.
+    /// whose pending record and completion share the batch is written once, finished.
     pub async fn write_batch(&self, node_id: &str, ops: &[LedgerOp]) -> Result<()> {
-        let rows = batch_rows(ops);
-        let b = self.backend();
-        let mut tx = self.pool.begin().await?;
-        write_requests(&mut tx, b, insert_inflight_sql, node_id, &rows.inflight).await?;
-        write_requests(&mut tx, b, upsert_requests_sql, node_id, &rows.finished).await?;
-        insert_events(&mut tx, b, &rows.events).await?;
-        delete_inflight(&mut tx, b, &rows.finished).await?;
-        for channel in finished_channels(rows.finished.iter().copied()) {
-            let exists = sqlx::query(channel_exists_sql(b))
-                .bind(channel.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !exists {
-                for sql in FORGET_PURGED_SQL {
-                    sqlx::query(sql)
-                        .bind(channel.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+        let completed: HashSet<Uuid> = ops
+            .iter()
+            .filter_map(|op| match op {
+                LedgerOp::Complete(r, _) => Some(r.id),
+                LedgerOp::Pending(_) => None,
+            })
+            .collect();
+        let mut inflight = Vec::new();
+        let mut finished = Vec::with_capacity(completed.len());
+        for op in ops {
+            match op {
+                LedgerOp::Pending(r) if completed.contains(&r.id) => {}
+                LedgerOp::Pending(r) => inflight.push(r),
+                LedgerOp::Complete(r, e) => finished.push((r, e.as_deref())),
             }
         }
+        let b = self.backend();
+        let mut tx = self.pool.begin().await?;
+        write_inflight(&mut tx, b, node_id, &inflight).await?;
+        write_finished(&mut tx, b, node_id, &finished, true).await?;
+        let ids: Vec<Uuid> = finished.iter().map(|(r, _)| r.id).collect();
+        delete_inflight(&mut tx, b, &ids).await?;
+        forget_purged(
+            &mut tx,
+            b,
+            finished_channels(finished.iter().map(|(r, _)| *r)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Closes this node's requests left `pending` by a previous run as `error`/`interrupted`.
-    /// On SQLite these include the requests left in the journal, whose segments are deleted
-    /// once they are closed; call it before starting this node's [`crate::Ledger`].
+    /// Closes this node's requests left unfinished by a previous run: a completion left in the
+    /// SQLite journal is written as it was; a request without one, there or in
+    /// `requests_inflight`, is closed as `error`/`interrupted`. Returns how many were
+    /// interrupted. Call it before starting this node's [`crate::Ledger`]; the journal's
+    /// segments are deleted once their requests are written.
     pub async fn close_interrupted(&self, node_id: &str, now: Micros) -> Result<u64> {
         let (journaled, segments) = match self.sqlite_file() {
             Some((path, _)) => crate::journal::leftovers(path)
                 .map_err(|e| StoreError::Sqlite(format!("reading the ledger journal: {e}")))?,
             None => (Vec::new(), Vec::new()),
         };
-        // Those already finished in a batch are not interrupted (readers see them finished):
-        // their in-flight rows go, with the rest of the node's.
-        let mut ids: Vec<Uuid> = journaled.iter().map(|r| r.id).collect();
-        for r in sqlx::query("SELECT id FROM requests_inflight WHERE node_id = $1")
-            .bind(node_id)
-            .fetch_all(&self.pool)
-            .await?
-        {
-            ids.push(rows::uuid(&r, "id")?);
+        let mut left: Vec<(RequestRecord, Option<EventRecord>)> = Vec::new();
+        for l in journaled {
+            left.push(match l {
+                crate::journal::Leftover::Completed(r, e) => (r, e),
+                crate::journal::Leftover::Pending(r) => (interrupted(r, now), None),
+            });
         }
-        let settled = self.batched_by_id(&ids).await?;
-        let mut tx = self.pool.begin().await?;
-        // A journaled request may also be in the in-flight file (published) or finished.
-        let journaled: Vec<&RequestRecord> = journaled
-            .iter()
-            .filter(|r| !settled.contains_key(&r.id))
-            .collect();
-        write_requests(
-            &mut tx,
-            self.backend(),
-            recover_inflight_sql,
-            node_id,
-            &journaled,
-        )
-        .await?;
-        let settled: Vec<&RequestRecord> = settled.values().map(|(r, _)| r).collect();
-        delete_inflight(&mut tx, self.backend(), &settled).await?;
-        let moved = sqlx::query(&format!(
-            "INSERT INTO requests ({REQUEST_COLUMNS}) SELECT {} FROM requests_inflight \
-             WHERE node_id = $2 AND {UNSETTLED}",
-            REQUEST_COLUMNS
-                .replace("state,", "'error',")
-                .replace("completed_at,", "$1,")
-                .replace(" error,", " 'interrupted',")
+        let mut ids = Vec::new();
+        for r in sqlx::query(&format!(
+            "SELECT {} FROM requests_inflight WHERE node_id = $1",
+            column_list(RECORD_COLUMNS)
         ))
-        .bind(now)
         .bind(node_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM requests_inflight WHERE node_id = $1")
-            .bind(node_id)
-            .execute(&mut *tx)
-            .await?;
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let r = request_row::decode_record(&r)?;
+            ids.push(r.id);
+            left.push((interrupted(r, now), None));
+        }
+        let closed = left
+            .iter()
+            .filter(|(r, _)| r.error.as_deref() == Some(INTERRUPTED))
+            .map(|(r, _)| r.id)
+            .collect::<HashSet<_>>();
+        let b = self.backend();
+        let mut tx = self.pool.begin().await?;
+        let refs: Vec<(&RequestRecord, Option<&EventRecord>)> =
+            left.iter().map(|(r, e)| (r, e.as_ref())).collect();
+        write_finished(&mut tx, b, node_id, &refs, true).await?;
+        delete_inflight(&mut tx, b, &ids).await?;
+        forget_purged(&mut tx, b, finished_channels(left.iter().map(|(r, _)| r))).await?;
         tx.commit().await?;
         for segment in segments {
             std::fs::remove_file(&segment)
                 .map_err(|e| StoreError::Sqlite(format!("removing {}: {e}", segment.display())))?;
         }
-        Ok(moved.rows_affected())
+        Ok(closed.len() as u64)
     }
 
-    /// Marks one request `error` with `error` (used when its completion could not be written),
-    /// wherever it is: still in flight or already finished.
-    pub async fn mark_request_error(&self, id: Uuid, error: &str, now: Micros) -> Result<()> {
-        for table in ["requests_inflight", "requests"] {
-            sqlx::query(&mark_error_sql(table))
-                .bind(error)
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await?;
+    /// Writes one request finished as `error` with `error` (its completion could not be
+    /// written as it was).
+    pub async fn mark_request_error(
+        &self,
+        rec: &RequestRecord,
+        error: &str,
+        now: Micros,
+    ) -> Result<()> {
+        let mut failed = rec.clone();
+        failed.state = RequestState::Error;
+        failed.error = Some(error.to_string());
+        failed.completed_at = Some(now);
+        self.write_batch("", &[LedgerOp::Complete(failed, None)])
+            .await
+    }
+
+    /// The requests in flight of `channels` started since `since`: those in
+    /// `requests_inflight` and, while a SQLite ledger runs here, those in its journal (a
+    /// finished one whose row has not committed yet reads as its journal line says). A
+    /// request whose row has committed may still be among them: readers prefer the row.
+    pub(crate) async fn in_flight(
+        &self,
+        channels: &[Uuid],
+        since: Micros,
+    ) -> Result<Vec<RequestRecord>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let sql = format!(
+            "SELECT {} FROM requests_inflight WHERE started_at >= $1 AND channel_id IN ({})",
+            column_list(RECORD_COLUMNS),
+            crate::health::in_list(2, channels.len())
+        );
+        let mut q = sqlx::query(&sql).bind(since);
+        for c in channels {
+            q = q.bind(c.to_string());
+        }
+        let mut found = Vec::new();
+        for r in q.fetch_all(&self.pool).await? {
+            found.push(request_row::decode_record(&r)?);
+        }
+        let wanted: HashSet<&Uuid> = channels.iter().collect();
+        let journaled: Vec<RequestRecord> = self
+            .inflight
+            .records()
+            .into_iter()
+            .filter(|r| wanted.contains(&r.channel_id) && r.started_at >= since)
+            .collect();
+        if !journaled.is_empty() {
+            // A channel purged while these were in flight: they are forgotten when they finish.
+            let live = self.existing_channels(channels).await?;
+            found.extend(
+                journaled
+                    .into_iter()
+                    .filter(|r| live.contains(&r.channel_id)),
+            );
+        }
+        Ok(found)
+    }
+
+    /// The channels among `ids` that exist.
+    async fn existing_channels(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let sql = format!(
+            "SELECT id FROM channels WHERE id IN ({})",
+            crate::health::in_list(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        let mut found = HashSet::new();
+        for r in q.fetch_all(&self.pool).await? {
+            found.insert(rows::uuid(&r, "id")?);
+        }
+        Ok(found)
+    }
+
+    /// The ids among `ids` that have a row in `requests`.
+    async fn finished_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id FROM requests WHERE id IN ({})",
+                crate::health::in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                found.insert(rows::uuid(&r, "id")?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The requests still in flight of `channels` since `since`: [`Store::in_flight`] without
+    /// those whose row has committed.
+    pub(crate) async fn unfinished(
+        &self,
+        channels: &[Uuid],
+        since: Micros,
+    ) -> Result<Vec<RequestRecord>> {
+        let mut found = self.in_flight(channels, since).await?;
+        let ids: Vec<Uuid> = found.iter().map(|r| r.id).collect();
+        let done = self.finished_ids(&ids).await?;
+        let mut seen = HashSet::new();
+        found.retain(|r| !done.contains(&r.id) && seen.insert(r.id));
+        Ok(found)
     }
 
     /// A channel's history, newest first: finished and in-flight requests alike.
@@ -619,25 +644,22 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
-        self.inflight.refresh().await;
+        // In flight first: one that finishes meanwhile is then found among the rows.
+        let flying = self.in_flight(&[channel_id], Micros::MIN).await?;
         let (sql, args) = list_sql(self.backend(), channel_id, f, after, limit);
-        // The batches, the rows and the requests in flight each answer their newest `limit`;
-        // the merge keeps the newest `limit` of all.
-        let mut out = self.batched_page(channel_id, f, after, limit).await?;
-        let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
-        for table in ["requests", "requests_inflight"] {
-            let sql = sql.replace("{table}", table);
-            let q = bind_all(sqlx::query(&sql), args.clone());
-            let mut found = Vec::new();
-            for r in q.fetch_all(&self.pool).await? {
-                found.push(request_from_row(&r)?);
-            }
-            if table == "requests_inflight" {
-                // A request whose completion has just committed may still be in flight too.
-                found = self.unsettled(found).await?;
-            }
-            out.extend(found.into_iter().filter(|r| seen.insert(r.id)));
+        let mut out = Vec::new();
+        for r in bind_all(sqlx::query(&sql), args)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.push(request_row::decode_record(&r)?);
         }
+        let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
+        out.extend(
+            flying.into_iter().filter(|r| {
+                f.matches(r) && after.is_none_or(|c| c.passed_by(r)) && seen.insert(r.id)
+            }),
+        );
         out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
         out.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(out)
@@ -648,234 +670,167 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
-        self.inflight.refresh().await;
-        let Some((req, spot)) = self.locate_request(id).await? else {
-            return Ok(None);
-        };
-        if let Some(spot) = spot {
-            let ev = self.spotted_event(&req, spot).await?;
-            return Ok(Some((req, ev)));
-        }
-        let ev = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE request_id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| event_from_row(&r))
-        .transpose()?;
-        Ok(Some((req, ev)))
-    }
-
-    /// Request `id` from its row, its batch or the requests in flight (in that order), with
-    /// where its event is in the event files when its row or batch says.
-    async fn locate_request(&self, id: Uuid) -> Result<Option<(RequestRecord, Option<EventSpot>)>> {
-        let sqlite = self.backend() == Backend::Sqlite;
-        // A finished SQLite row also says where its event is in the event files.
-        let spot_columns = if sqlite {
-            format!(", {}", EVENT_SPOT_COLUMNS.join(", "))
-        } else {
-            String::new()
-        };
+        let flying = self.inflight.records().into_iter().find(|r| r.id == id);
         let row = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS}{spot_columns} FROM requests WHERE id = $1"
+            "SELECT {} FROM requests WHERE id = $1",
+            COLUMNS.join(", ")
         ))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
         if let Some(r) = row {
-            let spot = if sqlite { row_spot(&r)? } else { None };
-            return Ok(Some((request_from_row(&r)?, spot)));
+            return request_row::decode(&r).map(Some);
         }
-        if let Some(found) = self.batched_by_id(&[id]).await?.remove(&id) {
-            return Ok(Some(found));
+        if let Some(r) = flying {
+            return Ok(Some((r, None)));
         }
         sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests_inflight WHERE id = $1"
+            "SELECT {} FROM requests_inflight WHERE id = $1",
+            column_list(RECORD_COLUMNS)
         ))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
-        .map(|r| Ok((request_from_row(&r)?, None)))
+        .map(|r| Ok((request_row::decode_record(&r)?, None)))
         .transpose()
-    }
-
-    /// The event of `req` at `spot` in the event files: `None` when the frame there is missing
-    /// or damaged (a power loss tore it), which is logged.
-    async fn spotted_event(
-        &self,
-        req: &RequestRecord,
-        spot: EventSpot,
-    ) -> Result<Option<EventRecord>> {
-        let Some((path, _)) = self.sqlite_file() else {
-            return Ok(None);
-        };
-        let (dir, channel) = (event_files::events_dir(path), req.channel_id);
-        let read = tokio::task::spawn_blocking(move || event_files::read(&dir, channel, spot))
-            .await
-            .map_err(|e| StoreError::Sqlite(format!("reading an event: {e}")))?;
-        match read {
-            Ok(ev) => Ok(Some(ev)),
-            Err(e) => {
-                tracing::warn!(request = %req.id, error = %e, ?spot, "event unreadable");
-                Ok(None)
-            }
-        }
-    }
-
-    /// The requests in flight of `channels` started since `since`, without those already
-    /// finished.
-    pub(crate) async fn unsettled_inflight(
-        &self,
-        channels: &[Uuid],
-        since: Micros,
-    ) -> Result<Vec<RequestRecord>> {
-        if channels.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests_inflight \
-             WHERE started_at >= $1 AND channel_id IN ({}) AND {UNSETTLED}",
-            crate::health::in_list(2, channels.len())
-        );
-        let mut q = sqlx::query(&sql).bind(since);
-        for c in channels {
-            q = q.bind(c.to_string());
-        }
-        let mut found = Vec::new();
-        for r in q.fetch_all(&self.pool).await? {
-            found.push(request_from_row(&r)?);
-        }
-        self.unsettled(found).await
     }
 
     /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
-        self.inflight.refresh().await;
+        let flying = self.unfinished(&[channel_id], Micros::MIN).await?;
         let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE channel_id = $1")
             .bind(channel_id.to_string())
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
-        let batched = self.batched_count(channel_id).await?;
-        let inflight = self.unsettled_inflight(&[channel_id], Micros::MIN).await?;
-        Ok(rows + batched + inflight.len() as i64)
+        Ok(rows + flying.len() as i64)
     }
 
-    /// Counts by state, requests per minute and latency percentiles since `since`.
+    /// Finished requests per state and minute of `channels` from the minute of `since` on,
+    /// from the roll-ups: `(channel, minute) → counts` in [`MINUTE_STATES`] order.
+    pub(crate) async fn minutes_since(
+        &self,
+        channels: &[Uuid],
+        since: Micros,
+    ) -> Result<BTreeMap<(Uuid, Micros), [i64; 4]>> {
+        let mut out = BTreeMap::new();
+        if channels.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT channel_id, minute, success, failed, timeout, error FROM request_minutes \
+             WHERE minute >= $1 AND channel_id IN ({})",
+            crate::health::in_list(2, channels.len())
+        );
+        let mut q = sqlx::query(&sql).bind(rollup::minute_start(since));
+        for c in channels {
+            q = q.bind(c.to_string());
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let mut counts = [0; 4];
+            for (i, (name, _)) in MINUTE_STATES.iter().enumerate() {
+                counts[i] = r.try_get(*name)?;
+            }
+            out.insert(
+                (rows::uuid(&r, "channel_id")?, r.try_get("minute")?),
+                counts,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Counts by state, requests per minute and latency percentiles of a channel from the
+    /// minute of `since` on: finished requests from the roll-ups (whole minutes), and the
+    /// requests still pending.
     pub async fn channel_stats(&self, channel_id: Uuid, since: Micros) -> Result<ChannelStats> {
-        self.inflight.refresh().await;
-        let id = channel_id.to_string();
         let mut stats = ChannelStats::default();
         for st in RequestState::ALL {
             stats.by_state.insert(st.as_str().to_string(), 0);
         }
-        let mut per_minute = BTreeMap::new();
-        for r in sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM requests \
-             WHERE channel_id = $1 AND started_at >= $2 GROUP BY state",
-        )
-        .bind(&id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let n: i64 = r.try_get("n")?;
-            stats.total += n;
-            *stats.by_state.entry(r.try_get("state")?).or_insert(0) += n;
+        let mut per_minute: BTreeMap<(Micros, &str), i64> = BTreeMap::new();
+        for ((_, minute), counts) in self.minutes_since(&[channel_id], since).await? {
+            for ((name, _), n) in MINUTE_STATES.iter().zip(counts) {
+                if n > 0 {
+                    *per_minute.entry((minute, name)).or_insert(0) += n;
+                }
+            }
         }
-        for r in sqlx::query(
-            "SELECT started_at / 60000000 AS m, state, COUNT(*) AS n FROM requests \
-             WHERE channel_id = $1 AND started_at >= $2 GROUP BY started_at / 60000000, state",
-        )
-        .bind(&id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let m: i64 = r.try_get("m")?;
-            let state: String = r.try_get("state")?;
-            *per_minute.entry((m * 60_000_000, state)).or_insert(0) += r.try_get::<i64, _>("n")?;
-        }
-        // Latencies as counts per distinct value: memory follows the distinct latencies, not
-        // the window's length.
-        let mut latencies: BTreeMap<i64, i64> = BTreeMap::new();
-        for r in sqlx::query(
-            "SELECT latency_us, COUNT(*) AS n FROM requests WHERE channel_id = $1 \
-             AND started_at >= $2 AND latency_us IS NOT NULL GROUP BY latency_us",
-        )
-        .bind(&id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            *latencies.entry(r.try_get("latency_us")?).or_insert(0) += r.try_get::<i64, _>("n")?;
-        }
-        let batched = self.batched_window(channel_id, since).await?;
-        let inflight = self.unsettled_inflight(&[channel_id], since).await?;
-        let states = batched
-            .by_state
-            .into_iter()
-            .chain(inflight.iter().map(|r| (r.state, 1)));
-        for (state, n) in states {
-            stats.total += n;
-            *stats
-                .by_state
-                .entry(state.as_str().to_string())
-                .or_insert(0) += n;
-        }
-        let minutes = batched.per_minute.into_iter().chain(
-            inflight
-                .iter()
-                .map(|r| ((minute_start(r.started_at), r.state), 1)),
-        );
-        for ((minute, state), n) in minutes {
-            *per_minute
-                .entry((minute, state.as_str().to_string()))
-                .or_insert(0) += n;
+        for r in self.unfinished(&[channel_id], since).await? {
+            if r.state == RequestState::Pending {
+                *per_minute
+                    .entry((rollup::minute_start(r.started_at), "pending"))
+                    .or_insert(0) += 1;
+            }
         }
         let mut totals: BTreeMap<Micros, i64> = BTreeMap::new();
-        for ((minute, _), n) in &per_minute {
+        for ((minute, state), n) in &per_minute {
+            stats.total += n;
+            *stats.by_state.entry(state.to_string()).or_insert(0) += n;
             *totals.entry(*minute).or_insert(0) += n;
         }
         stats.per_minute = totals.into_iter().collect();
         stats.per_minute_by_state = per_minute
             .into_iter()
-            .map(|((minute, state), n)| (minute, state, n))
+            .map(|((minute, state), n)| (minute, state.to_string(), n))
             .collect();
-        for (latency, n) in batched.latencies {
-            *latencies.entry(latency).or_insert(0) += n;
+        let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT bucket, CAST(SUM(requests) AS BIGINT) AS n FROM latency_minutes \
+             WHERE channel_id = $1 AND minute >= $2 GROUP BY bucket",
+        )
+        .bind(channel_id.to_string())
+        .bind(rollup::minute_start(since))
+        .fetch_all(&self.pool)
+        .await?
+        {
+            buckets.insert(r.try_get("bucket")?, r.try_get("n")?);
         }
-        let n: i64 = latencies.values().sum();
         for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-            let value = nearest_rank(n, p).and_then(|rank| {
-                let mut seen = 0;
-                latencies.iter().find_map(|(l, k)| {
-                    seen += k;
-                    (seen >= rank).then_some(*l)
-                })
-            });
-            stats.latency_us.insert(name.to_string(), value);
+            stats
+                .latency_us
+                .insert(name.to_string(), rollup::percentile(&buckets, p));
         }
         Ok(stats)
     }
+
+    /// Requests per state of each channel started from the minute of `since` on (every state
+    /// present, zeros included): the roll-ups, and the requests still pending.
+    pub async fn counts_by_state_since(
+        &self,
+        ids: &[Uuid],
+        since: Micros,
+    ) -> Result<HashMap<Uuid, BTreeMap<String, i64>>> {
+        let zero: BTreeMap<String, i64> = RequestState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        let mut out: HashMap<Uuid, BTreeMap<String, i64>> =
+            ids.iter().map(|id| (*id, zero.clone())).collect();
+        for ((channel, _), counts) in self.minutes_since(ids, since).await? {
+            let states = out.entry(channel).or_insert_with(|| zero.clone());
+            for ((name, _), n) in MINUTE_STATES.iter().zip(counts) {
+                *states.entry(name.to_string()).or_insert(0) += n;
+            }
+        }
+        for r in self.unfinished(ids, since).await? {
+            if r.state == RequestState::Pending {
+                let states = out.entry(r.channel_id).or_insert_with(|| zero.clone());
+                *states.entry("pending".to_string()).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// The start of the minute (µs) of time `t`, as the stats count requests per minute.
-pub(crate) fn minute_start(t: Micros) -> Micros {
-    t.div_euclid(60_000_000) * 60_000_000
-}
+/// The error of a request closed because the process stopped while it was in flight.
+const INTERRUPTED: &str = "interrupted";
 
-/// Where the event of a SQLite request row is in the event files, when the row says.
-fn row_spot(r: &AnyRow) -> Result<Option<EventSpot>> {
-    let Some(seg) = r.try_get("event_seg")? else {
-        return Ok(None);
-    };
-    Ok(Some(EventSpot {
-        seg,
-        offset: r.try_get("event_offset")?,
-        len: r.try_get("event_len")?,
-    }))
+/// `r`, closed at `now` as `error`/`interrupted`.
+fn interrupted(mut r: RequestRecord, now: Micros) -> RequestRecord {
+    r.state = RequestState::Error;
+    r.error = Some(INTERRUPTED.into());
+    r.completed_at = Some(now);
+    r
 }
 
 #[cfg(test)]
@@ -887,7 +842,7 @@ mod tests {
     async fn sqlite_listing_plan(f: &RequestFilter) -> String {
         let (store, dir) = sqlite_store("plan").await;
         let (sql, args) = list_sql(Backend::Sqlite, Uuid::now_v7(), f, None, 50);
-        let explain = format!("EXPLAIN QUERY PLAN {}", sql.replace("{table}", "requests"));
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
         let plan: Vec<String> = bind_all(sqlx::query(&explain), args)
             .fetch_all(&store.pool)
             .await
@@ -910,12 +865,64 @@ mod tests {
             plan.contains("USING INDEX requests_request_id"),
             "plan: {plan}"
         );
-        // A plain listing still reads the channel's index newest first, with no sort.
+        // A plain listing still reads the channel's index newest first, sorting only the
+        // requests that started in the same microsecond by id.
         let plan = sqlite_listing_plan(&RequestFilter::default()).await;
         assert!(
-            plan.contains("USING INDEX requests_channel_started") && !plan.contains("B-TREE"),
+            plan.contains("USING INDEX requests_channel_started")
+                && !plan.contains("B-TREE FOR ORDER BY"),
             "plan: {plan}"
         );
+    }
+
+    #[tokio::test]
+    async fn every_history_filter_on_sqlite_reads_an_index_in_time_order() {
+        let cases = [
+            (
+                RequestFilter {
+                    state: Some(RequestState::Failed),
+                    ..Default::default()
+                },
+                "requests_channel_state",
+            ),
+            (
+                RequestFilter {
+                    status: Some(StatusFilter::Class(5)),
+                    ..Default::default()
+                },
+                "requests_channel_status",
+            ),
+            (
+                RequestFilter {
+                    status: Some(StatusFilter::Exact(404)),
+                    ..Default::default()
+                },
+                "requests_channel_status",
+            ),
+            (
+                RequestFilter {
+                    method: Some("post".into()),
+                    ..Default::default()
+                },
+                "requests_channel_method",
+            ),
+            (
+                RequestFilter {
+                    since: Some(1),
+                    until: Some(2),
+                    ..Default::default()
+                },
+                "requests_channel_started",
+            ),
+        ];
+        for (f, index) in cases {
+            let plan = sqlite_listing_plan(&f).await;
+            assert!(
+                plan.contains(&format!("USING INDEX {index}"))
+                    && !plan.contains("B-TREE FOR ORDER BY"),
+                "{f:?}: {plan}"
+            );
+        }
     }
 
     #[test]
@@ -931,14 +938,5 @@ mod tests {
     fn placeholders_number_rows_then_columns() {
         assert_eq!(placeholders(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
         assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        assert_eq!(nearest_rank(100, 50.0), Some(50));
-        assert_eq!(nearest_rank(100, 99.0), Some(99));
-        assert_eq!(nearest_rank(30, 50.0), Some(15));
-        assert_eq!(nearest_rank(1, 99.0), Some(1));
-        assert_eq!(nearest_rank(0, 50.0), None);
     }
 }

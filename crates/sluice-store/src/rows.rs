@@ -25,12 +25,6 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> R
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-/// Reads a recorded header list stored as its JSON text.
-pub(crate) fn header_list(row: &AnyRow, col: &str) -> Result<sluice_core::HeaderList> {
-    sluice_core::HeaderList::from_json(row.try_get(col)?)
-        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-}
-
 /// Serialises a value as JSON text for storage.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("domain values serialise")

@@ -111,7 +111,7 @@ impl Store {
             expires_at: new.expires_at,
             created_at: now_us(),
         };
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, token_hash, role, user_id, project_id, expires_at, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -194,7 +194,7 @@ impl Store {
 
     /// Revokes a token; `false` when there was none.
     pub async fn delete_token(&self, id: Uuid, actor: &str) -> Result<bool> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         let Some(t) = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_tokens t WHERE t.id = $1"
         ))

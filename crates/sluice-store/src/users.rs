@@ -174,7 +174,7 @@ impl Store {
             created_at: now_us(),
             last_login_at: None,
         };
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, username, username_key, display_name, password_hash, \
              password_state, superuser, disabled, created_at) \
@@ -249,7 +249,7 @@ impl Store {
     /// a conflict (someone must be able to manage the instance). Disabling a user, or changing
     /// their password, ends their sessions.
     pub async fn update_user(&self, id: Uuid, patch: &UserPatch, actor: &str) -> Result<User> {
-        let mut tx = self.begin_write(false).await?;
+        let mut tx = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             // Serialises changes to users, so two cannot each remove "the other" superuser.
             sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")

@@ -638,8 +638,16 @@ async fn requests_round_trip_filter_and_paginate() {
         assert_eq!(stats.by_state["success"], 10);
         assert_eq!(stats.by_state["failed"], 20);
         assert_eq!(stats.by_state["pending"], 1);
-        assert_eq!(stats.latency_us["p50"], Some(114));
-        assert_eq!(stats.latency_us["p99"], Some(129));
+        // Percentiles come from eighth-octave buckets: within 10% of 114 and 129 µs.
+        let near = |p: &str, exact: f64| {
+            let got = stats.latency_us[p].unwrap() as f64;
+            assert!(
+                (got - exact).abs() / exact <= 0.1,
+                "{p}: {got} against {exact}"
+            );
+        };
+        near("p50", 114.0);
+        near("p99", 129.0);
         assert_eq!(stats.per_minute.iter().map(|(_, n)| n).sum::<i64>(), 31);
         // The same requests by minute and state add up to the states' totals.
         for (state, total) in &stats.by_state {
@@ -1404,24 +1412,19 @@ mod auth {
     }
 }
 
-/// SQLite shows requests in flight to readers in a file of their own, removed only after the
-/// completion has committed in the ledger file. A crash between the two leaves both rows: readers count the
-/// request once, as finished, and the next start does not close it as interrupted.
+/// On SQLite an exchange's completion is in the journal as soon as it ends. A crash before its
+/// row commits (frozen here: the ledger file refuses the rows) leaves it there, and the next
+/// start writes it as it was, with its event: not as `interrupted`.
 #[tokio::test]
-async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_finished() {
+async fn a_completion_left_in_the_journal_is_written_as_it_was_on_the_next_start() {
     let (s, url, _dir) = sqlite_store().await;
     let p = s.ensure_default_project().await.unwrap();
     let ch = channel(p.id, "settle");
     s.create_channel(&ch, "t").await.unwrap();
     let snap = s.snapshot_for(&ch).await.unwrap();
-    // The crash, frozen: in-flight rows are never removed.
-    let path = url.strip_prefix("sqlite://").unwrap();
-    let live = sluice_store::db::inflight_file(std::path::Path::new(path));
-    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", live.display()))
-        .await
-        .unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query(
-        "CREATE TRIGGER keep BEFORE DELETE ON requests_inflight BEGIN SELECT RAISE(IGNORE); END",
+        "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(FAIL, 'frozen'); END",
     )
     .execute(&mut raw)
     .await
@@ -1429,45 +1432,36 @@ async fn a_finished_request_left_in_the_in_flight_file_counts_once_and_stays_fin
     let (ledger, task) = start_ledger(&s, 1);
     let r = pending(&ch, snap.id, now_us(), "POST", "/x");
     ledger.record_pending(r.clone()).await.unwrap();
-    // A reader sees it in flight: it is copied into the in-flight file.
     let (seen, _) = s.get_request(r.id).await.unwrap().unwrap();
-    assert_eq!(seen.state, RequestState::Pending);
+    assert_eq!(
+        seen.state,
+        RequestState::Pending,
+        "readers see it in flight"
+    );
     let (done, ev) = completed(r.clone(), 200, 10);
-    ledger.record_completion(done, Some(ev));
+    ledger.record_completion(done.clone(), Some(ev.clone()));
     drop(ledger);
     task.await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests_inflight")
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    assert_eq!(left, 1, "the in-flight row is still there");
+    assert_eq!(rows, 0, "no row committed");
 
-    let listed = s
-        .list_requests(ch.id, &Default::default(), None, 50)
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 1, "listed once");
-    assert_eq!(listed[0].state, RequestState::Success);
-    assert_eq!(s.count_requests(ch.id).await.unwrap(), 1);
-    let stats = s.channel_stats(ch.id, 0).await.unwrap();
-    assert_eq!((stats.total, stats.by_state["pending"]), (1, 0));
-
-    sqlx::query("DROP TRIGGER keep")
+    sqlx::query("DROP TRIGGER refuse")
         .execute(&mut raw)
         .await
         .unwrap();
     assert_eq!(s.close_interrupted("n", now_us()).await.unwrap(), 0);
-    let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
+    let (got, got_ev) = s.get_request(r.id).await.unwrap().unwrap();
     assert_eq!(
-        got.state,
-        RequestState::Success,
-        "not closed as interrupted"
+        got, done,
+        "written as it finished, not closed as interrupted"
     );
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests_inflight")
-        .fetch_one(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "the start removed the stale in-flight row");
+    assert_eq!(got_ev, Some(ev));
+    assert_eq!(s.count_requests(ch.id).await.unwrap(), 1);
+    let stats = s.channel_stats(ch.id, 0).await.unwrap();
+    assert_eq!((stats.total, stats.by_state["success"]), (1, 1));
 }
 
 /// A SQLite node that stops with a request in flight leaves it in the journal beside the
@@ -1581,52 +1575,6 @@ async fn a_ledger_far_behind_makes_new_requests_wait_for_it() {
     assert_eq!(stats.total, sent + 1, "every request recorded");
     assert_eq!(stats.by_state["success"], sent + 1);
     s.close().await;
-}
-
-/// A SQLite ledger from before the in-flight file kept pending rows in its own file; the
-/// upgrade closes them as interrupted (they are from a previous run) and drops that table.
-#[tokio::test]
-async fn upgrading_closes_pending_rows_of_the_single_file_layout() {
-    let (s, url, _dir) = sqlite_store().await;
-    let p = s.ensure_default_project().await.unwrap();
-    let ch = channel(p.id, "upgrade");
-    s.create_channel(&ch, "t").await.unwrap();
-    let snap = s.snapshot_for(&ch).await.unwrap();
-    let r = pending(&ch, snap.id, now_us(), "GET", "/old");
-    // Back to the layout of migration 0004, with one request left pending.
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE requests_inflight AS SELECT * FROM requests WHERE 0; \
-         DELETE FROM _sqlx_migrations WHERE version = 5",
-    )
-    .execute(&mut raw)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO requests_inflight (id, request_id, channel_id, snapshot_id, node_id, state, \
-         started_at, client_identity, method, path) VALUES ($1, $2, $3, $4, 'old', 'pending', $5, \
-         '127.0.0.1', 'GET', '/old')",
-    )
-    .bind(r.id.to_string())
-    .bind(&r.request_id)
-    .bind(ch.id.to_string())
-    .bind(snap.id.to_string())
-    .bind(r.started_at)
-    .execute(&mut raw)
-    .await
-    .unwrap();
-
-    s.migrate().await.unwrap();
-    let (got, _) = s.get_request(r.id).await.unwrap().unwrap();
-    assert_eq!(got.state, RequestState::Error);
-    assert_eq!(got.error.as_deref(), Some("interrupted"));
-    let left: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'requests_inflight'",
-    )
-    .fetch_one(&mut raw)
-    .await
-    .unwrap();
-    assert_eq!(left, 0, "the ledger file no longer holds in-flight rows");
 }
 
 /// A new SQLite ledger file gets 8 KiB pages (fewer WAL writes per batch of completions); a
@@ -1775,37 +1723,24 @@ async fn a_request_finishing_after_its_channel_was_purged_leaves_no_history() {
             "no history row for a purged channel"
         );
         let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
-        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE request_id = $1")
-            .bind(late.id.to_string())
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
-        assert_eq!(events, 0, "no event row for a purged channel");
+        let counted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM request_minutes WHERE channel_id = $1")
+                .bind(gone.id.to_string())
+                .fetch_one(&mut raw)
+                .await
+                .unwrap();
+        assert_eq!(counted, 0, "no roll-up for a purged channel");
         let (kept_row, kept_event) = s.get_request(other.id).await.unwrap().unwrap();
         assert_eq!(kept_row.state, RequestState::Success);
         assert!(kept_event.is_some());
-        if let Some(dir) = events_dir(&url) {
-            assert!(
-                !dir.join(gone.id.to_string()).exists(),
-                "no event file for a purged channel"
-            );
-            assert!(dir.join(kept.id.to_string()).exists());
-        }
+        assert_eq!(s.channel_stats(kept.id, 0).await.unwrap().total, 1);
     })
     .await;
 }
 
-/// The event directory of a SQLite ledger at `url`; none on PostgreSQL.
-fn events_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://")?;
-    Some(sluice_store::event_files::events_dir(std::path::Path::new(
-        path,
-    )))
-}
-
 #[tokio::test]
 async fn events_survive_a_restart_and_a_purge_removes_them() {
-    on_both(|s, url| async move {
+    on_both(|s, _url| async move {
         let p = s.ensure_default_project().await.unwrap();
         let ch = channel(p.id, "events");
         s.create_channel(&ch, "t").await.unwrap();
@@ -1817,9 +1752,11 @@ async fn events_survive_a_restart_and_a_purge_removes_them() {
             for i in 0..3 {
                 let r = pending(&ch, snap.id, now_us() + i, "POST", "/e");
                 ledger.record_pending(r.clone()).await.unwrap();
-                let (done, mut ev) = completed(r, 200 + run, 10);
+                let (mut done, mut ev) = completed(r, 200 + run, 10);
                 ev.request_body.preview = vec![run as u8 + i as u8; 1000 + i as usize];
-                ev.error = (i == 2).then(|| "upstream_error".to_string());
+                // The event's error is its request's.
+                done.error = (i == 2).then(|| "upstream_error".to_string());
+                ev.error = done.error.clone();
                 ledger.record_completion(done.clone(), Some(ev.clone()));
                 recorded.push((done, ev));
             }
@@ -1831,54 +1768,11 @@ async fn events_survive_a_restart_and_a_purge_removes_them() {
             assert_eq!(&row, done);
             assert_eq!(got.as_ref(), Some(ev), "the event as recorded");
         }
-        let dir = events_dir(&url);
-        if let Some(dir) = &dir {
-            let files = std::fs::read_dir(dir.join(ch.id.to_string()))
-                .unwrap()
-                .count();
-            assert_eq!(files, 2, "one segment per run");
-            assert!(
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
-                    .fetch_one(&mut sqlx::AnyConnection::connect(&url).await.unwrap())
-                    .await
-                    .unwrap()
-                    == 0,
-                "no event in the ledger file itself"
-            );
-            // A damaged frame (as a power loss may leave) loses its event, not its request.
-            let seg = std::fs::read_dir(dir.join(ch.id.to_string()))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .min()
-                .unwrap();
-            let mut bytes = std::fs::read(&seg).unwrap();
-            bytes[20] ^= 1;
-            std::fs::write(&seg, bytes).unwrap();
-            let (row, got) = s.get_request(recorded[0].0.id).await.unwrap().unwrap();
-            assert_eq!(row, recorded[0].0);
-            assert_eq!(got, None);
-            assert_eq!(
-                s.get_request(recorded[3].0.id)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .1
-                    .as_ref(),
-                Some(&recorded[3].1),
-                "the other run's events are untouched"
-            );
-        }
         assert_eq!(
             s.delete_channel(ch.id, true, "t").await.unwrap(),
             DeleteOutcome::Deleted
         );
         assert!(s.get_request(recorded[4].0.id).await.unwrap().is_none());
-        if let Some(dir) = &dir {
-            assert!(
-                !dir.join(ch.id.to_string()).exists(),
-                "the purge removed its events"
-            );
-        }
     })
     .await;
 }
@@ -1985,7 +1879,7 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
         let open = pending(&ch, snap.id, base + 6_500_000, "POST", "/a/open");
         ledger.record_pending(open.clone()).await.unwrap();
         let qsnap = s.snapshot_for(&quiet).await.unwrap();
-        let mut elsewhere = pending(&quiet, qsnap.id, base + 1, "POST", "/a/x");
+        let mut elsewhere = pending(&quiet, qsnap.id, base - 60_000_000, "POST", "/a/x");
         elsewhere.request_id = "shared-id".into();
         ledger.record_pending(elsewhere.clone()).await.unwrap();
         let (done, _) = completed(elsewhere.clone(), 200, 5);
@@ -2083,9 +1977,11 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
         assert!(s.get_request(Uuid::now_v7()).await.unwrap().is_none());
 
         assert_eq!(s.count_requests(ch.id).await.unwrap(), 143);
+        // Statistics count whole minutes: the window starts at the minute `since` falls in.
         let since = base + 3_000_000;
+        let minute = since.div_euclid(60_000_000) * 60_000_000;
         let window: Vec<&RequestRecord> =
-            expected.iter().filter(|r| r.started_at >= since).collect();
+            expected.iter().filter(|r| r.started_at >= minute).collect();
         let stats = s.channel_stats(ch.id, since).await.unwrap();
         assert_eq!(stats.total, window.len() as i64);
         let counts = s
@@ -2105,9 +2001,14 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
         assert_eq!(minutes, window.len() as i64);
         let mut latencies: Vec<i64> = window.iter().filter_map(|r| r.latency_us).collect();
         latencies.sort_unstable();
+        // Percentiles come from eighth-octave buckets: within 10% of the nearest rank's.
         for (name, p) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
             let rank = ((p * latencies.len() as f64).ceil() as usize).max(1);
-            assert_eq!(stats.latency_us[name], Some(latencies[rank - 1]), "{name}");
+            let (got, exact) = (stats.latency_us[name].unwrap(), latencies[rank - 1]);
+            assert!(
+                (got - exact).abs() as f64 / exact as f64 <= 0.1,
+                "{name}: {got} against {exact}"
+            );
         }
         let newest = expected.iter().map(|r| r.started_at).max();
         assert_eq!(s.last_request_at(ch.id).await.unwrap(), newest);

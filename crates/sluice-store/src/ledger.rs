@@ -30,11 +30,6 @@ use crate::log_entries::{Severity, Source};
 use crate::requests::LedgerOp;
 use crate::sqlite_writer::HistoryWriter;
 
-/// Most completions committed together with waiting pending records (a 120-completion commit
-/// took 1.1–1.9 ms in the ledger simulation of docs/BENCHMARKS.md, stalling every request that
-/// arrived meanwhile).
-const COMPLETIONS_BESIDE_PENDING: usize = 32;
-
 /// Completions queued for the SQLite history thread past which a new request waits for it to
 /// catch up, so a ledger slower than the traffic slows the traffic instead of filling memory
 /// (about half a second of the fastest traffic measured).
@@ -366,7 +361,16 @@ impl Ledger {
     }
 }
 
-/// The PostgreSQL writer task: pending records and completions through one queue.
+/// Commits of pending records that may run at once on PostgreSQL. The server merges the WAL
+/// flushes of concurrent commits, so while one commit waits for the disk the next batch of
+/// waiting requests is already on its way (one writer at a time made every request wait for
+/// the commit before its batch's as well).
+const PENDING_WRITERS: usize = 4;
+
+/// The PostgreSQL writer task: takes pending records and completions from one queue; commits
+/// pending records in batches, up to [`PENDING_WRITERS`] at once, and hands completions to a
+/// single completion writer, whose larger, later commits nobody waits for (it alone updates
+/// the roll-ups, whose rows concurrent commits would queue on).
 async fn writer(
     store: Store,
     cfg: LedgerConfig,
@@ -374,81 +378,88 @@ async fn writer(
     depth: Arc<QueueDepth>,
     events: Option<EventLog>,
 ) {
+    let (finished, finished_rx) = mpsc::unbounded_channel();
+    let completer = tokio::spawn(completion_writer(
+        store.clone(),
+        cfg.clone(),
+        finished_rx,
+        depth.clone(),
+        events.clone(),
+    ));
+    let writers = Arc::new(tokio::sync::Semaphore::new(PENDING_WRITERS));
     let mut pending: Vec<Job> = Vec::with_capacity(cfg.max_batch);
-    let mut completions: Vec<Job> = Vec::with_capacity(cfg.max_batch);
-    let mut oldest_completion: Option<tokio::time::Instant> = None;
-    let mut open = true;
-    while open || !pending.is_empty() || !completions.is_empty() {
-        if open && pending.is_empty() {
-            let deadline = oldest_completion.map(|t| t + cfg.completion_delay);
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                    Ok(j) => j.map(Some).unwrap_or_else(|| {
-                        open = false;
-                        None
-                    }),
-                    Err(_) => None,
-                },
-                None => rx.recv().await.or_else(|| {
-                    open = false;
-                    None
-                }),
-            };
-            if let Some(j) = next {
-                sort(j, &mut pending, &mut completions, &mut oldest_completion);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job.op {
+                LedgerOp::Pending(_) => pending.push(job),
+                LedgerOp::Complete(..) => {
+                    let _ = finished.send(job);
+                }
+            }
+            if pending.len() < cfg.max_batch {
+                next = rx.try_recv().ok();
             }
         }
-        while pending.len() + completions.len() < 2 * cfg.max_batch {
+        if pending.is_empty() {
+            continue;
+        }
+        // Waiting for a free writer lets more pending records join this batch.
+        let permit = writers.clone().acquire_owned().await.expect("never closed");
+        while pending.len() < cfg.max_batch {
             match rx.try_recv() {
-                Ok(j) => sort(j, &mut pending, &mut completions, &mut oldest_completion),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
+                Ok(job) if matches!(job.op, LedgerOp::Pending(_)) => pending.push(job),
+                Ok(job) => {
+                    let _ = finished.send(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let jobs = std::mem::replace(&mut pending, Vec::with_capacity(cfg.max_batch));
+        depth.batch(jobs.len());
+        let (store, node_id, events) = (store.clone(), cfg.node_id.clone(), events.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            commit(&store, &node_id, jobs, events.as_ref()).await;
+            metrics::histogram!("sluice_ledger_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            drop(permit);
+        });
+    }
+    let _ = writers.acquire_many(PENDING_WRITERS as u32).await;
+    drop(finished);
+    let _ = completer.await;
+    tracing::debug!("ledger writer drained and stopped");
+}
+
+/// Commits completions on PostgreSQL in batches of up to `max_batch`, gathered for up to
+/// `completion_delay`.
+async fn completion_writer(
+    store: Store,
+    cfg: LedgerConfig,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    depth: Arc<QueueDepth>,
+    events: Option<EventLog>,
+) {
+    let mut open = true;
+    while open {
+        let Some(first) = rx.recv().await else { break };
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.completion_delay;
+        while jobs.len() < cfg.max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) => {
                     open = false;
                     break;
                 }
-            }
-        }
-        let completions_due = !completions.is_empty()
-            && (!open
-                || completions.len() >= cfg.max_batch
-                || oldest_completion.is_some_and(|t| t.elapsed() >= cfg.completion_delay));
-        if pending.is_empty() && !completions_due {
-            continue;
-        }
-        let mut jobs: Vec<Job> = pending.drain(..pending.len().min(cfg.max_batch)).collect();
-        if completions_due {
-            // Waiting pending records ride with a bounded share of completions, so no commit
-            // they wait for grows with the backlog; the rest follow in the next commits.
-            let share = if jobs.is_empty() {
-                cfg.max_batch
-            } else {
-                COMPLETIONS_BESIDE_PENDING
-            };
-            jobs.extend(completions.drain(..completions.len().min(share)));
-            if completions.is_empty() {
-                oldest_completion = None;
+                Err(_) => break,
             }
         }
         depth.batch(jobs.len());
         let started = Instant::now();
         commit(&store, &cfg.node_id, jobs, events.as_ref()).await;
         metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-    }
-    tracing::debug!("ledger writer drained and stopped");
-}
-
-fn sort(
-    job: Job,
-    pending: &mut Vec<Job>,
-    completions: &mut Vec<Job>,
-    oldest: &mut Option<tokio::time::Instant>,
-) {
-    match job.op {
-        LedgerOp::Pending(_) => pending.push(job),
-        LedgerOp::Complete(..) => {
-            oldest.get_or_insert_with(tokio::time::Instant::now);
-            completions.push(job);
-        }
     }
 }
 

@@ -20,8 +20,27 @@ use crate::request_row::{self, column_list, Ids, COLUMNS, RECORD_COLUMNS};
 use crate::rollup::{self, Rollup};
 use crate::rows;
 
-/// Rows per multi-row statement (bounded by the backends' parameter limits: 32 columns).
-const CHUNK: usize = 200;
+/// Most rows in one multi-row statement (bounded by the backends' parameter limits: 32
+/// columns).
+const CHUNK: usize = 128;
+
+/// `items` in runs of powers of two up to [`CHUNK`] (37 as 32, 4 and 1): a multi-row statement
+/// is prepared once per row count and reused, so a few sizes keep every one prepared.
+pub(crate) fn runs<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= CHUNK {
+            CHUNK
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (run, rest) = items.split_at(n);
+        items = rest;
+        Some(run)
+    })
+}
 
 /// One write handed to the group-commit writer.
 #[derive(Debug, Clone)]
@@ -225,7 +244,7 @@ pub(crate) async fn write_finished(
     count: bool,
 ) -> Result<u64> {
     let mut inserted: HashSet<String> = HashSet::new();
-    for chunk in finished.chunks(CHUNK) {
+    for chunk in runs(finished) {
         let ids: Vec<Ids> = chunk.iter().map(|(r, _)| Ids::of(r)).collect();
         let sql = insert_requests_sql(backend, chunk.len(), true);
         let mut q = sqlx::query(&sql);
@@ -257,7 +276,7 @@ async fn write_inflight(
     node_id: &str,
     recs: &[&RequestRecord],
 ) -> Result<()> {
-    for chunk in recs.chunks(CHUNK) {
+    for chunk in runs(recs) {
         let ids: Vec<Ids> = chunk.iter().map(|r| Ids::of(r)).collect();
         let sql = insert_inflight_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
@@ -276,7 +295,7 @@ async fn delete_inflight(
     backend: Backend,
     ids: &[Uuid],
 ) -> Result<()> {
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in runs(ids) {
         let sql = delete_inflight_sql(backend, chunk.len());
         let mut q = sqlx::query(&sql);
         for id in chunk {
@@ -605,7 +624,7 @@ impl Store {
     /// The ids among `ids` that have a row in `requests`.
     async fn finished_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
         let mut found = HashSet::new();
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in runs(ids) {
             let sql = format!(
                 "SELECT id FROM requests WHERE id IN ({})",
                 crate::health::in_list(1, chunk.len())
@@ -932,6 +951,14 @@ mod tests {
         assert_eq!(StatusFilter::parse("9xx"), None);
         assert_eq!(StatusFilter::parse("abc"), None);
         assert_eq!(StatusFilter::Class(4).range(), (400, 499));
+    }
+
+    #[test]
+    fn rows_go_in_runs_of_a_few_sizes() {
+        let sizes = |n: usize| runs(&vec![0; n]).map(<[_]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(37), [32, 4, 1]);
+        assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+        assert!(sizes(0).is_empty());
     }
 
     #[test]

@@ -133,20 +133,55 @@ impl Rollup {
 }
 
 impl Rollup {
-    /// Runs [`Rollup::upserts`] in `tx`.
+    /// Writes the upserts in `tx`, many rows to a statement.
     pub(crate) async fn write(
         self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> crate::error::Result<()> {
-        for (sql, values) in self.upserts() {
-            let mut q = sqlx::query(sql);
-            for v in values {
-                q = v.bind(q);
+        let upserts = self.upserts();
+        for sql in [UPSERT_STATES_SQL, UPSERT_LATENCY_SQL] {
+            let rows: Vec<&Vec<Value<'_>>> = upserts
+                .iter()
+                .filter(|(s, _)| *s == sql)
+                .map(|(_, v)| v)
+                .collect();
+            for run in crate::requests::runs(&rows) {
+                let mut q_sql = String::new();
+                let mut q_args = Vec::new();
+                multi_row(sql, run, &mut q_sql, &mut q_args);
+                let mut q = sqlx::query(&q_sql);
+                for v in q_args {
+                    q = v.bind(q);
+                }
+                q.execute(&mut **tx).await?;
             }
-            q.execute(&mut **tx).await?;
         }
         Ok(())
     }
+}
+
+/// `sql` (a one-row upsert with `$1…$n`) rewritten for every row of `rows`, numbered on.
+fn multi_row<'a>(sql: &str, rows: &[&Vec<Value<'a>>], out: &mut String, args: &mut Vec<Value<'a>>) {
+    let (head, tail) = sql.split_once(" VALUES ").expect("an INSERT");
+    let (_, tail) = tail.split_once(") ").expect("a row of values");
+    out.push_str(head);
+    out.push_str(" VALUES ");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for j in 0..row.len() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", args.len() + j + 1));
+        }
+        out.push(')');
+        args.extend(row.iter().copied());
+    }
+    out.push(' ');
+    out.push_str(tail);
 }
 
 #[cfg(test)]

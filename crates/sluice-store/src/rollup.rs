@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use sluice_core::clock::Micros;
 use sluice_core::{RequestRecord, RequestState};
+use uuid::Uuid;
 
 use crate::request_row::{finished_state, Value};
 
@@ -54,9 +55,11 @@ pub(crate) fn percentile(buckets: &BTreeMap<i64, i64>, p: f64) -> Option<i64> {
 #[derive(Default)]
 pub(crate) struct Rollup {
     /// (channel, minute) → finished requests by state (success, failed, timeout, error).
-    states: BTreeMap<(String, Micros), [i64; 4]>,
+    states: BTreeMap<(Uuid, Micros), [i64; 4]>,
     /// (channel, minute, bucket) → requests.
-    latencies: BTreeMap<(String, Micros, i64), i64>,
+    latencies: BTreeMap<(Uuid, Micros, i64), i64>,
+    /// Each channel's id as the text the rows hold, made once per commit.
+    names: BTreeMap<Uuid, String>,
 }
 
 /// Adds a commit's counts by state for one channel and minute.
@@ -77,18 +80,13 @@ pub(crate) const UPSERT_LATENCY_SQL: &str =
 impl Rollup {
     /// Counts a finished request (a pending one counts nowhere).
     pub(crate) fn add(&mut self, r: &RequestRecord) {
-        self.add_parts(
-            r.channel_id.to_string(),
-            r.started_at,
-            r.state,
-            r.latency_us,
-        );
+        self.add_parts(r.channel_id, r.started_at, r.state, r.latency_us);
     }
 
     /// Counts a finished request of `channel` from its columns.
     pub(crate) fn add_parts(
         &mut self,
-        channel: String,
+        channel: Uuid,
         started_at: Micros,
         state: RequestState,
         latency_us: Option<i64>,
@@ -100,10 +98,13 @@ impl Rollup {
         if let Some(l) = latency_us {
             *self
                 .latencies
-                .entry((channel.clone(), minute, bucket(l)))
+                .entry((channel, minute, bucket(l)))
                 .or_default() += 1;
         }
         self.states.entry((channel, minute)).or_default()[state] += 1;
+        self.names
+            .entry(channel)
+            .or_insert_with(|| channel.to_string());
     }
 
     /// How many (channel, minute) rows it adds to.
@@ -114,14 +115,15 @@ impl Rollup {
     /// Each upsert to run, with its values, in key order (two writers on PostgreSQL then lock
     /// the same rows in the same order and cannot deadlock).
     pub(crate) fn upserts(&self) -> Vec<(&'static str, Vec<Value<'_>>)> {
+        let name = |c: &Uuid| self.names[c].as_str();
         let states = self.states.iter().map(|((c, m), n)| {
-            let mut v = vec![Value::Text(Some(c)), Value::Int(Some(*m))];
+            let mut v = vec![Value::Text(Some(name(c))), Value::Int(Some(*m))];
             v.extend(n.iter().map(|k| Value::Int(Some(*k))));
             (UPSERT_STATES_SQL, v)
         });
         let latencies = self.latencies.iter().map(|((c, m, b), n)| {
             let v = vec![
-                Value::Text(Some(c)),
+                Value::Text(Some(name(c))),
                 Value::Int(Some(*m)),
                 Value::Int(Some(*b)),
                 Value::Int(Some(*n)),

@@ -217,7 +217,7 @@ async fn rebuild_rollups(store: &Store) -> Result<()> {
             let state = RequestState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
             pending.add_parts(
-                rows::uuid(&r, "channel_id")?.to_string(),
+                rows::uuid(&r, "channel_id")?,
                 r.try_get("started_at")?,
                 state,
                 r.try_get("latency_us")?,

@@ -2033,3 +2033,46 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
     })
     .await;
 }
+
+/// The two migration sets stay in step: the same tables with the same columns.
+#[tokio::test]
+async fn sqlite_and_postgresql_schemas_have_the_same_tables_and_columns() {
+    let (_s, url, _dir) = sqlite_store().await;
+    let Some((pg, pg_url, name)) = postgres_store().await else {
+        return;
+    };
+    let columns = |rows: Vec<(String, String)>| -> std::collections::BTreeSet<String> {
+        rows.into_iter()
+            .filter(|(t, _)| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"))
+            .map(|(t, c)| format!("{t}.{c}"))
+            .collect()
+    };
+    let mut lite = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let sqlite: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table'",
+    )
+    .fetch_all(&mut lite)
+    .await
+    .unwrap();
+    let mut post = sqlx::PgConnection::connect(&pg_url).await.unwrap();
+    let postgres: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut post)
+    .await
+    .unwrap();
+    let (sqlite, postgres) = (columns(sqlite), columns(postgres));
+    assert!(
+        sqlite.contains("requests.request_headers") && sqlite.contains("latency_minutes.bucket")
+    );
+    assert_eq!(
+        sqlite.symmetric_difference(&postgres).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "columns in one schema only"
+    );
+    post.close().await.unwrap();
+    pg.close().await;
+    drop_pg(name).await;
+}

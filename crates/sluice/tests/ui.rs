@@ -228,7 +228,9 @@ async fn new_requests_appear_live_and_a_filtered_history_survives_a_reload() {
 async fn a_request_detail_shows_the_preview_hashes_and_timing() {
     let s = sluice_with_ops().await;
     let up = upstream::start().await;
-    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    // The sink thinks for 30 ms, so the wait for its first byte is a phase of its own however
+    // long the send takes on a busy machine.
+    let ch = s.create_channel(&up.url("/delay/30/"), json!({})).await;
     let body = r#"{"patient":{"id":7,"name":"Ann"}}"#;
     let res = s
         .http()
@@ -251,7 +253,7 @@ async fn a_request_detail_shows_the_preview_hashes_and_timing() {
         rec["id"].as_str().unwrap()
     ))
     .await;
-    assert_eq!(b.text("h1").await, "POST /intake?src=clinic");
+    assert_eq!(b.text("h1").await, "POST /delay/30/intake?src=clinic");
     assert_eq!(b.text("#state").await, "success");
     // The request body, pretty-printed as JSON, and its hash and size.
     let pre = b.text("section[aria-labelledby=req-h] pre.body").await;
@@ -274,7 +276,7 @@ async fn a_request_detail_shows_the_preview_hashes_and_timing() {
     assert!(b
         .text("dl.facts")
         .await
-        .contains(&up.url("/intake?src=clinic")));
+        .contains(&up.url("/delay/30/intake?src=clinic")));
     assert!(b.text("dl.facts").await.contains("current configuration"));
 
     // The channel changes: the detail says so, and its snapshot shows what changed.

@@ -5,9 +5,11 @@
 pub mod access;
 pub mod channel;
 pub mod clock;
+pub mod event_kind;
 pub mod exchange;
 pub mod header_list;
 pub mod headers;
+pub mod health;
 pub mod keyring;
 pub mod outcome;
 pub mod sink_auth;

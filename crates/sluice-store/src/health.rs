@@ -6,48 +6,14 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sluice_core::clock::Micros;
+pub use sluice_core::health::HealthStatus;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::rows;
-
-/// The health verdict on a channel's sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    /// Not checked yet.
-    Unknown,
-    /// The last probe (or proxied request) found the sink working.
-    Healthy,
-    /// A probe failed, or several proxied requests in a row failed because of the sink.
-    Unhealthy,
-}
-
-impl HealthStatus {
-    /// The wire and storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Unknown => "unknown",
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Unhealthy => "unhealthy",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            HealthStatus::Unknown,
-            HealthStatus::Healthy,
-            HealthStatus::Unhealthy,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
 
 /// What the monitor knows about one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,16 +69,13 @@ pub(crate) fn in_list(from: usize, n: usize) -> String {
 /// The columns of a channel's health, with when its newest request started: in its rows or
 /// in flight (a request in the SQLite journal only shows once its row commits, milliseconds
 /// later).
-fn health_columns() -> String {
-    format!(
-        "id, enabled, health_status, health_checked_at, health_failure, health_hint, \
-         stale_logged, created_at, (SELECT MAX(t) FROM ( \
-           SELECT MAX(r.started_at) AS t FROM requests r WHERE r.channel_id = channels.id \
-           UNION ALL \
-           SELECT MAX(f.started_at) AS t FROM requests_inflight f WHERE f.channel_id = channels.id\
-           ) AS u) AS last_request_at"
-    )
-}
+const HEALTH_COLUMNS: &str =
+    "id, enabled, health_status, health_checked_at, health_failure, health_hint, \
+     stale_logged, created_at, (SELECT MAX(t) FROM ( \
+       SELECT MAX(r.started_at) AS t FROM requests r WHERE r.channel_id = channels.id \
+       UNION ALL \
+       SELECT MAX(f.started_at) AS t FROM requests_inflight f WHERE f.channel_id = channels.id\
+       ) AS u) AS last_request_at";
 
 fn health_from_row(r: &sqlx::any::AnyRow) -> Result<ChannelHealth> {
     let status: String = r.try_get("health_status")?;
@@ -172,7 +135,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT {} FROM channels WHERE id IN ({})",
-            health_columns(),
+            HEALTH_COLUMNS,
             in_list(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
@@ -194,7 +157,7 @@ impl Store {
     ) -> Result<Vec<ChannelHealth>> {
         sqlx::query(&format!(
             "SELECT {} FROM channels WHERE id > $1 ORDER BY id LIMIT $2",
-            health_columns()
+            HEALTH_COLUMNS
         ))
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit)

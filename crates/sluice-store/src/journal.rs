@@ -116,7 +116,7 @@ pub(crate) enum Leftover {
     /// Only its pending record: it was in flight.
     Pending(RequestRecord),
     /// Its completion: the exchange had ended.
-    Completed(RequestRecord, Option<EventRecord>),
+    Completed(RequestRecord, Option<Box<EventRecord>>),
 }
 
 impl Leftover {
@@ -607,7 +607,7 @@ fn read_line(line: &[u8]) -> io::Result<Leftover> {
             crate::event_codec::decode(&frame)
         })
         .transpose()?;
-    Ok(Leftover::Completed(l.completed, event))
+    Ok(Leftover::Completed(l.completed, event.map(Box::new)))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth_methods;
+pub mod backup;
 pub mod changes;
 pub mod channels;
 pub mod credentials;

@@ -507,7 +507,7 @@ impl Store {
         let mut left: Vec<(RequestRecord, Option<EventRecord>)> = Vec::new();
         for l in journaled {
             left.push(match l {
-                crate::journal::Leftover::Completed(r, e) => (r, e),
+                crate::journal::Leftover::Completed(r, e) => (r, e.map(|e| *e)),
                 crate::journal::Leftover::Pending(r) => (interrupted(r, now), None),
             });
         }

@@ -40,6 +40,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// many busy threads as cores, a proxy thread woken meanwhile would otherwise wait for the
 /// scheduler to end the batch's slice (docs/tuning-log.md).
 const ROWS_PER_YIELD: usize = 16;
+/// Longest a checkpoint waits for a lock.
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(20);
 /// WAL size past which the checkpointer also restarts the WAL, briefly waiting for the writer,
 /// so the file cannot grow without bound under constant load.
 const WAL_RESTART_BYTES: i64 = 64 << 20;
@@ -159,7 +161,10 @@ impl Checkpointer {
     /// Starts checkpointing `path`.
     fn start(path: PathBuf, busy_timeout: Duration) -> rusqlite::Result<Self> {
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(busy_timeout)?;
+        // A RESTART checkpoint holds the writer's lock while it waits for readers (a long
+        // backup's `VACUUM INTO`): it waits briefly and tries again at the next run instead of
+        // stalling every commit for the busy timeout.
+        conn.busy_timeout(CHECKPOINT_BUSY.min(busy_timeout))?;
         // A WAL frame holds one page.
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let restart_frames = WAL_RESTART_BYTES / page_size.max(512);

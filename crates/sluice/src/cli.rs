@@ -21,6 +21,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(LedgerArgs),
+    /// Copy a SQLite ledger, while sluice serves from it, into a new directory to start from
+    /// (on PostgreSQL: explains how to use pg_dump instead).
+    Backup(BackupArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -47,6 +50,16 @@ pub struct LedgerArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…` (default: SQLite in the data directory).
     #[arg(long, env = "SLUICE_DATABASE_URL")]
     pub database_url: Option<String>,
+}
+
+/// Options of `sluice backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Ledger to copy.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Directory to write the backup into; it must not exist or be empty.
+    pub dir: PathBuf,
 }
 
 /// Where the keys sealing credentials come from.

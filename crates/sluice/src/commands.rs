@@ -1,8 +1,10 @@
-//! The one-shot subcommands: migrate, token create, channel list, secrets rotate.
+//! The one-shot subcommands: migrate, backup, token create, channel list, secrets rotate.
 
+use anyhow::Context;
 use sluice_store::{NewToken, Role, Secrets, Store};
 
-use crate::cli::{ChannelCommand, LedgerArgs, SecretsCommand, TokenCommand};
+use crate::cli::{BackupArgs, ChannelCommand, LedgerArgs, SecretsCommand, TokenCommand};
+use crate::config::redact_url;
 
 /// `sluice migrate`
 pub async fn migrate(ledger: LedgerArgs) -> anyhow::Result<()> {
@@ -11,6 +13,85 @@ pub async fn migrate(ledger: LedgerArgs) -> anyhow::Result<()> {
     store.close().await;
     println!("migrations applied");
     Ok(())
+}
+
+/// `sluice backup DIR`
+///
+/// SQLite: copies the ledger (journal of requests in flight first, then a `VACUUM INTO`
+/// snapshot of the ledger file; see `sluice_store::backup` for why that order loses no finished
+/// request), the key file and the node id into `DIR`, a directory `sluice serve --data-dir`
+/// starts from as it is. The ledger is not opened through the store: a backup neither creates
+/// nor migrates the ledger it copies. PostgreSQL: its own tools do it better (a consistent
+/// snapshot of every table while sluice serves), so this only says how.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let url = args.ledger.url();
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        print_postgres_backup(&redact_url(&url));
+        return Ok(());
+    }
+    let Some(ledger) = sluice_store::backup::sqlite_file(&url) else {
+        anyhow::bail!(
+            "unsupported database URL {}: use sqlite:// or postgres://",
+            redact_url(&url)
+        );
+    };
+    let done = sluice_store::backup::backup_sqlite(&ledger, &args.ledger.data_dir, &args.dir)
+        .await
+        .with_context(|| {
+            format!(
+                "backing up {} into {}",
+                ledger.display(),
+                args.dir.display()
+            )
+        })?;
+    println!(
+        "backed up the SQLite ledger {} into {}",
+        ledger.display(),
+        done.dir.display()
+    );
+    println!(
+        "  {}: {} request rows",
+        done.ledger.display(),
+        done.request_rows
+    );
+    println!(
+        "  {}: {} journal segments ({} completed requests to be written as rows, {} in flight \
+         to be closed as interrupted, at its first start)",
+        done.journal.display(),
+        done.segments,
+        done.journaled_completions,
+        done.in_flight
+    );
+    match &done.secret_key {
+        Some(p) => println!("  {} (mode 0600: it opens the credentials)", p.display()),
+        None => println!(
+            "  no {} in {}: start the copy with the same --secret-key / SLUICE_SECRET_KEY",
+            sluice_store::secrets::KEY_FILE,
+            args.ledger.data_dir.display()
+        ),
+    }
+    if let Some(p) = &done.node_id {
+        println!("  {}", p.display());
+    }
+    println!(
+        "to start from it: sluice serve --data-dir {}",
+        done.dir.display()
+    );
+    Ok(())
+}
+
+/// How to back up and restore a PostgreSQL ledger, for `url` (its password hidden).
+fn print_postgres_backup(url: &str) {
+    println!("The ledger is on PostgreSQL: sluice backup copies nothing; use PostgreSQL's tools.");
+    println!("Back up while sluice serves (pg_dump reads one consistent snapshot):");
+    println!("    pg_dump --format=custom '{url}' > sluice.dump");
+    println!("Restore into a new, empty database, then start sluice on it:");
+    println!("    pg_restore --dbname '<new database url>' sluice.dump");
+    println!("    sluice serve --database-url '<new database url>'");
+    println!(
+        "with the same keys: the same --secret-key / SLUICE_SECRET_KEY, or a copy of \
+         <data-dir>/secret.key in the new --data-dir (the keys open the credentials)."
+    );
 }
 
 /// `sluice token …`

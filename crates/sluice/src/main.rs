@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => server::serve(args).await,
         Command::Migrate(ledger) => commands::migrate(ledger).await,
+        Command::Backup(args) => commands::backup(args).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::User(cmd) => user_commands::user(cmd).await,
         Command::Channel(cmd) => commands::channel(cmd).await,

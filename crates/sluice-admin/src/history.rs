@@ -112,6 +112,11 @@ pub(crate) fn filter_from(q: &HashMap<String, String>) -> ApiResult<RequestFilte
     })
 }
 
+/// The API's cursor for a position in a channel's history.
+pub(crate) fn encode_request_cursor(c: &Cursor) -> String {
+    wire::encode_cursor(&format!("{}:{}", c.started_at, c.id))
+}
+
 pub(crate) fn decode_request_cursor(raw: &str) -> ApiResult<Cursor> {
     let (started_at, id) = wire::decode_pair_cursor(raw)?;
     Ok(Cursor {
@@ -135,12 +140,13 @@ pub async fn list(
         .get("cursor")
         .map(|c| decode_request_cursor(c))
         .transpose()?;
-    let rows = state
+    let page = state
         .store
-        .list_requests(ch.id, &filter, after, limit)
+        .list_requests_page(ch.id, &filter, after, limit)
         .await?;
-    Ok(Json(wire::page(&rows, limit, request_json, |r| {
-        format!("{}:{}", r.started_at, r.id)
+    Ok(Json(json!({
+        "items": page.items.iter().map(request_json).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|c| encode_request_cursor(&c)),
     })))
 }
 
@@ -175,6 +181,13 @@ pub async fn stats(
     let since = wire::time("since", q.get("since").map(String::as_str))?
         .unwrap_or_else(|| now_us() - 24 * 3600 * 1_000_000);
     let s = state.store.channel_stats(ch.id, since).await?;
+    let mut by_minute: HashMap<i64, serde_json::Map<String, Value>> = HashMap::new();
+    for (minute, st, k) in &s.per_minute_by_state {
+        by_minute
+            .entry(*minute)
+            .or_default()
+            .insert(st.clone(), json!(k));
+    }
     Ok(Json(json!({
         "channel_id": ch.id,
         "since": wire::ts(since),
@@ -183,12 +196,7 @@ pub async fn stats(
         "latency_us": s.latency_us,
         "requests_per_minute": s.per_minute.iter()
             .map(|(m, n)| {
-                let by_state: serde_json::Map<String, Value> = s
-                    .per_minute_by_state
-                    .iter()
-                    .filter(|(minute, _, _)| minute == m)
-                    .map(|(_, state, k)| (state.clone(), json!(k)))
-                    .collect();
+                let by_state = by_minute.remove(m).unwrap_or_default();
                 json!({ "minute": wire::ts(*m), "count": n, "by_state": by_state })
             })
             .collect::<Vec<_>>(),

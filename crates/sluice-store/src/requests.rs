@@ -382,10 +382,23 @@ fn list_sql(
         (Backend::Sqlite, Some(_)) => "+channel_id",
         _ => "channel_id",
     };
-    let mut sql = format!(
-        "SELECT {} FROM requests WHERE {channel} = $1",
-        column_list(RECORD_COLUMNS)
-    );
+    // SQLite picks the index that gives the order asked for over one that narrows the rows
+    // (an exact status read the channel's whole time index): name the filter's own.
+    let index = match (backend, f) {
+        (Backend::Sqlite, f) if f.request_id.is_none() => match (f.state, f.status, &f.method) {
+            (Some(_), _, _) => " INDEXED BY requests_channel_state",
+            (None, Some(_), _) => " INDEXED BY requests_channel_status",
+            (None, None, Some(_)) => " INDEXED BY requests_channel_method",
+            (None, None, None) => " INDEXED BY requests_channel_started",
+        },
+        _ => "",
+    };
+    let columns = match f.path_prefix {
+        // The path is matched after a bounded scan (see `Store::list_requests`).
+        Some(_) => "id, started_at, path".to_string(),
+        None => column_list(RECORD_COLUMNS),
+    };
+    let mut sql = format!("SELECT {columns} FROM requests{index} WHERE {channel} = $1");
     let mut args = vec![Arg::Text(channel_id.to_string())];
     let mut push = |sql: &mut String, clause: &str, a: Arg| {
         args.push(a);
@@ -430,13 +443,6 @@ fn list_sql(
     if let Some(t) = f.until {
         push(&mut sql, " AND started_at < $?", Arg::Int(t));
     }
-    if let Some(p) = &f.path_prefix {
-        push(
-            &mut sql,
-            &format!(" AND substr(path, 1, {}) = $?", p.chars().count()),
-            Arg::Text(p.clone()),
-        );
-    }
     if let Some(r) = &f.request_id {
         push(&mut sql, " AND request_id = $?", Arg::Text(r.clone()));
     }
@@ -445,11 +451,31 @@ fn list_sql(
         push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
         push(&mut sql, " OR id < $?)", Arg::Text(c.id.to_string()));
     }
+    let limit = if f.path_prefix.is_some() {
+        PATH_SCAN
+    } else {
+        limit
+    };
     sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
     (sql, args)
 }
 
-/// The per-state counts of a `request_minutes` row, by state name.
+/// Most requests a listing filtered by path prefix reads for one page: the path is in no
+/// index, so a rare prefix would otherwise read the channel's whole history. A page it does
+/// not fill still carries a cursor, from which the next page reads on.
+const PATH_SCAN: i64 = 5_000;
+
+/// One page of a channel's history.
+#[derive(Debug, Clone, Default)]
+pub struct RequestPage {
+    /// The requests, newest first.
+    pub items: Vec<RequestRecord>,
+    /// Where the next page starts, when there may be one: after the last item of a full page,
+    /// or after the last request a bounded scan read.
+    pub next: Option<Cursor>,
+}
+
+/// The per-state count columns of `request_minutes`.
 const MINUTE_STATES: [(&str, RequestState); 4] = [
     ("success", RequestState::Success),
     ("failed", RequestState::Failed),
@@ -655,7 +681,8 @@ impl Store {
         Ok(found)
     }
 
-    /// A channel's history, newest first: finished and in-flight requests alike.
+    /// A channel's history, newest first: finished and in-flight requests alike (at most
+    /// `limit`; see [`Store::list_requests_page`] for where the next page starts).
     pub async fn list_requests(
         &self,
         channel_id: Uuid,
@@ -663,15 +690,51 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
+        Ok(self
+            .list_requests_page(channel_id, f, after, limit)
+            .await?
+            .items)
+    }
+
+    /// One page of a channel's history, newest first, with where the next one starts.
+    pub async fn list_requests_page(
+        &self,
+        channel_id: Uuid,
+        f: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<RequestPage> {
         // In flight first: one that finishes meanwhile is then found among the rows.
         let flying = self.in_flight(&[channel_id], Micros::MIN).await?;
         let (sql, args) = list_sql(self.backend(), channel_id, f, after, limit);
-        let mut out = Vec::new();
-        for r in bind_all(sqlx::query(&sql), args)
+        let rows = bind_all(sqlx::query(&sql), args)
             .fetch_all(&self.pool)
-            .await?
-        {
-            out.push(request_row::decode_record(&r)?);
+            .await?;
+        let mut scanned_to = None;
+        let mut out = Vec::new();
+        match &f.path_prefix {
+            None => {
+                for r in &rows {
+                    out.push(request_row::decode_record(r)?);
+                }
+            }
+            Some(prefix) => {
+                let mut ids = Vec::new();
+                for r in &rows {
+                    let path: String = r.try_get("path")?;
+                    if path.starts_with(prefix.as_str()) && (ids.len() as i64) < limit {
+                        ids.push(rows::uuid(r, "id")?);
+                    }
+                }
+                if rows.len() as i64 == PATH_SCAN {
+                    let last = rows.last().expect("a full scan");
+                    scanned_to = Some(Cursor {
+                        started_at: last.try_get("started_at")?,
+                        id: rows::uuid(last, "id")?,
+                    });
+                }
+                out = self.records_by_id(&ids).await?;
+            }
         }
         let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
         out.extend(
@@ -681,7 +744,35 @@ impl Store {
         );
         out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
         out.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(out)
+        let next = match out.last() {
+            Some(r) if out.len() as i64 == limit => Some(Cursor {
+                started_at: r.started_at,
+                id: r.id,
+            }),
+            _ => scanned_to,
+        };
+        Ok(RequestPage { items: out, next })
+    }
+
+    /// The finished requests `ids`.
+    async fn records_by_id(&self, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM requests WHERE id IN ({})",
+            column_list(RECORD_COLUMNS),
+            crate::health::in_list(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_row::decode_record)
+            .collect()
     }
 
     /// One request and its event (absent while pending or when the exchange never started).
@@ -725,20 +816,25 @@ impl Store {
         Ok(rows + flying.len() as i64)
     }
 
-    /// Finished requests per state and minute of `channels` from the minute of `since` on,
-    /// from the roll-ups: `(channel, minute) → counts` in [`MINUTE_STATES`] order.
-    pub(crate) async fn minutes_since(
+    /// Finished requests per state and minute of `channels` together, from the minute of
+    /// `since` on, from the roll-ups: `(minute, state, count)`, oldest first, with the requests
+    /// still pending.
+    pub async fn per_minute_by_state(
         &self,
         channels: &[Uuid],
         since: Micros,
-    ) -> Result<BTreeMap<(Uuid, Micros), [i64; 4]>> {
-        let mut out = BTreeMap::new();
+    ) -> Result<Vec<(Micros, String, i64)>> {
+        let mut per_minute: BTreeMap<(Micros, &str), i64> = BTreeMap::new();
         if channels.is_empty() {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        let sums: String = MINUTE_STATES
+            .iter()
+            .map(|(name, _)| format!(", CAST(SUM({name}) AS BIGINT) AS {name}"))
+            .collect();
         let sql = format!(
-            "SELECT channel_id, minute, success, failed, timeout, error FROM request_minutes \
-             WHERE minute >= $1 AND channel_id IN ({})",
+            "SELECT minute{sums} FROM request_minutes WHERE minute >= $1 AND channel_id IN ({}) \
+             GROUP BY minute",
             crate::health::in_list(2, channels.len())
         );
         let mut q = sqlx::query(&sql).bind(rollup::minute_start(since));
@@ -746,16 +842,25 @@ impl Store {
             q = q.bind(c.to_string());
         }
         for r in q.fetch_all(&self.pool).await? {
-            let mut counts = [0; 4];
-            for (i, (name, _)) in MINUTE_STATES.iter().enumerate() {
-                counts[i] = r.try_get(*name)?;
+            let minute: Micros = r.try_get("minute")?;
+            for (name, _) in MINUTE_STATES {
+                let n: i64 = r.try_get(name)?;
+                if n > 0 {
+                    per_minute.insert((minute, name), n);
+                }
             }
-            out.insert(
-                (rows::uuid(&r, "channel_id")?, r.try_get("minute")?),
-                counts,
-            );
         }
-        Ok(out)
+        for r in self.unfinished(channels, since).await? {
+            if r.state == RequestState::Pending {
+                *per_minute
+                    .entry((rollup::minute_start(r.started_at), "pending"))
+                    .or_insert(0) += 1;
+            }
+        }
+        Ok(per_minute
+            .into_iter()
+            .map(|((minute, state), n)| (minute, state.to_string(), n))
+            .collect())
     }
 
     /// Counts by state, requests per minute and latency percentiles of a channel from the
@@ -766,32 +871,15 @@ impl Store {
         for st in RequestState::ALL {
             stats.by_state.insert(st.as_str().to_string(), 0);
         }
-        let mut per_minute: BTreeMap<(Micros, &str), i64> = BTreeMap::new();
-        for ((_, minute), counts) in self.minutes_since(&[channel_id], since).await? {
-            for ((name, _), n) in MINUTE_STATES.iter().zip(counts) {
-                if n > 0 {
-                    *per_minute.entry((minute, name)).or_insert(0) += n;
-                }
-            }
-        }
-        for r in self.unfinished(&[channel_id], since).await? {
-            if r.state == RequestState::Pending {
-                *per_minute
-                    .entry((rollup::minute_start(r.started_at), "pending"))
-                    .or_insert(0) += 1;
-            }
-        }
+        let per_minute = self.per_minute_by_state(&[channel_id], since).await?;
         let mut totals: BTreeMap<Micros, i64> = BTreeMap::new();
-        for ((minute, state), n) in &per_minute {
+        for (minute, state, n) in &per_minute {
             stats.total += n;
-            *stats.by_state.entry(state.to_string()).or_insert(0) += n;
+            *stats.by_state.entry(state.clone()).or_insert(0) += n;
             *totals.entry(*minute).or_insert(0) += n;
         }
         stats.per_minute = totals.into_iter().collect();
-        stats.per_minute_by_state = per_minute
-            .into_iter()
-            .map(|((minute, state), n)| (minute, state.to_string(), n))
-            .collect();
+        stats.per_minute_by_state = per_minute;
         let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
         for r in sqlx::query(
             "SELECT bucket, CAST(SUM(requests) AS BIGINT) AS n FROM latency_minutes \
@@ -825,10 +913,28 @@ impl Store {
             .collect();
         let mut out: HashMap<Uuid, BTreeMap<String, i64>> =
             ids.iter().map(|id| (*id, zero.clone())).collect();
-        for ((channel, _), counts) in self.minutes_since(ids, since).await? {
-            let states = out.entry(channel).or_insert_with(|| zero.clone());
-            for ((name, _), n) in MINUTE_STATES.iter().zip(counts) {
-                *states.entry(name.to_string()).or_insert(0) += n;
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let sums: String = MINUTE_STATES
+            .iter()
+            .map(|(name, _)| format!(", CAST(SUM({name}) AS BIGINT) AS {name}"))
+            .collect();
+        let sql = format!(
+            "SELECT channel_id{sums} FROM request_minutes \
+             WHERE minute >= $1 AND channel_id IN ({}) GROUP BY channel_id",
+            crate::health::in_list(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(rollup::minute_start(since));
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let states = out
+                .entry(rows::uuid(&r, "channel_id")?)
+                .or_insert_with(|| zero.clone());
+            for (name, _) in MINUTE_STATES {
+                *states.entry(name.to_string()).or_insert(0) += r.try_get::<i64, _>(name)?;
             }
         }
         for r in self.unfinished(ids, since).await? {

@@ -2076,3 +2076,53 @@ async fn sqlite_and_postgresql_schemas_have_the_same_tables_and_columns() {
     pg.close().await;
     drop_pg(name).await;
 }
+
+/// A path prefix is in no index: a page reads a bounded number of the channel's newest
+/// requests, and when they hold none of the prefix it says where to read on, so a rare path
+/// costs several short pages, never one scan of the whole history.
+#[tokio::test]
+async fn a_rare_path_prefix_is_found_page_by_page_through_bounded_scans() {
+    on_both(|s, _url| async move {
+        let p = s.ensure_default_project().await.unwrap();
+        let ch = channel(p.id, "paths");
+        s.create_channel(&ch, "t").await.unwrap();
+        let snap = s.snapshot_for(&ch).await.unwrap();
+        let base = 1_700_000_000_000_000;
+        let mut ops = Vec::new();
+        for i in 0..3 {
+            let (done, ev) = completed(pending(&ch, snap.id, base + i, "GET", "/rare/x"), 200, 5);
+            ops.push(LedgerOp::Complete(done, Some(Box::new(ev))));
+        }
+        for i in 0..6_000 {
+            let r = pending(&ch, snap.id, base + 1_000 + i, "GET", "/common");
+            let (done, _) = completed(r, 200, 5);
+            ops.push(LedgerOp::Complete(done, None));
+        }
+        for chunk in ops.chunks(500) {
+            s.write_batch("n", chunk).await.unwrap();
+        }
+        let f = RequestFilter {
+            path_prefix: Some("/rare/".into()),
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        let (mut cursor, mut pages) = (None, 0);
+        loop {
+            let page = s.list_requests_page(ch.id, &f, cursor, 10).await.unwrap();
+            pages += 1;
+            assert!(page.items.iter().all(|r| r.path.starts_with("/rare/")));
+            found.extend(page.items);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+            assert!(pages < 10, "the pages end");
+        }
+        assert_eq!(found.len(), 3, "every matching request, once");
+        assert!(
+            pages >= 2,
+            "the newest requests' page came back empty, with a cursor"
+        );
+    })
+    .await;
+}

@@ -80,16 +80,7 @@ pub async fn page(
     let now = now_us();
     let window = Window::from_query(&q);
     let (from, to, bin) = window.span(now);
-    let mut minutes = Vec::new();
-    for id in &ids {
-        minutes.extend(
-            state
-                .store
-                .channel_stats(*id, from)
-                .await?
-                .per_minute_by_state,
-        );
-    }
+    let minutes = state.store.per_minute_by_state(&ids, from).await?;
     let chart = charts::bars(&minutes, from, to, bin, "requests by state over time");
     let failures = recent_failures(&state, &ids, &names, now - super::channels::DAY_US).await?;
     let events = latest_events(&state, &ids, &names).await?;

@@ -22,8 +22,8 @@ use super::view::{problem_text, render, Layout, UiError, UiResult, Viewer};
 use super::{charts, format};
 use crate::channels::load;
 use crate::error::ApiError;
-use crate::history::{decode_request_cursor, filter_from};
-use crate::{wire, AdminState};
+use crate::history::{decode_request_cursor, encode_request_cursor, filter_from};
+use crate::AdminState;
 
 /// Rows on a page of history.
 const PAGE: i64 = 50;
@@ -180,23 +180,23 @@ pub async fn page(
         Some(c) => Some(decode_request_cursor(c)?),
         None => None,
     };
-    let rows = match &filter {
-        Some(f) => state.store.list_requests(ch.id, f, after, PAGE).await?,
-        None => Vec::new(),
+    let page = match &filter {
+        Some(f) => {
+            state
+                .store
+                .list_requests_page(ch.id, f, after, PAGE)
+                .await?
+        }
+        None => Default::default(),
     };
+    let rows = page.items;
     let base = format!("/ui/channels/{}", ch.id);
-    let older = match rows.last() {
-        Some(r) if rows.len() as i64 == PAGE => format!(
+    let older = match page.next {
+        Some(c) => format!(
             "{base}?{}",
-            encode(
-                &q,
-                &[(
-                    "cursor",
-                    wire::encode_cursor(&format!("{}:{}", r.started_at, r.id))
-                )]
-            )
+            encode(&q, &[("cursor", encode_request_cursor(&c))])
         ),
-        _ => String::new(),
+        None => String::new(),
     };
     let newer = if after.is_some() {
         format!("{base}?{}", encode(&q, &[]))

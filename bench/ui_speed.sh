@@ -1,29 +1,55 @@
 #!/usr/bin/env bash
 # How fast the web UI's pages render on a big ledger: ROWS recorded requests (10 million) over
-# the last 7 days across 20 channels, written straight into the SQLite ledger with sqlite3 (the
-# proxy cannot backdate), then each page fetched REPS times with curl as a signed-in superuser:
-# the median and the 95th percentile of the whole answer time, first on a quiet server, then
-# while `sluice bench load` drives the standard 20-connection happy_path load through sluice
-# (through a channel of another project, so the pages measured are the same ones).
+# the last 7 days across 20 channels, written straight into the SQLite ledger with sqlite3 as
+# its writer stores them (the proxy cannot backdate), then each page fetched REPS times with
+# curl as a signed-in superuser: the median and the 95th percentile of the whole answer time,
+# first on a quiet server, then while `sluice bench load` drives the standard 20-connection
+# happy_path load through sluice (through a channel of another project, so the pages measured
+# are the same ones).
+#
+# The seeding is bench/seed.sh's (its header describes the requests), shared with
+# bench/ledger_reads.sh: one `requests` row per request with its event (headers, 1 KiB request
+# and 263-byte response previews, digests, timings) in the same row, 90% success, 6% failed
+# (404, 500, 503), 2% timeout, 2% error, latencies 1-50 ms; and the per-minute roll-ups that the
+# writer keeps and that the dashboard, the channels index and the charts read instead of the
+# rows: `request_minutes` (requests per channel, minute and state) and `latency_minutes` (their
+# latency histogram, bucket floor(8 * log2(latency_us))), each one INSERT … SELECT … GROUP BY
+# over the same definitions. Before measuring, the script checks that the dashboard and the
+# channels index count the seeded last day (about ROWS / 7 requests in 24 h).
 #
 #   bench/ui_speed.sh                       # the release build, 10 million rows
 #   ROWS=100000 REPS=5 bench/ui_speed.sh    # a quick check that the script works
 #
-# Needs: curl, python3, sqlite3 (apt-get install curl sqlite3). About 4 GB of disk for 10M rows.
+# Settings: ROWS (10000000), REPS (11), CHUNK (1000000 rows per seeding
+# statement), SQLITE_ANALYZE (0: no statistics, as sluice leaves its SQLite ledger; 1: ANALYZE
+# after seeding), BIN or SLUICE_BIN (the sluice binary).
+#
+# Needs: curl, python3, sqlite3 (apt-get install curl sqlite3). For 10 million rows: about
+# 32 GB of disk (some 3.2 KB per request), and seeding takes about 1 min per million rows on
+# this 2-core machine (the script prints its rate).
 set -euo pipefail
 
 ROWS=${ROWS:-10000000}
 REPS=${REPS:-11}
+CHUNK=${CHUNK:-1000000}
+SQLITE_ANALYZE=${SQLITE_ANALYZE:-0}
 SINK_PORT=${SINK_PORT:-4541}
 SLUICE_PORT=${SLUICE_PORT:-4543}
 PASSWORD=bench-password-for-ui-speed
+BACKEND=sqlite
+CHANNELS=20
 
+# BIN=… picks the binary as SLUICE_BIN=… does for the other scripts.
+if [ -n "${BIN:-}" ] && [ -z "${SLUICE_BIN:-}" ]; then SLUICE_BIN=$(realpath "$BIN"); fi
 source "$(dirname "$0")/lib.sh" curl python3 sqlite3
+# The seeding (`seed_ledger`), shared with ledger_reads.sh.
+source "$(dirname "$0")/seed.sh"
+DB_FILE=$work/data/sluice.db
 
 start_sink
 start_sluice ui-speed
 chans=()
-for i in $(seq 0 19); do chans+=("$(new_channel "ch-$i")"); done
+for i in $(seq 0 $((CHANNELS - 1))); do chans+=("$(new_channel "ch-$i")"); done
 printf '%s\n' "$PASSWORD" | "$BIN" user create --username bench --superuser --password-stdin \
   --data-dir "$work/data" >/dev/null
 snapshots=()
@@ -41,30 +67,8 @@ load_channel=$(curl -sf -X POST "http://127.0.0.1:$SLUICE_PORT/api/v1/channels" 
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true
 
-echo "writing $ROWS requests over 7 days into the ledger…"
-now_us=$(python3 -c 'import time; print(int(time.time() * 1e6))')
-start_us=$((now_us - 7 * 86400 * 1000000))
-step=$((7 * 86400 * 1000000 / ROWS))
-{
-  echo "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;"
-  echo "CREATE TEMP TABLE chans (k INTEGER PRIMARY KEY, id TEXT, snap TEXT);"
-  for i in $(seq 0 19); do echo "INSERT INTO chans VALUES ($i, '${chans[$i]}', '${snapshots[$i]}');"; done
-  cat <<SQL
-WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $ROWS - 1)
-INSERT INTO requests (id, request_id, channel_id, snapshot_id, node_id, state, started_at,
-  completed_at, client_identity, method, path, response_status, error, latency_us, ttfb_us,
-  request_body_size, response_body_size)
-SELECT printf('00000000-0000-7000-8000-%012x', i), printf('seed-request-%012d', i), c.id, c.snap,
-  'seed',
-  CASE WHEN i % 50 = 7 THEN 'failed' WHEN i % 200 = 3 THEN 'error' ELSE 'success' END,
-  $start_us + i * $step, $start_us + i * $step + 2000, '10.0.0.1', 'POST',
-  printf('/api/events/%d', i % 1000),
-  CASE WHEN i % 50 = 7 THEN 502 WHEN i % 200 = 3 THEN NULL ELSE 200 END,
-  CASE WHEN i % 200 = 3 THEN 'econnrefused' END,
-  1000 + i % 5000, 800 + i % 4000, 1024, 256
-FROM n JOIN chans c ON c.k = i % 20;
-SQL
-} | sqlite3 "$work/data/sluice.db"
+node=$(cat "$work/data/node.id")
+seed_ledger
 ls -l "$work/data/sluice.db" | awk '{ printf "ledger file: %.1f GB\n", $5 / 1e9 }'
 
 "$BIN" serve --data-dir "$work/data" --listen "127.0.0.1:$SLUICE_PORT" --health-interval 0 \
@@ -80,6 +84,18 @@ curl -sf -o /dev/null -H 'x-request-id: ui-speed-detail-000001' -d '{"a":1}' \
 sleep 1
 detail=$(api_get "/channels/${chans[0]}/requests?request_id=ui-speed-detail-000001" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+# The dashboard's and the channels index's "requests, last 24 h" cards count the seeded last day
+# (ROWS / 7 requests; the warm-ups alone would be 20).
+for page in "/ui/?project=$project" "/ui/channels?project=$project"; do
+  html=$(curl -sf -b "$work/cookies" "http://127.0.0.1:$SLUICE_PORT$page") ||
+    { echo "$page answered an error" >&2; exit 1; }
+  counted=$(printf '%s' "$html" | python3 -c '
+import re, sys
+m = re.search(r"<span class=\"n\">([^<]*)</span><span class=\"label\">requests, last 24 h<", sys.stdin.read())
+print(re.sub(r"\D", "", m.group(1)) if m else 0)')
+  [ "$counted" -ge $((ROWS / 8)) ] ||
+    { echo "$page shows $counted requests in the last 24 h, not about $((ROWS / 7))" >&2; exit 1; }
+done
 day_ago=$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
 
 pages=(

@@ -53,7 +53,7 @@ use uuid::Uuid;
 
 /// Size of a segment: its disk blocks are reserved up front, and the requests past it wait
 /// for the next segment (a line longer than this gets a segment of its own size).
-const SEGMENT_BYTES: u64 = 256 << 10;
+const SEGMENT_BYTES: u64 = 4 << 20;
 /// File name extension of a segment.
 const SEGMENT_EXT: &str = "jsonl";
 /// Capacity a thread's line buffer keeps between appends (a longer line's is given back).

@@ -92,22 +92,35 @@ impl rusqlite::ToSql for Value<'_> {
     }
 }
 
-/// Text ids of a record, kept beside it while its values are bound.
+/// Text ids of a record, encoded on the stack (no allocation per row) and kept beside it while
+/// its values are bound.
 pub(crate) struct Ids {
-    id: String,
-    channel_id: String,
-    snapshot_id: String,
-    source_auth_method_id: Option<String>,
+    id: [u8; 36],
+    channel_id: [u8; 36],
+    snapshot_id: [u8; 36],
+    source_auth_method_id: Option<[u8; 36]>,
+}
+
+/// `id` as its 36 hyphenated lowercase characters.
+fn text(id: uuid::Uuid) -> [u8; 36] {
+    let mut buf = [0u8; 36];
+    id.hyphenated().encode_lower(&mut buf);
+    buf
+}
+
+/// The text of an id [`text`] encoded.
+fn as_str(buf: &[u8; 36]) -> &str {
+    std::str::from_utf8(buf).expect("a hyphenated UUID is ASCII")
 }
 
 impl Ids {
     /// The record's ids as the text the rows hold.
     pub(crate) fn of(r: &RequestRecord) -> Self {
         Self {
-            id: r.id.to_string(),
-            channel_id: r.channel_id.to_string(),
-            snapshot_id: r.snapshot_id.to_string(),
-            source_auth_method_id: r.source_auth_method_id.map(|u| u.to_string()),
+            id: text(r.id),
+            channel_id: text(r.channel_id),
+            snapshot_id: text(r.snapshot_id),
+            source_auth_method_id: r.source_auth_method_id.map(text),
         }
     }
 }
@@ -130,16 +143,16 @@ pub(crate) fn values<'a>(
     let (resp_sha, resp_preview, resp_cut) = body(e.map(|e| &e.response_body));
     let t = e.map(|e| e.timings).unwrap_or_default();
     [
-        Value::Text(Some(&ids.id)),
+        Value::Text(Some(as_str(&ids.id))),
         Value::Text(Some(&r.request_id)),
-        Value::Text(Some(&ids.channel_id)),
-        Value::Text(Some(&ids.snapshot_id)),
+        Value::Text(Some(as_str(&ids.channel_id))),
+        Value::Text(Some(as_str(&ids.snapshot_id))),
         Value::Text(Some(node_id)),
         Value::Text(Some(r.state.as_str())),
         Value::Int(Some(r.started_at)),
         Value::Int(r.completed_at),
         Value::Text(Some(&r.client_identity)),
-        Value::Text(ids.source_auth_method_id.as_deref()),
+        Value::Text(ids.source_auth_method_id.as_ref().map(as_str)),
         Value::Text(r.source_auth_type.as_deref()),
         Value::Text(Some(&r.method)),
         Value::Text(Some(&r.path)),

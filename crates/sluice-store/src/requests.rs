@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sluice_core::clock::Micros;
 use sluice_core::{EventRecord, RequestRecord, RequestState};
@@ -331,6 +332,22 @@ async fn forget_purged(
 }
 
 impl RequestFilter {
+    /// Whether the listing is a bounded scan: it filters on what no index holds.
+    fn scanned(&self) -> bool {
+        self.method.is_some() || self.path_prefix.is_some()
+    }
+
+    /// Whether a scanned row's method and path pass.
+    fn scan_matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_ref()
+            .is_none_or(|m| method.eq_ignore_ascii_case(m))
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| path.starts_with(p.as_str()))
+    }
+
     /// Whether `r` passes this filter (for requests in flight, read outside SQL).
     fn matches(&self, r: &RequestRecord) -> bool {
         self.state.is_none_or(|s| r.state == s)
@@ -385,18 +402,17 @@ fn list_sql(
     // SQLite picks the index that gives the order asked for over one that narrows the rows
     // (an exact status read the channel's whole time index): name the filter's own.
     let index = match (backend, f) {
-        (Backend::Sqlite, f) if f.request_id.is_none() => match (f.state, f.status, &f.method) {
-            (Some(_), _, _) => " INDEXED BY requests_channel_state",
-            (None, Some(_), _) => " INDEXED BY requests_channel_status",
-            (None, None, Some(_)) => " INDEXED BY requests_channel_method",
-            (None, None, None) => " INDEXED BY requests_channel_started",
+        (Backend::Sqlite, f) if f.request_id.is_none() => match (f.state, f.status) {
+            (Some(_), _) => " INDEXED BY requests_channel_state",
+            (None, Some(_)) => " INDEXED BY requests_channel_status",
+            (None, None) => " INDEXED BY requests_channel_started",
         },
         _ => "",
     };
-    let columns = match f.path_prefix {
-        // The path is matched after a bounded scan (see `Store::list_requests`).
-        Some(_) => "id, started_at, path".to_string(),
-        None => column_list(RECORD_COLUMNS),
+    let columns = match f.scanned() {
+        // Matched during a bounded scan (see `Store::list_requests_page`).
+        true => "id, started_at, method, path".to_string(),
+        false => column_list(RECORD_COLUMNS),
     };
     let mut sql = format!("SELECT {columns} FROM requests{index} WHERE {channel} = $1");
     let mut args = vec![Arg::Text(channel_id.to_string())];
@@ -406,13 +422,6 @@ fn list_sql(
     };
     if let Some(st) = f.state {
         push(&mut sql, " AND state = $?", Arg::Text(st.as_str().into()));
-    }
-    if let Some(m) = &f.method {
-        push(
-            &mut sql,
-            " AND method = $?",
-            Arg::Text(m.to_ascii_uppercase()),
-        );
     }
     match f.status {
         // The class is the status index's second column.
@@ -451,19 +460,15 @@ fn list_sql(
         push(&mut sql, " AND (started_at < $?", Arg::Int(c.started_at));
         push(&mut sql, " OR id < $?)", Arg::Text(c.id.to_string()));
     }
-    let limit = if f.path_prefix.is_some() {
-        PATH_SCAN
-    } else {
-        limit
-    };
+    let limit = if f.scanned() { SCAN } else { limit };
     sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {limit}"));
     (sql, args)
 }
 
-/// Most requests a listing filtered by path prefix reads for one page: the path is in no
-/// index, so a rare prefix would otherwise read the channel's whole history. A page it does
+/// Most requests a listing filtered by method or path prefix reads for one page: they are in
+/// no index, so a rare one would otherwise read the channel's whole history. A page it does
 /// not fill still carries a cursor, from which the next page reads on.
-const PATH_SCAN: i64 = 5_000;
+const SCAN: i64 = 5_000;
 
 /// One page of a channel's history.
 #[derive(Debug, Clone, Default)]
@@ -707,33 +712,36 @@ impl Store {
         // In flight first: one that finishes meanwhile is then found among the rows.
         let flying = self.in_flight(&[channel_id], Micros::MIN).await?;
         let (sql, args) = list_sql(self.backend(), channel_id, f, after, limit);
-        let rows = bind_all(sqlx::query(&sql), args)
-            .fetch_all(&self.pool)
-            .await?;
         let mut scanned_to = None;
         let mut out = Vec::new();
-        match &f.path_prefix {
-            None => {
-                for r in &rows {
-                    out.push(request_row::decode_record(r)?);
-                }
-            }
-            Some(prefix) => {
-                let mut ids = Vec::new();
-                for r in &rows {
-                    let path: String = r.try_get("path")?;
-                    if path.starts_with(prefix.as_str()) && (ids.len() as i64) < limit {
-                        ids.push(rows::uuid(r, "id")?);
+        if f.scanned() {
+            // Read on until the page is full or the scan's bound is reached.
+            let mut rows = bind_all(sqlx::query(&sql), args).fetch(&self.pool);
+            let (mut ids, mut scanned) = (Vec::new(), 0);
+            while let Some(r) = rows.try_next().await? {
+                scanned += 1;
+                let (method, path): (String, String) = (r.try_get("method")?, r.try_get("path")?);
+                if f.scan_matches(&method, &path) {
+                    ids.push(rows::uuid(&r, "id")?);
+                    if ids.len() as i64 == limit {
+                        break;
                     }
                 }
-                if rows.len() as i64 == PATH_SCAN {
-                    let last = rows.last().expect("a full scan");
+                if scanned == SCAN {
                     scanned_to = Some(Cursor {
-                        started_at: last.try_get("started_at")?,
-                        id: rows::uuid(last, "id")?,
+                        started_at: r.try_get("started_at")?,
+                        id: rows::uuid(&r, "id")?,
                     });
                 }
-                out = self.records_by_id(&ids).await?;
+            }
+            drop(rows);
+            out = self.records_by_id(&ids).await?;
+        } else {
+            for r in bind_all(sqlx::query(&sql), args)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                out.push(request_row::decode_record(&r)?);
             }
         }
         let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
@@ -1023,13 +1031,6 @@ mod tests {
                     ..Default::default()
                 },
                 "requests_channel_status",
-            ),
-            (
-                RequestFilter {
-                    method: Some("post".into()),
-                    ..Default::default()
-                },
-                "requests_channel_method",
             ),
             (
                 RequestFilter {

@@ -30,7 +30,6 @@ DROP INDEX requests_channel_started;
 CREATE INDEX requests_channel_started ON requests (channel_id, started_at);
 CREATE INDEX requests_channel_state ON requests (channel_id, state, started_at);
 CREATE INDEX requests_channel_status ON requests (channel_id, (response_status / 100), started_at);
-CREATE INDEX requests_channel_method ON requests (channel_id, method, started_at);
 CREATE INDEX requests_inflight_channel ON requests_inflight (channel_id, started_at);
 
 CREATE TABLE request_minutes (

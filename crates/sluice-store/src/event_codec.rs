@@ -1,5 +1,5 @@
-//! The binary form of an event: in a completion line of the journal (`crate::journal`), and
-//! in the event files of ledgers before the plain one (`crate::legacy`).
+//! The binary form of an event in the event files of ledgers before the plain one, which the
+//! upgrade reads (`crate::legacy`). The encoder is the tests' (it wrote those files).
 //!
 //! A frame is the payload's length and CRC-32 (both `u32`, little-endian) followed by the
 //! payload: the event's fields in a fixed order, integers little-endian, text and bytes
@@ -14,6 +14,7 @@ use uuid::Uuid;
 /// Bytes before a frame's payload: its length and its checksum.
 pub(crate) const FRAME_HEAD: usize = 8;
 
+#[cfg(test)]
 /// The event's optional integers, in their order in a frame.
 fn integers(event: &EventRecord) -> [Option<i64>; 7] {
     let t = &event.timings;
@@ -28,6 +29,7 @@ fn integers(event: &EventRecord) -> [Option<i64>; 7] {
     ]
 }
 
+#[cfg(test)]
 /// Appends `event` to `out` as one frame.
 pub(crate) fn encode(event: &EventRecord, out: &mut Vec<u8>) {
     let start = out.len();
@@ -102,6 +104,7 @@ pub(crate) fn decode(frame: &[u8]) -> io::Result<EventRecord> {
     })
 }
 
+#[cfg(test)]
 /// Appends `b` prefixed with its `u32` length.
 pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     let len = u32::try_from(b.len()).expect("a field is smaller than 4 GiB");
@@ -109,6 +112,7 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+#[cfg(test)]
 fn put_opt_i64(out: &mut Vec<u8>, v: Option<i64>) {
     match v {
         Some(v) => {
@@ -119,6 +123,7 @@ fn put_opt_i64(out: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
+#[cfg(test)]
 fn put_body(out: &mut Vec<u8>, b: &BodyObservation) {
     put_bytes(out, b.sha256.as_bytes());
     out.extend_from_slice(&b.size.to_le_bytes());

@@ -21,8 +21,8 @@
 //! outcome: the next start writes the completions it finds and closes only the requests
 //! without one as `interrupted`. A segment begins with a header line naming the format's
 //! version (`{"sluice_journal":2}`); a pending record is its JSON line, a completion the line
-//! `{"completed":<record>,"event":"<base64 of the event's frame>"}` (`crate::event_codec`). A
-//! segment without the header is a version 1 segment, of pending records only.
+//! `{"completed":<record>}` (the outcome; the event waits for the row). A segment without the
+//! header is a version 1 segment, of pending records only.
 //!
 //! A request leaves the journal when its completion has committed in the ledger file
 //! (`Journal::settle`). A full segment is sealed, and once none of its requests is in flight it
@@ -45,10 +45,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
 use memmap2::{Advice, MmapOptions, MmapRaw};
 use parking_lot::Mutex;
-use sluice_core::{EventRecord, RequestRecord};
+use sluice_core::RequestRecord;
 use uuid::Uuid;
 
 /// Size of a segment: its disk blocks are reserved up front, and the requests past it wait
@@ -67,8 +66,6 @@ thread_local! {
     /// new buffer per request cost an allocation and a reallocation (most lines pass 512
     /// bytes): ~550 instructions per request (docs/BENCHMARKS.md, step 31).
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_KEPT));
-    /// The thread's buffer an event's frame is encoded into before its base64 goes into the line.
-    static FRAME: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_KEPT));
 }
 
 /// The journal directory beside the ledger file `main` (`sluice.db` → `sluice-journal`).
@@ -115,15 +112,15 @@ struct Lines {
 pub(crate) enum Leftover {
     /// Only its pending record: it was in flight.
     Pending(RequestRecord),
-    /// Its completion: the exchange had ended.
-    Completed(RequestRecord, Option<Box<EventRecord>>),
+    /// Its completion: the exchange had ended (its outcome, without its event).
+    Completed(RequestRecord),
 }
 
 impl Leftover {
     /// The request it is about.
     pub(crate) fn record(&self) -> &RequestRecord {
         match self {
-            Leftover::Pending(r) | Leftover::Completed(r, _) => r,
+            Leftover::Pending(r) | Leftover::Completed(r) => r,
         }
     }
 }
@@ -178,30 +175,14 @@ impl Journal {
         self.append_line(rec.id, false, |line| crate::journal_line::encode(rec, line))
     }
 
-    /// Appends the completion of `rec` (finished) with its `event`.
-    pub(crate) fn append_completion(
-        &self,
-        rec: &RequestRecord,
-        event: Option<&EventRecord>,
-    ) -> Result<(), String> {
+    /// Appends the completion of `rec` (finished): its outcome. The event (headers, previews,
+    /// digests) is not journaled: copying it cost a proxy thread about a third more time per
+    /// request (docs/BENCHMARKS.md, "The plain ledger"), so a crash before the row commits
+    /// keeps the request's outcome and loses its event.
+    pub(crate) fn append_completion(&self, rec: &RequestRecord) -> Result<(), String> {
         self.append_line(rec.id, true, |line| {
             line.extend_from_slice(b"{\"completed\":");
             crate::journal_line::encode(rec, line);
-            if let Some(e) = event {
-                FRAME.with_borrow_mut(|frame| {
-                    frame.clear();
-                    crate::event_codec::encode(e, frame);
-                    line.extend_from_slice(b",\"event\":\"");
-                    let at = line.len();
-                    line.resize(at + base64::encoded_len(frame.len(), true).unwrap_or(0), 0);
-                    let n = base64::engine::general_purpose::STANDARD
-                        .encode_slice(&frame[..], &mut line[at..])
-                        .expect("sized for the encoding");
-                    line.truncate(at + n);
-                    line.push(b'"');
-                    frame.shrink_to(LINE_KEPT);
-                });
-            }
             line.push(b'}');
         })
     }
@@ -357,8 +338,6 @@ impl Journal {
 #[derive(serde::Deserialize)]
 struct CompletedLine {
     completed: RequestRecord,
-    #[serde(default)]
-    event: Option<String>,
 }
 
 impl Active {
@@ -574,8 +553,8 @@ pub(crate) fn leftovers(main: &Path) -> io::Result<(Vec<Leftover>, Vec<PathBuf>)
             match read_line(line) {
                 Ok(left) => {
                     let id = left.record().id;
-                    if matches!(left, Leftover::Completed(..))
-                        || !matches!(found.get(&id), Some(Leftover::Completed(..)))
+                    if matches!(left, Leftover::Completed(_))
+                        || !matches!(found.get(&id), Some(Leftover::Completed(_)))
                     {
                         found.insert(id, left);
                     }
@@ -598,16 +577,7 @@ fn read_line(line: &[u8]) -> io::Result<Leftover> {
         return Ok(Leftover::Pending(serde_json::from_slice(line)?));
     }
     let l: CompletedLine = serde_json::from_slice(line)?;
-    let event = l
-        .event
-        .map(|b64| {
-            let frame = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(io::Error::other)?;
-            crate::event_codec::decode(&frame)
-        })
-        .transpose()?;
-    Ok(Leftover::Completed(l.completed, event.map(Box::new)))
+    Ok(Leftover::Completed(l.completed))
 }
 
 #[cfg(test)]
@@ -661,7 +631,7 @@ mod tests {
         assert_eq!(paths(j.in_flight()), ["/a", "/b"]);
         let mut done = a.clone();
         done.state = sluice_core::RequestState::Success;
-        j.append_completion(&done, None).unwrap();
+        j.append_completion(&done).unwrap();
         let states: Vec<_> = j
             .in_flight()
             .into_iter()

@@ -329,7 +329,8 @@ impl Ledger {
     }
 
     /// Queues the final state (and event) of a request; nobody waits for it to commit. On
-    /// SQLite it is in the journal when this returns, safe from a crash of the process.
+    /// SQLite its outcome is in the journal when this returns, safe from a crash of the
+    /// process (its event is not: see `Journal::append_completion`).
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
         let sent = match &self.queues {
             Queues::Task(tx) => {
@@ -341,7 +342,7 @@ impl Ledger {
                 completions,
                 ..
             } => {
-                if let Err(e) = journal.append_completion(&rec, event.as_ref()) {
+                if let Err(e) = journal.append_completion(&rec) {
                     // Still committed shortly; only a crash before then would lose it.
                     tracing::warn!(request = %rec.id, error = %e, "completion not journaled");
                 }

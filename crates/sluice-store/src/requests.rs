@@ -525,7 +525,7 @@ impl Store {
     }
 
     /// Closes this node's requests left unfinished by a previous run: a completion left in the
-    /// SQLite journal is written as it was; a request without one, there or in
+    /// SQLite journal is written as it was (without its event); a request without one, there or in
     /// `requests_inflight`, is closed as `error`/`interrupted`. Returns how many were
     /// interrupted. Call it before starting this node's [`crate::Ledger`]; the journal's
     /// segments are deleted once their requests are written.
@@ -538,7 +538,7 @@ impl Store {
         let mut left: Vec<(RequestRecord, Option<EventRecord>)> = Vec::new();
         for l in journaled {
             left.push(match l {
-                crate::journal::Leftover::Completed(r, e) => (r, e.map(|e| *e)),
+                crate::journal::Leftover::Completed(r) => (r, None),
                 crate::journal::Leftover::Pending(r) => (interrupted(r, now), None),
             });
         }

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A 1 MiB tmpfs mounted on a directory; unmounted when dropped.
+/// A 16 MiB tmpfs mounted on a directory (room for a few journal segments once freed);
+/// unmounted when dropped.
 pub struct FullDisk {
     dir: PathBuf,
     filler: PathBuf,
@@ -17,7 +18,7 @@ impl FullDisk {
     pub fn mount(dir: &Path) -> Option<Self> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
             .arg(dir)
             .output();
         let refused = match out {

@@ -43,7 +43,7 @@ node() {
 load() {
   "$BIN" bench load --scenario happy_path --sink "http://127.0.0.1:$SINK_PORT" \
     --target "http://127.0.0.1:$1" --token "$2" --concurrency "$CONCURRENCY" --duration "$3" \
-    | awk '/throughput/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }'
+    | awk '!found && tolower($0) ~ /throughput/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; found = 1; break } }'
 }
 
 # setup NAME: starts the set-up's nodes (stopping the previous ones), leaving their ports in
@@ -72,16 +72,19 @@ setup() {
   esac
 }
 
-# run NAME: warms up, then drives every node of the set-up at once; prints the total req/s.
+# run NAME: warms up, then drives every node of the set-up at once; leaves the total req/s in
+# RPS (not printed: the set-up's nodes must stay this shell's, to be stopped by the next).
 run() {
   setup "$1"
   local i out=()
+  # The first node's load makes the bench channel, which every node then finds.
+  load "${PORTS[0]}" "${TOKENS[0]}" 1s >/dev/null
   for i in "${!PORTS[@]}"; do load "${PORTS[$i]}" "${TOKENS[$i]}" "$WARMUP" >/dev/null & done
   wait_loads
   for i in "${!PORTS[@]}"; do load "${PORTS[$i]}" "${TOKENS[$i]}" "$DURATION" >"$work/out-$i" & done
   wait_loads
   for i in "${!PORTS[@]}"; do out+=("$(cat "$work/out-$i")"); done
-  printf '%s\n' "${out[@]}" | awk '{ s += $1 } END { printf "%.0f\n", s }'
+  RPS=$(printf '%s\n' "${out[@]}" | awk '{ s += $1 } END { printf "%.0f\n", s }')
 }
 
 # Waits for the load generators (not the nodes or the sink, which are in `pids`).
@@ -90,9 +93,9 @@ wait_loads() { for j in $(jobs -p); do case " ${pids[*]} " in *" $j "*) ;; *) wa
 declare -A results=()
 for r in $(seq 1 "$ROUNDS"); do
   for setup_name in sqlite pg1 pg2; do
-    rps=$(run "$setup_name")
-    results[$setup_name]+="$rps "
-    echo "round $r  $setup_name  $rps req/s"
+    run "$setup_name"
+    results[$setup_name]+="$RPS "
+    echo "round $r  $setup_name  $RPS req/s"
   done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

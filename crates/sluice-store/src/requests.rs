@@ -510,15 +510,6 @@ impl Store {
         }
         let b = self.backend();
         let mut tx = self.pool.begin().await?;
-        if b == Backend::Postgres {
-            // The guarantee of the SQLite mode (WAL, `synchronous = NORMAL`): a commit survives
-            // a crash of sluice; a crash of the database server may lose its last moments.
-            // Waiting for the server's disk flush on every commit made each request wait a
-            // flush before it was forwarded (docs/ARCHITECTURE.md, "Durability choices").
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-        }
         write_inflight(&mut tx, b, node_id, &inflight).await?;
         write_finished(&mut tx, b, node_id, &finished, true).await?;
         let ids: Vec<Uuid> = finished.iter().map(|(r, _)| r.id).collect();

@@ -149,7 +149,7 @@ async fn a_backup_taken_under_load_holds_every_request_answered_before_it_and_st
 
     // The copy starts as it is.
     let r = Sluice::start_in(copy.clone(), &["--health-interval", "0"]).await;
-    let rows = all_rows(&r, &cid).await;
+    let rows = common::every_request(&r, &cid).await;
     let states: HashMap<&str, &str> = rows
         .iter()
         .map(|row| {
@@ -302,24 +302,4 @@ fn listing(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Every ledger row of the channel, following `next_cursor`.
-async fn all_rows(s: &Sluice, channel: &str) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let page = s
-            .get_json(&format!("/channels/{channel}/requests?limit=500{q}"))
-            .await;
-        rows.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return rows,
-        }
-    }
 }

@@ -290,24 +290,10 @@ async fn after_kill_9_under_load_every_answered_request_is_recorded_with_its_sta
 
     let s = Sluice::start_in(data, &[]).await;
     let mut recorded: HashMap<String, Vec<Value>> = HashMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let page = s
-            .get_json(&format!("/channels/{cid}/requests?limit=500{q}"))
-            .await;
-        for r in page["items"].as_array().unwrap() {
-            assert_ne!(r["state"], "pending", "nothing is left pending: {r}");
-            let rid = r["request_id"].as_str().unwrap().to_string();
-            recorded.entry(rid).or_default().push(r.clone());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
+    for r in common::every_request(&s, &cid).await {
+        assert_ne!(r["state"], "pending", "nothing is left pending: {r}");
+        let rid = r["request_id"].as_str().unwrap().to_string();
+        recorded.entry(rid).or_default().push(r);
     }
     let mut interrupted = 0;
     for (rid, status) in &answered {

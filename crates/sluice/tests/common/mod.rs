@@ -295,6 +295,26 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// Every request of `channel` in the history, newest first, following `next_cursor`.
+pub async fn every_request(s: &Sluice, channel: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let page = s
+            .get_json(&format!("/channels/{channel}/requests?limit=500{q}"))
+            .await;
+        rows.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return rows,
+        }
+    }
+}
+
 /// A request id that sluice keeps (20–200 chars of `[A-Za-z0-9._-]`).
 pub fn rid() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())

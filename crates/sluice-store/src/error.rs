@@ -18,9 +18,18 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The dedicated SQLite write connection failed to open.
+    /// The dedicated SQLite write connection failed.
     #[error("sqlite: {0}")]
-    Sqlite(String),
+    Sqlite(#[from] rusqlite::Error),
+    /// A file of the ledger (its journal) could not be read or written, or a thread started.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// Secrets could not be sealed or opened (no key, unknown key, tampered record).
     #[error("secrets: {0}")]
     Secrets(String),
@@ -38,6 +47,14 @@ impl StoreError {
             }
         }
         StoreError::Database(err)
+    }
+}
+
+impl StoreError {
+    /// An I/O failure while doing `what`.
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| StoreError::Io { what, source }
     }
 }
 

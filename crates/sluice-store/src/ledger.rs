@@ -233,12 +233,9 @@ impl Ledger {
             let task = tokio::spawn(writer(store, cfg, rx, depth, events));
             return Ok((handle, task));
         };
-        let journal = Arc::new(
-            Journal::open(path)
-                .map_err(|e| StoreError::Sqlite(format!("opening the ledger journal: {e}")))?,
-        );
-        let history =
-            HistoryWriter::open(path, busy).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+        let journal =
+            Arc::new(Journal::open(path).map_err(StoreError::io("opening the ledger journal"))?);
+        let history = HistoryWriter::open(path, busy)?;
         let (completions, completions_rx) = std_mpsc::channel();
         let (finished, wait) = oneshot::channel::<()>();
         let (history_journal, history_depth, history_events) =
@@ -257,7 +254,7 @@ impl Ledger {
                 );
                 let _ = finished.send(());
             })
-            .map_err(|e| StoreError::Sqlite(format!("starting the ledger: {e}")))?;
+            .map_err(StoreError::io("starting the ledger's history thread"))?;
         store.inflight.attach(journal.clone());
         let handle = Ledger {
             queues: Queues::Journal {

@@ -532,7 +532,7 @@ impl Store {
     pub async fn close_interrupted(&self, node_id: &str, now: Micros) -> Result<u64> {
         let (journaled, segments) = match self.sqlite_file() {
             Some((path, _)) => crate::journal::leftovers(path)
-                .map_err(|e| StoreError::Sqlite(format!("reading the ledger journal: {e}")))?,
+                .map_err(StoreError::io("reading the ledger journal"))?,
             None => (Vec::new(), Vec::new()),
         };
         let mut left: Vec<(RequestRecord, Option<EventRecord>)> = Vec::new();
@@ -570,7 +570,7 @@ impl Store {
         tx.commit().await?;
         for segment in segments {
             std::fs::remove_file(&segment)
-                .map_err(|e| StoreError::Sqlite(format!("removing {}: {e}", segment.display())))?;
+                .map_err(StoreError::io(format!("removing {}", segment.display())))?;
         }
         Ok(closed.len() as u64)
     }

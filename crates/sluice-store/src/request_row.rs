@@ -255,14 +255,3 @@ pub(crate) fn decode(r: &AnyRow) -> Result<(RequestRecord, Option<EventRecord>)>
     };
     Ok((rec, Some(event)))
 }
-
-/// The state a finished row counts under in the roll-ups (none for `pending`).
-pub(crate) fn finished_state(s: RequestState) -> Option<usize> {
-    match s {
-        RequestState::Pending => None,
-        RequestState::Success => Some(0),
-        RequestState::Failed => Some(1),
-        RequestState::Timeout => Some(2),
-        RequestState::Error => Some(3),
-    }
-}

@@ -480,14 +480,6 @@ pub struct RequestPage {
     pub next: Option<Cursor>,
 }
 
-/// The per-state count columns of `request_minutes`.
-const MINUTE_STATES: [(&str, RequestState); 4] = [
-    ("success", RequestState::Success),
-    ("failed", RequestState::Failed),
-    ("timeout", RequestState::Timeout),
-    ("error", RequestState::Error),
-];
-
 impl Store {
     /// Writes a batch of ledger operations in one transaction: all of them or none. A request
     /// whose pending record and completion share the batch is written once, finished.
@@ -836,9 +828,9 @@ impl Store {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
-        let sums: String = MINUTE_STATES
+        let sums: String = rollup::COUNTED
             .iter()
-            .map(|(name, _)| format!(", CAST(SUM({name}) AS BIGINT) AS {name}"))
+            .map(|s| format!(", CAST(SUM({0}) AS BIGINT) AS {0}", s.as_str()))
             .collect();
         let sql = format!(
             "SELECT minute{sums} FROM request_minutes WHERE minute >= $1 AND channel_id IN ({}) \
@@ -851,7 +843,7 @@ impl Store {
         }
         for r in q.fetch_all(&self.pool).await? {
             let minute: Micros = r.try_get("minute")?;
-            for (name, _) in MINUTE_STATES {
+            for name in rollup::COUNTED.map(RequestState::as_str) {
                 let n: i64 = r.try_get(name)?;
                 if n > 0 {
                     per_minute.insert((minute, name), n);
@@ -924,9 +916,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(out);
         }
-        let sums: String = MINUTE_STATES
+        let sums: String = rollup::COUNTED
             .iter()
-            .map(|(name, _)| format!(", CAST(SUM({name}) AS BIGINT) AS {name}"))
+            .map(|s| format!(", CAST(SUM({0}) AS BIGINT) AS {0}", s.as_str()))
             .collect();
         let sql = format!(
             "SELECT channel_id{sums} FROM request_minutes \
@@ -941,7 +933,7 @@ impl Store {
             let states = out
                 .entry(rows::uuid(&r, "channel_id")?)
                 .or_insert_with(|| zero.clone());
-            for (name, _) in MINUTE_STATES {
+            for name in rollup::COUNTED.map(RequestState::as_str) {
                 *states.entry(name.to_string()).or_insert(0) += r.try_get::<i64, _>(name)?;
             }
         }

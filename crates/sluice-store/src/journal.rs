@@ -16,13 +16,14 @@
 //! copied, the bytes are in the operating system's page cache, so a crashed process loses
 //! nothing. A power loss may lose the last moments, as it may lose the WAL's last commits.
 //!
-//! When the exchange ends, its completion (the finished record and its event) is appended the
-//! same way, before the caller is sent the end of the answer, so a crashed process loses no
-//! outcome: the next start writes the completions it finds and closes only the requests
-//! without one as `interrupted`. A segment begins with a header line naming the format's
-//! version (`{"sluice_journal":2}`); a pending record is its JSON line, a completion the line
-//! `{"completed":<record>}` (the outcome; the event waits for the row). A segment without the
-//! header is a version 1 segment, of pending records only.
+//! When the exchange ends, its completion (the finished record, without its event) is
+//! appended the same way, before the caller is sent the end of the answer, so a crashed
+//! process loses no outcome: the next start writes the completions it finds and closes only
+//! the requests without one as `interrupted`. A segment begins with a header line naming the
+//! format's version (`{"sluice_journal":2}`); a pending record is its JSON line, a completion
+//! the line `{"completed":<record>}`. The event waits for the row, and so does a reader asking
+//! for that one request (`Journal::until_settled`), which is never shown finished without its
+//! headers. A segment without the header is a version 1 segment, of pending records only.
 //!
 //! A request leaves the journal when its completion has committed in the ledger file
 //! (`Journal::settle`). A full segment is sealed, and once none of its requests is in flight it
@@ -77,6 +78,8 @@ pub fn journal_dir(main: &Path) -> PathBuf {
 pub(crate) struct Journal {
     active: Mutex<Active>,
     append_seconds: metrics::Histogram,
+    /// Woken after each [`Journal::settle`], for readers waiting for a row to commit.
+    settled: tokio::sync::Notify,
 }
 
 /// The segment being written, and what is in flight.
@@ -166,6 +169,7 @@ impl Journal {
                 per_segment: BTreeMap::new(),
             }),
             append_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
+            settled: tokio::sync::Notify::new(),
         })
     }
 
@@ -269,6 +273,30 @@ impl Journal {
     /// Forgets requests whose completion has committed, deleting sealed segments left with
     /// no line in use and zeroing the active one when none of its lines is.
     pub(crate) fn settle(&self, ids: impl IntoIterator<Item = Uuid>) {
+        self.settle_lines(ids);
+        self.settled.notify_waiters();
+    }
+
+    /// Returns once request `id` has no line in the journal (its row has committed), or
+    /// after `limit`.
+    pub(crate) async fn until_settled(&self, id: Uuid, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a settle between the two still wakes it.
+            notified.as_mut().enable();
+            if !self.active.lock().live.contains_key(&id) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// [`Journal::settle`]'s bookkeeping.
+    fn settle_lines(&self, ids: impl IntoIterator<Item = Uuid>) {
         let mut a = self.active.lock();
         for id in ids {
             let Some(lines) = a.live.remove(&id) else {

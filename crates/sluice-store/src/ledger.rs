@@ -105,6 +105,15 @@ impl InflightView {
         let journal = self.0.lock().clone();
         journal.map(|j| j.in_flight()).unwrap_or_default()
     }
+
+    /// Returns once request `id`, finished, has its row committed (at most `limit`): its
+    /// outcome is journaled as the exchange ends, its event only comes with the row.
+    pub(crate) async fn until_committed(&self, id: uuid::Uuid, limit: std::time::Duration) {
+        let journal = self.0.lock().clone();
+        if let Some(j) = journal {
+            j.until_settled(id, limit).await;
+        }
+    }
 }
 
 /// Where a handle sends its work.

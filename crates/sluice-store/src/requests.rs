@@ -24,6 +24,9 @@ use crate::rows;
 /// Most rows in one multi-row statement (bounded by the backends' parameter limits: 32
 /// columns).
 const CHUNK: usize = 128;
+/// Longest a read of one finished request waits for its row to commit (the history thread
+/// catches up with a full backlog, `ledger::MAX_BACKLOG`, in about half a second).
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `items` in runs of powers of two up to [`CHUNK`] (37 as 32, 4 and 1): a multi-row statement
 /// is prepared once per row count and reused, so a few sizes keep every one prepared.
@@ -776,11 +779,19 @@ impl Store {
     }
 
     /// One request and its event (absent while pending or when the exchange never started).
+    /// A request finished in the journal is read once its row, which holds the event,
+    /// commits (within a group commit; `SETTLE_WAIT` at most).
     pub async fn get_request(
         &self,
         id: Uuid,
     ) -> Result<Option<(RequestRecord, Option<EventRecord>)>> {
         let flying = self.inflight.records().into_iter().find(|r| r.id == id);
+        if flying
+            .as_ref()
+            .is_some_and(|r| r.state != RequestState::Pending)
+        {
+            self.inflight.until_committed(id, SETTLE_WAIT).await;
+        }
         let row = sqlx::query(&format!(
             "SELECT {} FROM requests WHERE id = $1",
             COLUMNS.join(", ")

@@ -1,6 +1,6 @@
 //! The ledger as plain SQL: an older ledger upgraded in place, the history read with the
-//! `sqlite3` and `psql` shells while traffic flows, outcomes that survive `kill -9`, and
-//! callers sharing a request id.
+//! `sqlite3` and `psql` shells while traffic flows, outcomes that survive `kill -9`, callers
+//! sharing a request id, and a finished request read with its event before its row commits.
 
 mod common;
 
@@ -396,5 +396,37 @@ async fn eight_callers_sharing_a_request_id_are_each_recorded_without_a_retry() 
     }
     if let Some(db) = pg {
         db.drop().await;
+    }
+}
+
+/// A request whose outcome is known but whose row is still waiting for its group commit is
+/// not shown finished without its headers: reading it waits for the row (the window is
+/// widened here to 300 ms).
+#[tokio::test]
+async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
+    let up = upstream::start().await;
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &["--ledger-completion-delay-ms", "300"],
+    )
+    .await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    for _ in 0..3 {
+        let rid = common::rid();
+        let res = s
+            .http()
+            .post(s.proxy_url(&ch, "/ok"))
+            .header("x-request-id", &rid)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let rec = s.finished(&ch, &rid).await;
+        assert_eq!(rec["state"], "success");
+        assert!(
+            rec["event"]["request_headers"].is_array(),
+            "finished without its event: {rec}"
+        );
     }
 }

@@ -57,7 +57,7 @@ impl Proxy {
         })
     }
 
-    /// The service to pass to `axum::serve`: `/channels/...` proxied, the rest to `fallback`
+    /// The listener's service: `/channels/...` proxied, the rest to `fallback`
     /// (the API and UI, or [`service::not_found_router`]).
     pub fn service(self: &Arc<Self>, fallback: Router) -> service::MakeConnService {
         service::MakeConnService::new(self.clone(), fallback)

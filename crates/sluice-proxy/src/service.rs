@@ -6,7 +6,7 @@
 //! handler needs only the path's prefix.
 
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use futures_util::future::Either;
 use tower::Service;
@@ -24,7 +23,7 @@ use crate::{handler, reply, Proxy};
 /// The path prefix served by the proxy handler.
 const PROXY_PREFIX: &str = "/channels/";
 
-/// Makes one [`ConnService`] per accepted connection (pass it to `axum::serve`).
+/// Makes one [`ConnService`] per accepted connection.
 #[derive(Clone)]
 pub struct MakeConnService {
     proxy: Option<Arc<Proxy>>,
@@ -55,23 +54,6 @@ impl MakeConnService {
             peer,
             peer_ip: peer.ip().to_string().into(),
         }
-    }
-}
-
-impl<'a, L> Service<IncomingStream<'a, L>> for MakeConnService
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = ConnService;
-    type Error = Infallible;
-    type Future = Ready<Result<ConnService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
-        ready(Ok(self.connection(*stream.remote_addr())))
     }
 }
 

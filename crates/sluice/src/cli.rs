@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy, the API and the background jobs.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(LedgerArgs),
     /// Copy a SQLite ledger, while sluice serves from it, into a new directory to start from
@@ -100,6 +100,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_PROXY_THREADS", default_value_t = default_proxy_threads(),
           value_parser = clap::value_parser!(u16).range(1..))]
     pub proxy_threads: u16,
+    /// Longest time a caller may take to send a request's head, from its first byte or from
+    /// connecting (`10s`, `500ms`, …).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::parse::parse)]
+    pub header_read_timeout: std::time::Duration,
+    /// Longest time a caller's connection may stay open idle between requests.
+    #[arg(long, env = "SLUICE_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = crate::parse::parse)]
+    pub keep_alive_timeout: std::time::Duration,
+    /// Most callers' connections open at once on each listener; past it new connections wait
+    /// until one closes (default: half the file descriptors the process may open, less a
+    /// reserve).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = crate::connections::default_max_connections(),
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Base URL callers use to reach the proxy (used in `proxy_url`).
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod connections;
 mod jobs;
 mod parse;
 mod proxy_threads;
@@ -59,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     };
     init_tracing(format);
     match cli.command {
-        Command::Serve(args) => server::serve(args).await,
+        Command::Serve(args) => server::serve(*args).await,
         Command::Migrate(ledger) => commands::migrate(ledger).await,
         Command::Backup(args) => commands::backup(args).await,
         Command::Token(cmd) => commands::token(cmd).await,

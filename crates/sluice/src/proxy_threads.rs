@@ -7,11 +7,13 @@
 //! connections they use stay on one thread, as nginx's workers keep theirs.
 //!
 //! Each thread serves its connections with hyper's server itself rather than `axum::serve`,
-//! which cannot bound the read buffer a connection grows ([`MAX_READ_BUFFER`]).
+//! which cannot bound the read buffer a connection grows ([`MAX_READ_BUFFER`]) nor close
+//! silent and idle connections (`crate::connections`).
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -21,12 +23,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use sluice_proxy::service::MakeConnService;
+
+use crate::connections::{Clock, ConnectionLimits, Tracked, Watched};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
-/// An accepted connection on its way to a thread: the socket and the caller's address.
-type Accepted = (std::net::TcpStream, SocketAddr);
+/// An accepted connection on its way to a thread: the socket, the caller's address, and its
+/// place among the open connections.
+type Accepted = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 
 /// Largest read buffer of a caller's connection. hyper's default (~400 KiB) is reached by any
 /// fast upload, and a body chunk cut from a buffer keeps all of it alive until it is sent on:
@@ -39,13 +44,14 @@ const MAX_READ_BUFFER: usize = 256 << 10;
 async fn serve(
     mut rx: mpsc::UnboundedReceiver<Accepted>,
     app: MakeConnService,
+    limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_READ_BUFFER);
     let graceful = GracefulShutdown::new();
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, permit) = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             accepted = rx.recv() => match accepted {
                 Some(accepted) => accepted,
@@ -59,17 +65,31 @@ async fn serve(
                 continue;
             }
         };
-        let service = app
-            .connection(peer)
+        let clock = Clock::new();
+        let service = Tracked::new(app.connection(peer), clock.clone())
             .map_request(|req: Request<Incoming>| req.map(Body::new));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(
+                TokioIo::new(Watched::new(tcp, clock.clone())),
+                TowerToHyperService::new(service),
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended with an error");
+            let _open = permit;
+            let open = metrics::gauge!("sluice_connections_open");
+            open.increment(1.0);
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                },
+                why = clock.expired(&limits) => {
+                    metrics::counter!("sluice_connections_closed_total", "reason" => why.as_str())
+                        .increment(1);
+                    tracing::debug!(%peer, reason = why.as_str(), "connection closed");
+                }
             }
+            open.decrement(1.0);
         });
     }
     graceful.shutdown().await;
@@ -91,6 +111,7 @@ pub fn spawn(
     listener: TcpListener,
     app: MakeConnService,
     threads: u16,
+    limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 ) -> io::Result<ProxyThreads> {
     let (release, released) = watch::channel(());
@@ -107,7 +128,7 @@ pub fn spawn(
             .name(format!("sluice-proxy-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    serve(rx, app, stop).await;
+                    serve(rx, app, limits, stop).await;
                     let _ = done.send(());
                     // Nothing is ever sent: this returns once the sender is dropped.
                     let _ = released.changed().await;
@@ -116,7 +137,8 @@ pub fn spawn(
         queues.push(tx);
         ended.push(end);
     }
-    let acceptor = tokio::spawn(accept(listener, queues, stop));
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1) as usize));
+    let acceptor = tokio::spawn(accept(listener, queues, open, stop));
     let served = tokio::spawn(async move {
         let _ = acceptor.await;
         for end in ended {
@@ -129,15 +151,46 @@ pub fn spawn(
     Ok(ProxyThreads { served, release })
 }
 
-/// Accepts connections until `stop`, handing them to the threads in turn; the listening socket
-/// closes when it returns.
+/// Longest silence between two warnings that the connection cap is reached.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Takes a place among the open connections, waiting (with a warning at most once a minute)
+/// while all are taken; none once `stop` turns true.
+async fn place(
+    open: &Arc<Semaphore>,
+    last_warning: &mut Option<Instant>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = open.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    metrics::counter!("sluice_connections_capped_total").increment(1);
+    if last_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+        *last_warning = Some(Instant::now());
+        tracing::warn!(
+            "connection limit reached (--max-connections): new connections wait until one closes"
+        );
+    }
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => None,
+        permit = open.clone().acquire_owned() => permit.ok(),
+    }
+}
+
+/// Accepts connections until `stop`, up to the `open` places, handing them to the threads in
+/// turn; the listening socket closes when it returns.
 async fn accept(
     listener: TcpListener,
     queues: Vec<mpsc::UnboundedSender<Accepted>>,
+    open: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next = 0;
+    let mut last_warning = None;
     loop {
+        let Some(permit) = place(&open, &mut last_warning, &mut stop).await else {
+            return;
+        };
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             accepted = listener.accept() => accepted,
@@ -150,7 +203,7 @@ async fn accept(
                 }
                 match tcp.into_std() {
                     Ok(tcp) => {
-                        let _ = queues[next].send((tcp, peer));
+                        let _ = queues[next].send((tcp, peer, permit));
                         next = (next + 1) % queues.len();
                     }
                     Err(e) => tracing::warn!(error = %e, "could not hand over a connection"),

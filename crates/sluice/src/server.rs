@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::BundledSchemas;
@@ -21,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::connections::ConnectionLimits;
 use crate::proxy_threads;
 
 /// Installs the metrics recorder and records the process id (`sluice bench load` finds the
@@ -53,26 +53,6 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
         .with_context(|| format!("binding {addr}"))?;
     let local = l.local_addr()?;
     Ok((l, local))
-}
-
-fn spawn_server(
-    listener: TcpListener,
-    app: MakeConnService,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    // No Nagle: a streamed response's head and first chunk must not wait for an ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    })
 }
 
 /// A duration in whole microseconds, the ledger's unit.
@@ -163,20 +143,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => (not_found_router(), Some((bind(addr).await?, admin))),
         None => (admin, None),
     };
+    let limits = ConnectionLimits {
+        header_read: args.header_read_timeout,
+        keep_alive: args.keep_alive_timeout,
+        max_connections: args.max_connections,
+    };
     let threads = proxy_threads::spawn(
         listener,
         proxy.service(fallback),
         args.proxy_threads,
+        limits,
         stop_rx.clone(),
     )?;
     let mut servers = vec![threads.served];
+    let mut releases = vec![threads.release];
     println!("listening: http://{local}");
     if let Some(((admin_listener, admin_local), admin)) = admin_apart {
-        servers.push(spawn_server(
+        let admin = proxy_threads::spawn(
             admin_listener,
             MakeConnService::router_only(admin),
+            1,
+            limits,
             stop_rx.clone(),
-        ));
+        )?;
+        servers.push(admin.served);
+        releases.push(admin.release);
         println!("admin listening: http://{admin_local}");
     }
     let jobs = crate::jobs::spawn(
@@ -224,7 +215,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     events.flush().await;
     store.close().await;
-    drop(threads.release);
+    drop(releases);
     tracing::info!("stopped");
     Ok(())
 }

@@ -344,7 +344,20 @@ impl Drop for Logged {
 
 /// Starts `sluice serve` on `data` with `extra` flags, keeping its standard error.
 pub async fn serve_logged(data: &TempDir, extra: &[&str]) -> Logged {
-    let mut child = Command::new(bin())
+    serve_logged_under(&[], data, extra).await
+}
+
+/// [`serve_logged`], run by the command `wrapper` (`["prlimit", "--nofile=256"]`) if given.
+pub async fn serve_logged_under(wrapper: &[&str], data: &TempDir, extra: &[&str]) -> Logged {
+    let mut command = match wrapper {
+        [] => Command::new(bin()),
+        [program, args @ ..] => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin());
+            c
+        }
+    };
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .args(extra)

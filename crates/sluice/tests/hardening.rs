@@ -1,0 +1,158 @@
+//! Hostile callers: connections that send nothing, heads that never end, idle keep-alive
+//! connections, and more connections than the process has file descriptors for.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{upstream, TempDir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The `host:port` of a running sluice.
+fn addr(base: &str) -> String {
+    base.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the peer closes the connection, at most `limit`; returns how long that took, or
+/// `None` if it stayed open.
+async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), tcp.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends one `GET /healthz` on `tcp` and reads its whole answer (the body is short).
+async fn healthz_on(tcp: &mut TcpStream) -> String {
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: sluice\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_head_or_half_of_one_is_closed_after_the_header_read_timeout() {
+    let data = TempDir::new();
+    let s = common::serve_logged(&data, &["--header-read-timeout", "1s"]).await;
+    let mut silent = TcpStream::connect(addr(&s.base)).await.unwrap();
+    let mut slow = TcpStream::connect(addr(&s.base)).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let dripping = tokio::spawn(async move {
+        // One header byte every 200 ms: the head never ends in time.
+        for b in b"x-drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        slow
+    });
+    let took = closed_within(&mut silent, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "a silent connection stayed open");
+    assert!(took.unwrap() >= Duration::from_millis(900), "{took:?}");
+    let mut slow = dripping.await.unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a head sent a byte at a time kept its connection"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_but_never_one_waiting_for_its_answer() {
+    let up = upstream::start().await;
+    let data = TempDir::new();
+    let s = common::serve_logged(
+        &data,
+        &["--keep-alive-timeout", "1s", "--header-read-timeout", "10s"],
+    )
+    .await;
+    // A caller that pauses less than the keep-alive timeout keeps its connection.
+    let mut tcp = TcpStream::connect(addr(&s.base)).await.unwrap();
+    assert!(healthz_on(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(healthz_on(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    // Idle past it, the connection is closed.
+    let took = closed_within(&mut tcp, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "an idle connection stayed open");
+    // An exchange slower than the keep-alive timeout still gets its answer.
+    let token = common::run(&[
+        "token",
+        "create",
+        "--name",
+        "t",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    let token = token.lines().last().unwrap().trim();
+    let http = reqwest::Client::new();
+    let ch: serde_json::Value = http
+        .post(format!("{}/api/v1/channels", s.base))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "slow", "sink_url": up.url("/")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .get(format!(
+            "{}/channels/{}/delay/2500",
+            s.base,
+            ch["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("/delay/2500"));
+}
+
+#[tokio::test]
+async fn healthz_answers_while_hundreds_of_silent_connections_hold_a_256_descriptor_process() {
+    let data = TempDir::new();
+    let s = common::serve_logged_under(
+        &["prlimit", "--nofile=256"],
+        &data,
+        &["--header-read-timeout", "1s"],
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(addr(&s.base)).await.unwrap());
+    }
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let res = http
+        .get(format!("{}/healthz", s.base))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    assert!(
+        matches!(&res, Ok(r) if r.status() == 200),
+        "/healthz after {:?}: {res:?}",
+        start.elapsed()
+    );
+    let log = s.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("connection limit reached"),
+        "the cap was reached without a word:\n{log}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(silent);
+}

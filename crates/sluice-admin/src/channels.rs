@@ -80,6 +80,12 @@ pub fn channel_json(state: &AdminState, ch: &Channel) -> Value {
 async fn validate(state: &AdminState, ch: &Channel) -> Result<(), ApiError> {
     let mut fields = check_references(state, ch).await?;
     check_fields(ch, &mut fields);
+    if parse_sink_url(&ch.sink_url).is_ok_and(|u| state.own_addresses.is_own(&u)) {
+        fields.insert(
+            "sink_url".into(),
+            "names this sluice's own proxy: requests would loop back into it".into(),
+        );
+    }
     if fields.is_empty() {
         Ok(())
     } else {

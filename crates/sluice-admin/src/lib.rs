@@ -60,6 +60,8 @@ pub struct AdminState {
     pub store: Store,
     /// Base URL of proxy links (`proxy_url`), without a trailing slash.
     pub public_url: Arc<str>,
+    /// Where callers reach this sluice: a sink URL naming it is refused (a loop).
+    pub own_addresses: Arc<sluice_core::hops::OwnAddresses>,
     /// Project used when a channel is created without one.
     pub default_project: Uuid,
     /// Renders `/metrics`.

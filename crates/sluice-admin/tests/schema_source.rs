@@ -96,6 +96,7 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
         events,
         stale_threshold: std::time::Duration::from_secs(7 * 86_400),
         public_url: "http://sluice.test".into(),
+        own_addresses: Default::default(),
         default_project: project.id,
         metrics: Metrics::with_recorder().0,
         validator: Validator::new(ValidatorConfig::default()),

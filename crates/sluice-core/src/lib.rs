@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod header_list;
 pub mod headers;
 pub mod health;
+pub mod hops;
 pub mod keyring;
 pub mod outcome;
 pub mod sink_auth;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use sluice_core::headers::Redactor;
+use sluice_core::hops::Hop;
 use sluice_health::passive::HealthBoard;
 use sluice_store::EventLog;
 
@@ -26,6 +27,9 @@ pub struct ProxyConfig {
     /// Where operational events go (lookup failures; source-auth failures through
     /// [`EventLog::source_auth_failure`]).
     pub events: Option<EventLog>,
+    /// This node's `Via` entry, stamped on what it forwards; a request already carrying it
+    /// is refused with 508.
+    pub hop: Hop,
 }
 
 impl Default for ProxyConfig {
@@ -38,6 +42,7 @@ impl Default for ProxyConfig {
             forwarded_proto: "http",
             health: None,
             events: None,
+            hop: Hop::new(&uuid::Uuid::new_v4().to_string()),
         }
     }
 }

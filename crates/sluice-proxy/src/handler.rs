@@ -109,6 +109,10 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
             return reply::error(StatusCode::NOT_FOUND);
         }
     };
+    // After the verdict: a caller who may not see the channel learns nothing from it.
+    if proxy.cfg.hop.passed_here(&parts.headers) {
+        return reply::loop_detected();
+    }
 
     // Time-ordered, as is the request id made from it, so both indexes grow at their right edge.
     let id = Uuid::now_v7();
@@ -230,6 +234,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(proxy.cfg.forwarded_proto),
     );
+    proxy.cfg.hop.stamp(headers);
     // Origin form: the sink's scheme and authority pick the connection.
     parts.uri = match Uri::builder().path_and_query(path_and_query).build() {
         Ok(u) => u,

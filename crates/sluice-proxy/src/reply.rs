@@ -27,3 +27,13 @@ pub fn unauthorized() -> Response<Body> {
     );
     res
 }
+
+/// `508 {"error":"Loop Detected", …}`: the request already passed through this node, so the
+/// channel's sink leads back to sluice.
+pub fn loop_detected() -> Response<Body> {
+    let mut res = error(StatusCode::LOOP_DETECTED);
+    *res.body_mut() = Body::from(
+        r#"{"error":"Loop Detected","detail":"this request already passed through this sluice: the channel's sink URL leads back to it"}"#,
+    );
+    res
+}

@@ -2,6 +2,7 @@
 //! gracefully (stop accepting, finish in-flight exchanges, flush the ledger).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::BundledSchemas;
 use sluice_admin::{AdminState, AuthSettings};
 use sluice_core::clock::now_us;
+use sluice_core::hops::{Hop, OwnAddresses};
 use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
 use sluice_proxy::service::{not_found_router, MakeConnService};
@@ -88,7 +90,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (ledger, writer) = Ledger::start_with_events(
         store.clone(),
         LedgerConfig {
-            node_id,
+            node_id: node_id.clone(),
             max_batch: args.ledger_max_batch.max(1),
             completion_delay: Duration::from_millis(args.ledger_completion_delay_ms),
         },
@@ -106,6 +108,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             health: passive.as_ref().map(|(board, _)| board.clone()),
             events: Some(events.clone()),
+            hop: Hop::new(&node_id),
             ..ProxyConfig::default()
         },
         tls,
@@ -121,6 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = sluice_admin::router(AdminState {
         store: store.clone(),
         public_url: public_url.clone().into(),
+        own_addresses: Arc::new(OwnAddresses::new(vec![local], &public_url)),
         default_project: project.id,
         metrics,
         validator: Validator::new(ValidatorConfig::default()),

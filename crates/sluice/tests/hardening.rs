@@ -1,11 +1,13 @@
-//! Hostile callers: connections that send nothing, heads that never end, idle keep-alive
-//! connections, and more connections than the process has file descriptors for.
+//! Hostile callers and careless configurations: connections that send nothing, heads that
+//! never end, idle keep-alive connections, more connections than the process has file
+//! descriptors for, and channels whose sink leads back into sluice.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{upstream, TempDir};
+use common::{upstream, Sluice, TempDir};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -155,4 +157,83 @@ async fn healthz_answers_while_hundreds_of_silent_connections_hold_a_256_descrip
     );
     assert!(!log.contains("Too many open files"), "{log}");
     drop(silent);
+}
+
+/// Relays every connection to 127.0.0.1:`to`, byte for byte; returns the relay's port (a sink
+/// address that is sluice without saying so).
+async fn relay_to(to: u16) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_sink_naming_sluice_is_refused_and_a_hidden_loop_stops_after_one_pass() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let res = s
+        .api(reqwest::Method::POST, "/channels")
+        .json(&json!({"name": "self", "sink_url": s.url("/channels/x/")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["details"]["fields"]["sink_url"]
+            .as_str()
+            .is_some_and(|m| m.contains("loop")),
+        "{body}"
+    );
+
+    // Through a relay sluice cannot recognise, the channel's sink is its own proxy URL.
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = ch["id"].as_str().unwrap();
+    let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = relay_to(port).await;
+    let res = s
+        .api(reqwest::Method::PATCH, &format!("/channels/{id}"))
+        .json(&json!({
+            "sink_url": format!("http://127.0.0.1:{relay}/channels/{id}/"),
+            "lock_version": ch["lock_version"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = s
+        .http()
+        .get(s.proxy_url(&ch, "/again"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 508);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "Loop Detected", "{body}");
+    // (The PATCH's validation probe of the new sink URL passed through once too.)
+    let again = || async {
+        let all = s.history(&ch, "").await;
+        all.into_iter()
+            .filter(|r| r["path"].as_str().unwrap().ends_with("/again"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while again().await.iter().any(|r| r["state"] == "pending") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorded = again().await;
+    assert_eq!(recorded.len(), 1, "one exchange recorded: {recorded:?}");
+    assert_eq!(recorded[0]["response_status"], 508);
 }

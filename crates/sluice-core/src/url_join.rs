@@ -58,10 +58,62 @@ pub fn join_path_and_query(
     out
 }
 
+/// Whether `rest`, the caller's path after the channel, climbs above the sink URL's path once
+/// a sink normalises it: a `..` segment, raw or percent-encoded (`%2e%2e`), with fewer
+/// segments before it than it removes. Encoded slashes and backslashes (`%2f`, `\\`, `%5c`)
+/// separate segments too, as some sinks decode them.
+pub fn climbs_above_base(rest: &str) -> bool {
+    if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return false;
+    }
+    let separated = rest
+        .replace("%2f", "/")
+        .replace("%2F", "/")
+        .replace("%5c", "/")
+        .replace("%5C", "/")
+        .replace('\\', "/");
+    let mut depth = 0i32;
+    for segment in separated.split('/') {
+        match segment.replace("%2e", ".").replace("%2E", ".").as_str() {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn dot_segments_that_climb_above_the_sink_path_are_found_however_spelled() {
+        for climbs in [
+            "/..",
+            "/../secret",
+            "/a/../../secret",
+            "/%2e%2e/secret",
+            "/%2E./x",
+            "/.%2e/x",
+            "/a/..%2f..%2fsecret",
+            "/a\\..\\..\\x",
+            "/a/%5c..%5c..",
+        ] {
+            assert!(climbs_above_base(climbs), "{climbs}");
+        }
+        for stays in [
+            "", "/", "/a/b", "/a/../b", "/./a", "/a/./..", "/...", "/a..b", "/%2e%2ex",
+        ] {
+            assert!(!climbs_above_base(stays), "{stays}");
+        }
+    }
 
     #[test]
     fn joins_without_double_or_missing_slash() {

@@ -12,7 +12,7 @@ use sluice_core::clock::now_us;
 use sluice_core::headers::{
     append_forwarded_for, first_forwarded_for, is_valid_request_id, strip_hop_by_hop,
 };
-use sluice_core::url_join::join_path_and_query;
+use sluice_core::url_join::{climbs_above_base, join_path_and_query};
 use sluice_core::{ExchangeError, RequestRecord, RequestState};
 use sluice_store::{Severity, Source};
 use uuid::Uuid;
@@ -111,7 +111,11 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     };
     // After the verdict: a caller who may not see the channel learns nothing from it.
     if proxy.cfg.hop.passed_here(&parts.headers) {
-        return reply::loop_detected();
+        return reply::refused(
+            StatusCode::LOOP_DETECTED,
+            "this request already passed through this sluice: the channel's sink URL leads \
+             back to it",
+        );
     }
 
     // Time-ordered, as is the request id made from it, so both indexes grow at their right edge.
@@ -131,6 +135,15 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         }
     };
     let request_id_header = HeaderValue::from_str(&request_id).expect("request id is header-safe");
+    if climbs_above_base(rest) {
+        return with_request_id(
+            reply::refused(
+                StatusCode::BAD_REQUEST,
+                "the path climbs above the sink URL's path (a '..' segment)",
+            ),
+            &request_id_header,
+        );
+    }
     let path_and_query = join_path_and_query(
         &route.base_path,
         route.base_query.as_deref(),

@@ -28,12 +28,15 @@ pub fn unauthorized() -> Response<Body> {
     res
 }
 
-/// `508 {"error":"Loop Detected", …}`: the request already passed through this node, so the
-/// channel's sink leads back to sluice.
-pub fn loop_detected() -> Response<Body> {
-    let mut res = error(StatusCode::LOOP_DETECTED);
+/// `status` with `{"error": "<reason phrase>", "detail": detail}`: a refusal the caller can act on.
+pub fn refused(status: StatusCode, detail: &'static str) -> Response<Body> {
+    let mut res = error(status);
     *res.body_mut() = Body::from(
-        r#"{"error":"Loop Detected","detail":"this request already passed through this sluice: the channel's sink URL leads back to it"}"#,
+        serde_json::json!({
+            "error": status.canonical_reason().unwrap_or("Error"),
+            "detail": detail,
+        })
+        .to_string(),
     );
     res
 }

@@ -237,3 +237,53 @@ async fn a_sink_naming_sluice_is_refused_and_a_hidden_loop_stops_after_one_pass(
     assert_eq!(recorded.len(), 1, "one exchange recorded: {recorded:?}");
     assert_eq!(recorded[0]["response_status"], 508);
 }
+
+/// Sends `GET <path>` exactly as written (an HTTP client would resolve the dot segments) and
+/// returns the status line and the body.
+async fn raw_get(base: &str, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(addr(base)).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn dot_segments_climbing_above_the_sink_path_are_refused_however_spelled() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s.create_channel(&up.url("/base/only/"), json!({})).await;
+    let id = ch["id"].as_str().unwrap();
+    for path in [
+        "/../../../secret",
+        "/%2e%2e/%2E%2E/secret",
+        "/a/..%2f..%2f..%2fsecret",
+    ] {
+        let (status, body) = raw_get(&s.base, &format!("/channels/{id}{path}")).await;
+        assert!(status.contains(" 400 "), "{path}: {status} {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains("climbs above"),
+            "{body}"
+        );
+    }
+    // Within the sink's path they pass as sent.
+    let (status, body) = raw_get(&s.base, &format!("/channels/{id}/a/../b")).await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    assert!(body.contains("/base/only/a/../b"), "{body}");
+    let recorded = s.finished_n(&ch, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.history(&ch, "").await.len(), 1, "{recorded:?}");
+}

@@ -647,38 +647,26 @@ impl Store {
         Ok(found)
     }
 
-    /// The ids among `ids` that have a row in `requests`.
-    async fn finished_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
-        let mut found = HashSet::new();
-        for chunk in runs(ids) {
-            let sql = format!(
-                "SELECT id FROM requests WHERE id IN ({})",
-                crate::health::in_list(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.to_string());
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                found.insert(rows::uuid(&r, "id")?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// The requests still in flight of `channels` since `since`: [`Store::in_flight`] without
-    /// those whose row has committed.
-    pub(crate) async fn unfinished(
+    /// The requests still in flight of `channels` since `since` ([`Store::in_flight`] without
+    /// those whose row has committed), and a read transaction whose snapshot was taken after them: the
+    /// rows and roll-ups it reads, with these, count every request once (a request that
+    /// commits meanwhile is in one or the other, never both or neither).
+    async fn unfinished_and_snapshot(
         &self,
         channels: &[Uuid],
         since: Micros,
-    ) -> Result<Vec<RequestRecord>> {
-        let mut found = self.in_flight(channels, since).await?;
+    ) -> Result<(Vec<RequestRecord>, Transaction<'static, Any>)> {
+        let found = self.in_flight(channels, since).await?;
+        let mut tx = self.pool.begin().await?;
+        if self.backend() == Backend::Postgres {
+            // PostgreSQL's default gives each statement its own snapshot.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
         let ids: Vec<Uuid> = found.iter().map(|r| r.id).collect();
-        let done = self.finished_ids(&ids).await?;
-        let mut seen = HashSet::new();
-        found.retain(|r| !done.contains(&r.id) && seen.insert(r.id));
-        Ok(found)
+        let done = finished_ids_on(&mut tx, &ids).await?;
+        Ok((without_committed(found, &done), tx))
     }
 
     /// A channel's history, newest first: finished and in-flight requests alike (at most
@@ -818,10 +806,12 @@ impl Store {
 
     /// Number of requests recorded for a channel (all time, in flight included).
     pub async fn count_requests(&self, channel_id: Uuid) -> Result<i64> {
-        let flying = self.unfinished(&[channel_id], Micros::MIN).await?;
+        let (flying, mut tx) = self
+            .unfinished_and_snapshot(&[channel_id], Micros::MIN)
+            .await?;
         let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE channel_id = $1")
             .bind(channel_id.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?
             .try_get("n")?;
         Ok(rows + flying.len() as i64)
@@ -848,25 +838,25 @@ impl Store {
              GROUP BY minute",
             crate::health::in_list(2, channels.len())
         );
+        let (flying, mut tx) = self.unfinished_and_snapshot(channels, since).await?;
         let mut q = sqlx::query(&sql).bind(rollup::minute_start(since));
         for c in channels {
             q = q.bind(c.to_string());
         }
-        for r in q.fetch_all(&self.pool).await? {
+        for r in q.fetch_all(&mut *tx).await? {
             let minute: Micros = r.try_get("minute")?;
             for name in rollup::COUNTED.map(RequestState::as_str) {
                 let n: i64 = r.try_get(name)?;
                 if n > 0 {
-                    per_minute.insert((minute, name), n);
+                    *per_minute.entry((minute, name)).or_insert(0) += n;
                 }
             }
         }
-        for r in self.unfinished(channels, since).await? {
-            if r.state == RequestState::Pending {
-                *per_minute
-                    .entry((rollup::minute_start(r.started_at), "pending"))
-                    .or_insert(0) += 1;
-            }
+        // Pending, or finished with the row still to commit: counted as the roll-ups will.
+        for r in flying {
+            *per_minute
+                .entry((rollup::minute_start(r.started_at), r.state.as_str()))
+                .or_insert(0) += 1;
         }
         Ok(per_minute
             .into_iter()
@@ -936,11 +926,12 @@ impl Store {
              WHERE minute >= $1 AND channel_id IN ({}) GROUP BY channel_id",
             crate::health::in_list(2, ids.len())
         );
+        let (flying, mut tx) = self.unfinished_and_snapshot(ids, since).await?;
         let mut q = sqlx::query(&sql).bind(rollup::minute_start(since));
         for id in ids {
             q = q.bind(id.to_string());
         }
-        for r in q.fetch_all(&self.pool).await? {
+        for r in q.fetch_all(&mut *tx).await? {
             let states = out
                 .entry(rows::uuid(&r, "channel_id")?)
                 .or_insert_with(|| zero.clone());
@@ -948,14 +939,38 @@ impl Store {
                 *states.entry(name.to_string()).or_insert(0) += r.try_get::<i64, _>(name)?;
             }
         }
-        for r in self.unfinished(ids, since).await? {
-            if r.state == RequestState::Pending {
-                let states = out.entry(r.channel_id).or_insert_with(|| zero.clone());
-                *states.entry("pending".to_string()).or_insert(0) += 1;
-            }
+        for r in flying {
+            let states = out.entry(r.channel_id).or_insert_with(|| zero.clone());
+            *states.entry(r.state.as_str().to_string()).or_insert(0) += 1;
         }
         Ok(out)
     }
+}
+
+/// Which of `ids` have their row committed, read on `conn`.
+async fn finished_ids_on(conn: &mut sqlx::AnyConnection, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+    let mut found = HashSet::new();
+    for chunk in runs(ids) {
+        let sql = format!(
+            "SELECT id FROM requests WHERE id IN ({})",
+            crate::health::in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            found.insert(rows::uuid(&r, "id")?);
+        }
+    }
+    Ok(found)
+}
+
+/// `found` without the requests in `done` and without repeats.
+fn without_committed(mut found: Vec<RequestRecord>, done: &HashSet<Uuid>) -> Vec<RequestRecord> {
+    let mut seen = HashSet::new();
+    found.retain(|r| !done.contains(&r.id) && seen.insert(r.id));
+    found
 }
 
 /// The error of a request closed because the process stopped while it was in flight.

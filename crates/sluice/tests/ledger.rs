@@ -430,3 +430,37 @@ async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
         );
     }
 }
+
+/// A request answered but whose row waits for its group commit counts in the statistics and
+/// the channel list at once, by its outcome (the window is widened here to 300 ms).
+#[tokio::test]
+async fn a_finished_request_counts_in_the_statistics_before_its_row_commits() {
+    let up = upstream::start().await;
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &["--ledger-completion-delay-ms", "300"],
+    )
+    .await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let id = ch["id"].as_str().unwrap();
+    let res = s
+        .http()
+        .post(s.proxy_url(&ch, "/status/503"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let _ = res.bytes().await.unwrap();
+    let stats = s.get_json(&format!("/channels/{id}/stats")).await;
+    assert_eq!(stats["total"], 1, "{stats}");
+    assert_eq!(stats["by_state"]["failed"], 1, "{stats}");
+    let list = s.get_json("/channels").await;
+    let listed = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(listed["requests_24h"]["failed"], 1, "{listed}");
+}

@@ -39,6 +39,9 @@ pub struct AuthSettings {
     pub session_limits: SessionLimits,
     /// Mark the cookie `Secure` (the public URL is https).
     pub secure_cookie: bool,
+    /// `/metrics` answers anyone (else only callers who may read every project: it names
+    /// every channel).
+    pub public_metrics: bool,
 }
 
 impl Default for AuthSettings {
@@ -49,6 +52,7 @@ impl Default for AuthSettings {
                 absolute_us: 7 * 86_400 * 1_000_000,
             },
             secure_cookie: false,
+            public_metrics: false,
         }
     }
 }

@@ -35,12 +35,25 @@ pub async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    (
+/// `GET /metrics`: Prometheus text format. It names every channel, so it is for callers who
+/// may read every project (an instance token, a superuser), unless made public.
+pub async fn metrics(
+    State(state): State<AdminState>,
+    parts: http::request::Parts,
+) -> ApiResult<impl IntoResponse> {
+    if !state.auth.public_metrics {
+        let caller = crate::auth::resolve(&state, &parts).await?;
+        if caller.readable_projects().is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "metrics name every channel: they need an instance token or a superuser",
+            ));
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 /// Body of `POST /validate`.

@@ -113,6 +113,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = crate::connections::default_max_connections(),
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Serve `/metrics` to anyone (by default it needs an instance token or a superuser, as
+    /// it names every channel).
+    #[arg(long, env = "SLUICE_PUBLIC_METRICS")]
+    pub public_metrics: bool,
     /// Base URL callers use to reach the proxy (used in `proxy_url`).
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -137,6 +137,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 absolute_us: micros(args.session_max_age),
             },
             secure_cookie: public_url.starts_with("https://"),
+            public_metrics: args.public_metrics,
         },
         throttle: Default::default(),
     });

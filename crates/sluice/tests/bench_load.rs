@@ -130,6 +130,8 @@ async fn proxied_run(
         id.as_str(),
         "--scenario",
         scenario,
+        "--token",
+        s.token.as_str(),
     ];
     argv.extend_from_slice(flags);
     let report = load(&argv).await;
@@ -392,6 +394,8 @@ async fn direct_sink_adds_up_and_leaves_the_ledger_alone() {
         &sink,
         "--channel",
         &id,
+        "--token",
+        &s.token,
         "--scenario",
         "direct_sink",
         "--concurrency",

@@ -287,3 +287,73 @@ async fn dot_segments_climbing_above_the_sink_path_are_refused_however_spelled()
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.history(&ch, "").await.len(), 1, "{recorded:?}");
 }
+
+#[tokio::test]
+async fn metrics_naming_every_channel_need_an_instance_wide_reader_unless_made_public() {
+    let s = Sluice::start().await;
+    let ch = s.create_channel("http://127.0.0.1:9/", json!({})).await;
+    let id = ch["id"].as_str().unwrap();
+    let _ = s.http().get(s.proxy_url(&ch, "/")).send().await.unwrap();
+    let anonymous = s.http().get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+
+    let dir = s.data.path().to_str().unwrap();
+    common::run(&["user", "create", "--username", "vera", "--data-dir", dir]);
+    let out = common::run(&[
+        "token",
+        "create",
+        "--name",
+        "v",
+        "--user",
+        "vera",
+        "--role",
+        "viewer",
+        "--data-dir",
+        dir,
+    ]);
+    let user_token = out.lines().last().unwrap().trim();
+    let res = s
+        .http()
+        .get(s.url("/metrics"))
+        .bearer_auth(user_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "a user who sees no project reads no channel id"
+    );
+    assert!(!res.text().await.unwrap().contains(id));
+
+    let out = common::run(&[
+        "token",
+        "create",
+        "--name",
+        "prometheus",
+        "--role",
+        "viewer",
+        "--data-dir",
+        dir,
+    ]);
+    let scraper = out.lines().last().unwrap().trim();
+    let res = s
+        .http()
+        .get(s.url("/metrics"))
+        .bearer_auth(scraper)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains(id));
+
+    let data = TempDir::new();
+    let open = common::serve_logged(&data, &["--public-metrics"]).await;
+    let res = reqwest::get(format!("{}/metrics", open.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("sluice_"));
+}

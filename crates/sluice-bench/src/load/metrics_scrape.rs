@@ -129,17 +129,19 @@ pub fn breakdown(before: &MetricsSnapshot, after: &MetricsSnapshot) -> Option<Se
     })
 }
 
-/// Fetches `{target}/metrics`; `None` when it is absent or not sluice's.
+/// Fetches `{target}/metrics` with `token` if given; `None` when it is absent, refused or not
+/// sluice's.
 pub async fn fetch(
     client: &reqwest::Client,
     target: &str,
+    token: Option<&str>,
 ) -> anyhow::Result<Option<MetricsSnapshot>> {
     let url = format!("{}/metrics", target.trim_end_matches('/'));
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
+    let mut request = client.get(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("GET {url}"))?;
     if !response.status().is_success() {
         return Ok(None);
     }

@@ -43,7 +43,8 @@ pub struct LoadArgs {
     /// Channel id to drive; when absent, a channel named `bench-<scenario>` is found or created.
     #[arg(long)]
     pub channel: Option<String>,
-    /// API token for finding or creating the channel.
+    /// API token for finding or creating the channel and for reading `/metrics` (an instance
+    /// token: `/metrics` names every channel).
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Drive this base URL directly (e.g. nginx), with no API call and no `/metrics` scrape.
@@ -129,7 +130,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<LoadReport> {
     client::preflight(&endpoint, args.timeout).await?;
 
     let before = if proxied {
-        metrics_scrape::fetch(&api, &args.target)
+        metrics_scrape::fetch(&api, &args.target, args.token.as_deref())
             .await
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "could not scrape /metrics; no server-side breakdown");
@@ -186,7 +187,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<LoadReport> {
     let server = match &before {
         Some(before) => {
             tokio::time::sleep(METRICS_SETTLE).await;
-            match metrics_scrape::fetch(&api, &args.target).await {
+            match metrics_scrape::fetch(&api, &args.target, args.token.as_deref()).await {
                 Ok(Some(after)) => metrics_scrape::breakdown(before, &after),
                 Ok(None) => None,
                 Err(error) => {

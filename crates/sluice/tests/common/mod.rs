@@ -181,6 +181,7 @@ impl Sluice {
     pub async fn metrics_text(&self) -> String {
         self.http()
             .get(self.url("/metrics"))
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap()

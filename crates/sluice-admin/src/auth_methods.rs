@@ -73,12 +73,8 @@ pub async fn create_auth_method(
         .project_for(caller, Right::ManageProject, input.project_id)
         .await?;
     let mut fields = Map::new();
-    let name = input.name.trim();
-    if name.is_empty() || name.len() > 200 || name != input.name {
-        fields.insert(
-            "name".into(),
-            "must be 1 to 200 characters without leading or trailing spaces".into(),
-        );
+    if let Err(why) = wire::check_name(&input.name) {
+        fields.insert("name".into(), why.into());
     }
     let kind = AuthKind::parse(&input.kind);
     let mut api_key = None;

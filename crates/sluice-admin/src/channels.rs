@@ -47,13 +47,19 @@ pub struct CreateChannel {
 #[serde(deny_unknown_fields)]
 pub struct PatchChannel {
     pub lock_version: i64,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub sink_url: Option<String>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub source_auth_method_ids: Option<Vec<Uuid>>,
     #[serde(default, deserialize_with = "double_option")]
     pub sink_credential_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub timeouts: Option<Timeouts>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub preview_bytes: Option<u32>,
 }
 
@@ -154,14 +160,15 @@ async fn check_references(
 
 /// The rules a channel's own fields must satisfy.
 fn check_fields(ch: &Channel, fields: &mut Map<String, Value>) {
-    let name = ch.name.trim();
-    if name.is_empty() || name.len() > 200 || name != ch.name {
-        fields.insert(
-            "name".into(),
-            "must be 1 to 200 characters without leading or trailing spaces".into(),
-        );
+    if let Err(why) = wire::check_name(&ch.name) {
+        fields.insert("name".into(), why.into());
     }
-    if let Err(why) = parse_sink_url(&ch.sink_url) {
+    if ch.sink_url.len() > wire::MAX_URL {
+        fields.insert(
+            "sink_url".into(),
+            format!("must be at most {} bytes", wire::MAX_URL).into(),
+        );
+    } else if let Err(why) = parse_sink_url(&ch.sink_url) {
         fields.insert("sink_url".into(), why.into());
     }
     let t = ch.timeouts;

@@ -36,7 +36,9 @@ pub struct CreateCredential {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCredential {
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub body: Option<Map<String, Value>>,
 }
 
@@ -71,12 +73,8 @@ pub fn credential_json(schema: Option<&CredentialSchema>, c: &Credential) -> Val
 }
 
 fn check_name(name: &str, fields: &mut Map<String, Value>) {
-    let t = name.trim();
-    if t.is_empty() || t.len() > 200 || t != name {
-        fields.insert(
-            "name".into(),
-            "must be 1 to 200 characters without leading or trailing spaces".into(),
-        );
+    if let Err(why) = wire::check_name(name) {
+        fields.insert("name".into(), why.into());
     }
 }
 
@@ -120,7 +118,12 @@ pub async fn create_credential(
     let body = Value::Object(input.body);
     let schema = schema_of(state, &input.schema);
     match &schema {
-        Some(s) => fields.extend(s.errors(&body)),
+        Some(s) => {
+            fields.extend(s.errors(&body));
+            if let (true, Some(why)) = (fields.is_empty(), s.unusable(&body)) {
+                fields.insert("body".into(), why.into());
+            }
+        }
         None => {
             fields.insert(
                 "schema".into(),
@@ -255,6 +258,9 @@ pub async fn change_credential(
     }
     if let Some(s) = schema_of(state, &next.schema) {
         fields.extend(s.errors(&next.body));
+        if let (true, Some(why)) = (fields.is_empty(), s.unusable(&next.body)) {
+            fields.insert("body".into(), why.into());
+        }
     }
     if !fields.is_empty() {
         return Err(ApiError::fields(fields));

@@ -203,7 +203,8 @@ pub fn router(state: AdminState) -> Router {
         .fold(Router::new(), |r, (_, path, handler)| {
             r.route(path, handler)
         })
-        .fallback(|| async { error::ApiError::not_found("route") });
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::map_response(error::json_rejections));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))

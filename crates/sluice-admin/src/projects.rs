@@ -50,13 +50,7 @@ fn member_json(m: &Member) -> Value {
 }
 
 fn checked_name(input: ProjectInput) -> ApiResult<String> {
-    let n = &input.name;
-    if n.is_empty() || n.len() > 200 || n.trim() != n || n.chars().any(char::is_control) {
-        return Err(ApiError::field(
-            "name",
-            "must be 1 to 200 characters without control characters or surrounding spaces",
-        ));
-    }
+    wire::check_name(&input.name).map_err(|why| ApiError::field("name", why))?;
     Ok(input.name)
 }
 

@@ -40,12 +40,14 @@ impl CredentialSchema {
             .unwrap_or_default()
     }
 
-    /// Whether `field` must never be returned: `writeOnly` in the schema, or named like a
-    /// password, token, secret, private key or PAT.
+    /// Whether `field` must never be returned: one the schema does not declare, `writeOnly`
+    /// in the schema, or named like a password, token, secret, private key or PAT.
     pub fn is_secret(&self, field: &str) -> bool {
-        let write_only = self
-            .document
-            .pointer(&format!("/properties/{field}/writeOnly"))
+        let Some(declared) = self.document.pointer(&format!("/properties/{field}")) else {
+            return true;
+        };
+        let write_only = declared
+            .get("writeOnly")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         write_only || secret_by_name(field)
@@ -54,6 +56,21 @@ impl CredentialSchema {
     /// Whether sluice knows how to inject credentials of this schema towards a sink.
     pub fn has_injection_rule(&self) -> bool {
         sink_auth::schema_has_rule(&self.name, self.properties())
+    }
+
+    /// Why `body` could not authenticate towards a sink, for a schema sluice injects: it lacks
+    /// every field the schema's rule reads (`access_token`, or `username` and `password`; a
+    /// DHIS2 `pat`).
+    pub fn unusable(&self, body: &Value) -> Option<String> {
+        if !self.has_injection_rule() || sink_auth::injection(&self.name, body).is_ok() {
+            return None;
+        }
+        Some(match self.name.as_str() {
+            "dhis2" => "carries no usable auth field: needs pat, or username and password".into(),
+            _ => {
+                "carries no usable auth field: needs access_token, or username and password".into()
+            }
+        })
     }
 
     /// Field errors of `body`, keyed `body.<field>`; messages never quote the value.

@@ -90,17 +90,7 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let input: CreateToken = wire::parse_body(&body)?;
-    let name = input.name.trim();
-    if name.is_empty()
-        || name.len() > 200
-        || name != input.name
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::field(
-            "name",
-            "must be 1 to 200 characters without control characters or surrounding spaces",
-        ));
-    }
+    wire::check_name(&input.name).map_err(|why| ApiError::field("name", why))?;
     let role = match input.role.as_deref() {
         None => Role::Superuser,
         Some(r) => Role::parse(r)

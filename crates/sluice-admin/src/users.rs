@@ -35,8 +35,11 @@ pub struct CreateUser {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub display_name: Option<String>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub superuser: Option<bool>,
+    #[serde(default, deserialize_with = "wire::non_null")]
     pub disabled: Option<bool>,
     #[serde(default)]
     pub reset_password: bool,

@@ -15,13 +15,35 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 500;
 
-/// Parses a JSON body, naming the offending field on failure (unknown, missing, wrong type).
+/// Longest string accepted anywhere in a JSON body (a PEM bundle fits; a flood does not).
+pub const MAX_STRING: usize = 16 << 10;
+/// Longest sink URL.
+pub const MAX_URL: usize = 2048;
+
+/// Parses a JSON body, naming the offending field on failure (unknown, missing, wrong type,
+/// `null` where a value is required, a string longer than [`MAX_STRING`]). The body must be
+/// one JSON object and nothing after it.
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::field("body", "a JSON object is required"));
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: Value = serde::Deserialize::deserialize(&mut *de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| {
+            let problem = e.to_string();
+            ApiError::field("body", problem.split(" at line").next().unwrap_or(&problem))
+        })?;
+    if let Some(path) = overlong_string(&value, "") {
+        return Err(ApiError::field(
+            &path,
+            format!("must be at most {MAX_STRING} bytes"),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.inner().to_string();
         let path = e.path().to_string();
         let field = if let Some(name) = between(&inner, "unknown field `", "`") {
@@ -33,9 +55,61 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         } else {
             path
         };
-        let problem = inner.split(" at line").next().unwrap_or(&inner).to_string();
-        ApiError::field(&field, problem)
+        ApiError::field(&field, inner)
     })
+}
+
+/// The path of the first string (value or key) in `v` longer than [`MAX_STRING`].
+fn overlong_string(v: &Value, at: &str) -> Option<String> {
+    let here = || {
+        if at.is_empty() {
+            "body".to_string()
+        } else {
+            at.to_string()
+        }
+    };
+    match v {
+        Value::String(s) if s.len() > MAX_STRING => Some(here()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| overlong_string(x, &format!("{at}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.len() > MAX_STRING {
+                return Some(here());
+            }
+            overlong_string(x, &path)
+        }),
+        _ => None,
+    }
+}
+
+/// Deserializes a field that may be absent (`None`) but, when present, must hold a value:
+/// `null` is refused rather than read as "unchanged".
+pub fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A resource name's rules: 1 to 200 characters, no control characters, no surrounding spaces.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 200
+        && name.trim() == name
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 200 characters without control characters or surrounding spaces")
+    }
 }
 
 fn between(s: &str, start: &str, end: &str) -> Option<String> {

@@ -541,37 +541,36 @@ async fn oauth_client_credentials_and_refusals() {
 }
 
 #[tokio::test]
-async fn unusable_credentials_give_502_and_a_recorded_error() {
-    let up = upstream::start().await;
+async fn a_credential_sluice_could_not_inject_is_refused_when_saved_or_changed() {
     let s = Sluice::start().await;
-    let cred = credential(
+    let (st, e) = post(
         &s,
-        "http",
-        json!({"baseUrl": "https://example.org", "username": "u"}),
+        "/credentials",
+        json!({"name": "half", "schema": "http", "body": {"baseUrl": "https://example.org", "username": "u"}}),
     )
     .await;
-    let ch = s
-        .create_channel(&up.url("/"), json!({"sink_credential_id": cred}))
-        .await;
-    let hits = up.hits(); // creating the channel probed the sink
-    let (st, id, body) = call(&s, &ch, &[]).await;
-    assert_eq!((st, body), (502, json!({"error": "Bad Gateway"})));
-    let rec = s.finished(&ch, &id).await;
-    assert_eq!(rec["state"], "error");
-    assert_eq!(rec["error"], "credential_missing_auth_fields");
-    assert_eq!(up.hits(), hits, "nothing forwarded");
-    // Operators learn it from the event log once, not once per refused request.
-    let (st, _, _) = call(&s, &ch, &[]).await;
-    assert_eq!(st, 502);
-    let events = s.get_json("/events?source=auth&severity=error").await;
-    let items = events["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{events}");
-    assert_eq!(items[0]["channel_id"], ch["id"]);
-    assert_eq!(items[0]["details"]["credential_id"], json!(cred));
-    assert_eq!(
-        items[0]["details"]["error"],
-        "credential_missing_auth_fields"
+    assert_eq!(st, 422, "{e}");
+    assert!(
+        e["details"]["fields"]["body"]
+            .as_str()
+            .is_some_and(|m| m.contains("username and password")),
+        "{e}"
     );
+    let cred = credential(&s, "http", json!({"username": "u", "password": "p"})).await;
+    let res = s
+        .api(reqwest::Method::PATCH, &format!("/credentials/{cred}"))
+        .json(&json!({"body": {"password": null}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "removing the password would leave it unusable");
+    let res = s
+        .api(reqwest::Method::PATCH, &format!("/credentials/{cred}"))
+        .json(&json!({"body": {"password": null, "access_token": "t"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a token instead is usable");
 }
 
 #[tokio::test]

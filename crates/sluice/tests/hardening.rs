@@ -357,3 +357,135 @@ async fn metrics_naming_every_channel_need_an_instance_wide_reader_unless_made_p
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("sluice_"));
 }
+
+/// Sends `body` (raw bytes) to the API with `method` at `path`; returns the status, the
+/// headers and the body, which must be JSON.
+async fn api_raw(
+    s: &Sluice,
+    method: reqwest::Method,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let res = s
+        .api(method, path)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    let text = res.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{path}: {status} answered without JSON: {text}"));
+    (status, headers, json)
+}
+
+/// The problem the API named for `field`.
+fn problem<'a>(body: &'a Value, field: &str) -> &'a str {
+    body["details"]["fields"][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no problem named for {field}: {body}"))
+}
+
+#[tokio::test]
+async fn the_api_refuses_malformed_bodies_and_answers_every_refusal_in_json() {
+    use reqwest::Method;
+    let s = Sluice::start().await;
+    let ok_url = "http://127.0.0.1:9/";
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (json!(["n", ok_url]).to_string().into_bytes(), "body"),
+        (
+            format!(r#"{{"name":"n","sink_url":"{ok_url}"}} trailing"#).into_bytes(),
+            "body",
+        ),
+        (
+            json!({"name": "a\u{0}b", "sink_url": ok_url})
+                .to_string()
+                .into_bytes(),
+            "name",
+        ),
+        (
+            json!({"name": "two\nlines", "sink_url": ok_url})
+                .to_string()
+                .into_bytes(),
+            "name",
+        ),
+        (
+            json!({"name": "long", "sink_url": format!("http://h/{}", "a".repeat(3000))})
+                .to_string()
+                .into_bytes(),
+            "sink_url",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, _, answer) = api_raw(&s, Method::POST, "/channels", body).await;
+        assert_eq!(status, 422, "{answer}");
+        problem(&answer, field);
+    }
+    let (_, _, list) = api_raw(&s, Method::GET, "/channels", "").await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+
+    // A credential with nothing sluice could inject, and one with a flood in a field.
+    let (status, _, answer) = api_raw(
+        &s,
+        Method::POST,
+        "/credentials",
+        json!({"name": "c", "schema": "http", "body": {"username": "u"}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        problem(&answer, "body").contains("no usable auth field"),
+        "{answer}"
+    );
+    let (status, _, answer) = api_raw(
+        &s,
+        Method::POST,
+        "/credentials",
+        json!({"name": "c", "schema": "http", "body": {"access_token": "x".repeat(20_000)}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    problem(&answer, "body.access_token");
+    // A field the schema does not declare is never shown.
+    let (status, _, c) = api_raw(
+        &s,
+        Method::POST,
+        "/credentials",
+        json!({"name": "c", "schema": "http", "body": {"access_token": "t", "note": "private"}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    assert!(!c.to_string().contains("private"), "{c}");
+
+    // `null` for a value that must be there is refused, not read as "unchanged".
+    let ch = s.create_channel(ok_url, json!({})).await;
+    let id = ch["id"].as_str().unwrap();
+    let (status, _, answer) = api_raw(
+        &s,
+        Method::PATCH,
+        &format!("/channels/{id}"),
+        json!({"name": null, "lock_version": ch["lock_version"]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    problem(&answer, "name");
+
+    // The router's and extractors' own refusals are JSON too.
+    let (status, _, answer) = api_raw(
+        &s,
+        Method::DELETE,
+        &format!("/channels/{id}?purge=maybe"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, headers, answer) = api_raw(&s, Method::PUT, "/channels", "{}").await;
+    assert_eq!(status, 405, "{answer}");
+    assert!(headers.contains_key("allow"));
+    let (status, _, answer) = api_raw(&s, Method::POST, "/channels", vec![b' '; 3 << 20]).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].is_string());
+}

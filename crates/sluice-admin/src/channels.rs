@@ -362,19 +362,23 @@ pub async fn change(
     current: Channel,
     input: PatchChannel,
 ) -> ApiResult<(Channel, bool)> {
-    if input
+    let sink_changed = input
+        .sink_url
+        .as_ref()
+        .is_some_and(|u| *u != current.sink_url);
+    let credential_after = input
         .sink_credential_id
-        .is_some_and(|c| c.is_some() && c != current.sink_credential_id)
+        .unwrap_or(current.sink_credential_id);
+    // Whoever points a credential at a sink could read it back through an echoing sink: a
+    // credential newly attached, or a channel's credential sent to a new sink URL.
+    if credential_after.is_some()
+        && (credential_after != current.sink_credential_id || sink_changed)
     {
         caller.allow(Right::ManageProject, Some(current.project_id), "channel")?;
     }
     if input.lock_version != current.lock_version {
         return Err(stale(state, &current));
     }
-    let sink_changed = input
-        .sink_url
-        .as_ref()
-        .is_some_and(|u| *u != current.sink_url);
     let mut next = current.clone();
     if let Some(v) = input.name {
         next.name = v;

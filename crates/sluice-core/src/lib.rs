@@ -13,6 +13,7 @@ pub mod health;
 pub mod hops;
 pub mod keyring;
 pub mod outcome;
+pub mod reflected;
 pub mod sink_auth;
 pub mod source_auth;
 pub mod url_join;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_core::clock::now_us;
+use sluice_core::reflected::Reflected;
 use sluice_core::{EventRecord, ExchangeError, HeaderList, RequestRecord, RequestState};
 use sluice_store::Ledger;
 
@@ -30,6 +31,8 @@ struct Inner {
     dispatched: Option<Instant>,
     request_tap: SharedTap,
     response_tap: Option<SharedTap>,
+    /// Header secrets an echoing sink may put in the previews.
+    secrets: Reflected,
 }
 
 /// A request whose `pending` record is durable and whose completion is still to be written.
@@ -62,6 +65,7 @@ impl Exchange {
             dispatched: None,
             request_tap,
             response_tap: None,
+            secrets: Reflected::default(),
         }))
     }
 
@@ -69,10 +73,12 @@ impl Exchange {
         self.0.as_mut().expect("exchange used after finishing")
     }
 
-    /// Notes the request headers as sent (already redacted) and the dispatch time.
-    pub fn dispatched(&mut self, headers: HeaderList) {
+    /// Notes the request headers as sent (already redacted), the secrets they carried and the
+    /// dispatch time.
+    pub fn dispatched(&mut self, headers: HeaderList, secrets: Reflected) {
         let i = self.inner();
         i.event.request_headers = headers;
+        i.secrets = secrets;
         i.dispatched = Some(Instant::now());
     }
 
@@ -137,7 +143,11 @@ impl Exchange {
         if let (Some(d), Some(e)) = (i.dispatched, request_ended) {
             i.event.timings.send_us = Some(e.saturating_duration_since(d).as_micros() as i64);
         }
-        let response_body = i.response_tap.as_ref().map(|t| t.lock().observation());
+        let mut request_body = request_body;
+        let mut response_body = i.response_tap.as_ref().map(|t| t.lock().observation());
+        for body in std::iter::once(&mut request_body).chain(response_body.as_mut()) {
+            i.secrets.scrub(&mut body.preview, body.truncated);
+        }
         let r = Arc::make_mut(&mut i.record);
         r.state = state;
         r.error = error.clone();

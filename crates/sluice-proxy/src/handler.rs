@@ -12,6 +12,7 @@ use sluice_core::clock::now_us;
 use sluice_core::headers::{
     append_forwarded_for, first_forwarded_for, is_valid_request_id, strip_hop_by_hop,
 };
+use sluice_core::reflected::Reflected;
 use sluice_core::url_join::{climbs_above_base, join_path_and_query};
 use sluice_core::{ExchangeError, RequestRecord, RequestState};
 use sluice_store::{Severity, Source};
@@ -228,8 +229,10 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     // Outbound head.
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    source_auth::scrub(headers, &route.auth_methods);
+    let mut secrets = Reflected::default();
+    source_auth::scrub(headers, &route.auth_methods, &mut secrets);
     if let Some(v) = sink_authorization {
+        secrets.add_header(&v);
         headers.insert(http::header::AUTHORIZATION, v);
     }
     let original_host = headers.remove(HOST);
@@ -257,7 +260,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     };
     parts.version = http::Version::HTTP_11;
 
-    exchange.dispatched(proxy.cfg.redactor.record(&parts.headers));
+    exchange.dispatched(proxy.cfg.redactor.record(&parts.headers), secrets);
     let outbound =
         http::Request::from_parts(parts, Tap::new(body, request_tap, route.idle_timeout, None));
 

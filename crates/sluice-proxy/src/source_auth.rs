@@ -9,6 +9,7 @@
 //! per core is in flight, so distinct guesses queue instead of taking every core. Both caches are
 //! emptied whenever an auth method changes.
 
+use sluice_core::reflected::Reflected;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,12 +178,18 @@ impl Gate {
 }
 
 /// Removes the caller's source credentials before the request goes to the sink: `x-api-key`
-/// whenever the channel has auth methods, and a Basic `authorization` when it has Basic ones.
-pub fn scrub(headers: &mut HeaderMap, methods: &[AuthMethod]) {
+/// whenever the channel has auth methods, and a Basic `authorization` when it has Basic ones;
+/// their values (and any `authorization`'s) join `secrets`, kept out of the stored previews.
+pub fn scrub(headers: &mut HeaderMap, methods: &[AuthMethod], secrets: &mut Reflected) {
     if methods.is_empty() {
         return;
     }
-    headers.remove(&X_API_KEY);
+    if let Some(key) = headers.remove(&X_API_KEY) {
+        secrets.add_header(&key);
+    }
+    if let Some(v) = headers.get(AUTHORIZATION) {
+        secrets.add_header(v);
+    }
     if methods.iter().any(|m| m.kind == AuthKind::Basic)
         && headers.get(AUTHORIZATION).is_some_and(is_basic)
     {

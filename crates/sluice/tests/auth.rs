@@ -398,7 +398,7 @@ async fn recorded_events_redact_every_secret_header() {
             json!({"sink_credential_id": cred, "source_auth_method_ids": [method]}),
         )
         .await;
-    let (st, id, _) = call(
+    let (st, id, doc) = call(
         &s,
         &ch,
         &[
@@ -426,16 +426,21 @@ async fn recorded_events_redact_every_secret_header() {
         value("request", "x-api-key").is_empty(),
         "removed before it was sent"
     );
-    // (the echoed body quotes what the sink received; the recorded headers never do)
-    let text = format!("{} {}", ev["request_headers"], ev["response_headers"]);
-    for secret in [
-        key.as_str(),
-        "sink-secret-token",
-        "caller-cookie-secret",
-        "upstream-cookie-secret",
-    ] {
+    // The echoing sink's body quoted the injected token and the caller's key (the caller got
+    // it as sent); the stored preview did not keep them, nor the headers.
+    assert!(received(&doc, "authorization") == ["Bearer sink-secret-token"]);
+    let text = ev.to_string();
+    for secret in [key.as_str(), "sink-secret-token"] {
         assert!(!text.contains(secret), "{secret} leaked into the record");
     }
+    let headers = format!("{} {}", ev["request_headers"], ev["response_headers"]);
+    for secret in ["caller-cookie-secret", "upstream-cookie-secret"] {
+        assert!(
+            !headers.contains(secret),
+            "{secret} leaked into the headers"
+        );
+    }
+    assert!(text.contains("[REDACTED]"));
 }
 
 #[tokio::test]
@@ -563,7 +568,11 @@ async fn a_credential_sluice_could_not_inject_is_refused_when_saved_or_changed()
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 422, "removing the password would leave it unusable");
+    assert_eq!(
+        res.status(),
+        422,
+        "removing the password would leave it unusable"
+    );
     let res = s
         .api(reqwest::Method::PATCH, &format!("/credentials/{cred}"))
         .json(&json!({"body": {"password": null, "access_token": "t"}}))

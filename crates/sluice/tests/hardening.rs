@@ -489,3 +489,64 @@ async fn the_api_refuses_malformed_bodies_and_answers_every_refusal_in_json() {
     assert_eq!(status, 413, "{answer}");
     assert!(answer["error"].is_string());
 }
+
+#[tokio::test]
+async fn an_editor_cannot_point_a_credential_at_a_sink_of_their_choosing() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let res = s
+        .api(reqwest::Method::POST, "/credentials")
+        .json(&json!({"name": "c", "schema": "http", "body": {"access_token": "admin-only-token"}}))
+        .send()
+        .await
+        .unwrap();
+    let cred: Value = res.json().await.unwrap();
+    let ch = s
+        .create_channel(&up.url("/"), json!({"sink_credential_id": cred["id"]}))
+        .await;
+    let id = ch["id"].as_str().unwrap();
+    let out = common::run(&[
+        "token",
+        "create",
+        "--name",
+        "ed",
+        "--role",
+        "editor",
+        "--data-dir",
+        s.data.path().to_str().unwrap(),
+    ]);
+    let editor = out.lines().last().unwrap().trim().to_string();
+    let patch = |body: Value| {
+        s.http()
+            .patch(s.url(&format!("/api/v1/channels/{id}")))
+            .bearer_auth(&editor)
+            .json(&body)
+            .send()
+    };
+    let echo = format!("{}/echo-elsewhere", up.url(""));
+    let res = patch(json!({"sink_url": echo, "lock_version": ch["lock_version"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "the credential would go to the editor's sink"
+    );
+    let res = s
+        .http()
+        .post(s.url("/api/v1/channels"))
+        .bearer_auth(&editor)
+        .json(&json!({"name": "mine", "sink_url": up.url("/"), "sink_credential_id": cred["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = patch(json!({"name": "renamed", "lock_version": ch["lock_version"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "what does not move the credential stays the editor's"
+    );
+}

@@ -24,12 +24,17 @@ pub struct ProxyConfig {
     pub forwarded_proto: &'static str,
     /// Passive health: where finished requests are counted per channel (none: not counted).
     pub health: Option<Arc<HealthBoard>>,
-    /// Where operational events go (lookup failures; source-auth failures through
-    /// [`EventLog::source_auth_failure`]).
+    /// Where operational events go (lookup failures, source-auth failures, unusable
+    /// credentials).
     pub events: Option<EventLog>,
     /// This node's `Via` entry, stamped on what it forwards; a request already carrying it
     /// is refused with 508.
     pub hop: Hop,
+    /// Wrong credentials (or unknown channels) a client address may present to one channel in
+    /// an `auth_failure_window` before it is answered 429 until the window ends; `0`: never.
+    pub auth_failures: u32,
+    /// The window source-auth failures are counted (and summed in the event log) over.
+    pub auth_failure_window: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -43,6 +48,8 @@ impl Default for ProxyConfig {
             health: None,
             events: None,
             hop: Hop::new(&uuid::Uuid::new_v4().to_string()),
+            auth_failures: 10,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }

@@ -61,6 +61,9 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     let Ok(channel_id) = Uuid::parse_str(id_text) else {
         return reply::error(StatusCode::NOT_FOUND);
     };
+    if let Some(seconds) = proxy.auth_failures.retry_after(&peer_ip, channel_id) {
+        return reply::too_many_failures(seconds);
+    }
     // The slow paths (a route to load, credentials to check or fetch) are boxed: inline they
     // would make every request's future several KiB larger, copied when it is boxed.
     let looked = match proxy.routes.cached(channel_id) {
@@ -69,7 +72,10 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     };
     let route = match looked {
         Ok(Some(r)) if r.channel.enabled => r,
-        Ok(_) => return reply::error(StatusCode::NOT_FOUND),
+        Ok(_) => {
+            proxy.auth_failures.failed(&peer_ip, channel_id, None);
+            return reply::error(StatusCode::NOT_FOUND);
+        }
         Err(e) => {
             tracing::error!(error = %e, "channel lookup failed");
             if let Some(ev) = &proxy.cfg.events {
@@ -98,15 +104,10 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         Verdict::Admitted(id, kind) => Some((id, kind)),
         Verdict::Unauthorized => return reply::unauthorized(),
         Verdict::Hidden => {
-            if let Some(ev) = &proxy.cfg.events {
-                ev.source_auth_failure(
-                    channel_id,
-                    serde_json::json!({
-                        "client": &*peer_ip,
-                        "presented": source_auth::presented_kinds(&parts.headers),
-                    }),
-                );
-            }
+            let presented = source_auth::presented_kinds(&parts.headers);
+            proxy
+                .auth_failures
+                .failed(&peer_ip, channel_id, Some(&presented));
             return reply::error(StatusCode::NOT_FOUND);
         }
     };

@@ -1,6 +1,7 @@
 //! The sluice data plane: `/channels/{id}/...` routing, the body tap, the pooled upstream
 //! connections and the recording of every exchange into the ledger.
 
+pub mod auth_failures;
 pub mod config;
 pub mod exchange;
 pub mod handler;
@@ -32,6 +33,7 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     gate: Arc<source_auth::Gate>,
     sink_credentials: Arc<sink_credentials::SinkCredentials>,
+    auth_failures: Arc<auth_failures::AuthFailures>,
 }
 
 impl Proxy {
@@ -47,6 +49,11 @@ impl Proxy {
             gate: source_auth::Gate::new(&store),
             sink_credentials: sink_credentials::SinkCredentials::new(
                 store.clone(),
+                cfg.events.clone(),
+            ),
+            auth_failures: auth_failures::AuthFailures::new(
+                cfg.auth_failures,
+                cfg.auth_failure_window,
                 cfg.events.clone(),
             ),
             routes: Routes::new(store, cfg.clone()),

@@ -40,3 +40,14 @@ pub fn refused(status: StatusCode, detail: &'static str) -> Response<Body> {
     );
     res
 }
+
+/// `429` with `Retry-After: seconds`: the caller's address failed authentication too often.
+pub fn too_many_failures(seconds: u64) -> Response<Body> {
+    let mut res = refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed attempts from this address; wait for Retry-After seconds",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    res
+}

@@ -179,22 +179,6 @@ impl EventLog {
         Some(self.emit(severity, source, channel_id, message, details))
     }
 
-    /// Notes a caller that failed source authentication on `channel_id` (for the proxy's source
-    /// auth). Rate-limited per channel: one `warn`/`auth` entry at most every
-    /// [`AUTH_FAILURE_INTERVAL`], counting the failures held back in `details.suppressed`, so an
-    /// attack cannot flood the log. `details` should say what was presented (never a secret).
-    pub fn source_auth_failure(&self, channel_id: Uuid, details: Value) {
-        self.emit_throttled(
-            "source_auth_failure",
-            AUTH_FAILURE_INTERVAL,
-            Severity::Warn,
-            Source::Auth,
-            Some(channel_id),
-            "callers are failing source authentication",
-            details,
-        );
-    }
-
     /// Subscribes to entries emitted from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LogEntry> {
         self.0.live.subscribe()

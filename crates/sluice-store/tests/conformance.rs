@@ -1173,14 +1173,22 @@ async fn event_log_hub_merges_memory_and_ledger_and_keeps_ids_rising() {
         );
         assert_eq!(first.unwrap().details["suppressed"], 0);
         for _ in 0..3 {
-            log.source_auth_failure(ch, serde_json::json!({ "presented": "x-api-key" }));
+            log.emit_throttled(
+                "other",
+                std::time::Duration::from_secs(60),
+                Severity::Warn,
+                Source::Auth,
+                Some(ch),
+                "y",
+                serde_json::json!({}),
+            );
         }
         let auth = LogFilter {
             sources: vec![Source::Auth],
             ..Default::default()
         };
         log.flush().await;
-        // "t" and "source_auth_failure" are separate kinds: one entry each.
+        // "t" and "other" are separate kinds: one entry each.
         assert_eq!(
             log.query(&auth, LogPage::Before(None), 10)
                 .await

@@ -113,6 +113,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = crate::connections::default_max_connections(),
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Wrong credentials (or unknown channels) one client address may present to a channel in
+    /// a `--source-auth-window`; past it the address gets 429 on that channel until the window
+    /// ends (`0`: no limit).
+    #[arg(long, env = "SLUICE_SOURCE_AUTH_FAILURES", default_value_t = 10)]
+    pub source_auth_failures: u32,
+    /// The window source-auth failures are counted over; the event log sums each one.
+    #[arg(long, env = "SLUICE_SOURCE_AUTH_WINDOW", default_value = "1m", value_parser = crate::parse::parse)]
+    pub source_auth_window: std::time::Duration,
     /// Serve `/metrics` to anyone (by default it needs an instance token or a superuser, as
     /// it names every channel).
     #[arg(long, env = "SLUICE_PUBLIC_METRICS")]

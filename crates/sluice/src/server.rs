@@ -109,6 +109,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             health: passive.as_ref().map(|(board, _)| board.clone()),
             events: Some(events.clone()),
             hop: Hop::new(&node_id),
+            auth_failures: args.source_auth_failures,
+            auth_failure_window: args.source_auth_window,
             ..ProxyConfig::default()
         },
         tls,

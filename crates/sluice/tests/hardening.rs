@@ -550,3 +550,72 @@ async fn an_editor_cannot_point_a_credential_at_a_sink_of_their_choosing() {
         "what does not move the credential stays the editor's"
     );
 }
+
+#[tokio::test]
+async fn password_guessing_is_refused_with_429_and_counted_in_the_event_log() {
+    let up = upstream::start().await;
+    let s = Sluice::start_in(
+        std::sync::Arc::new(TempDir::new()),
+        &["--source-auth-failures", "5", "--source-auth-window", "2s"],
+    )
+    .await;
+    let res = s
+        .api(reqwest::Method::POST, "/auth-methods")
+        .json(&json!({"name": "b", "type": "basic", "username": "shop", "password": "right-password"}))
+        .send()
+        .await
+        .unwrap();
+    let method: Value = res.json().await.unwrap();
+    let ch = s
+        .create_channel(
+            &up.url("/"),
+            json!({"source_auth_method_ids": [method["id"]]}),
+        )
+        .await;
+    let guess = |password: String| {
+        s.http()
+            .get(s.proxy_url(&ch, "/"))
+            .basic_auth("shop", Some(password))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let res = guess(format!("guess-{i}")).await.unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            let wait: u64 = res.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&wait), "{wait}");
+            let body: Value = res.json().await.unwrap();
+            assert!(body["detail"].is_string(), "{body}");
+        }
+    }
+    assert_eq!(statuses[..5], [404; 5]);
+    assert_eq!(statuses[5..], [429; 15]);
+    let res = guess("right-password".into()).await.unwrap();
+    assert_eq!(res.status(), 429, "no check at all while refused");
+
+    // Unknown channels count the same: a 429 says nothing about which channels exist.
+    let nowhere = format!("{}/channels/{}/x", s.base, uuid::Uuid::now_v7());
+    for i in 0..6 {
+        let st = s.http().get(&nowhere).send().await.unwrap().status();
+        assert_eq!(st, if i < 5 { 404 } else { 429 });
+    }
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(guess("right-password".into()).await.unwrap().status(), 200);
+    let events = s.get_json("/events?source=auth").await;
+    let items = events["items"].as_array().unwrap();
+    let summary = items
+        .iter()
+        .find(|e| e["details"]["failures"].is_number())
+        .unwrap_or_else(|| panic!("no summary of the window: {events}"));
+    assert_eq!(summary["details"]["failures"], 5, "{summary}");
+    assert_eq!(summary["details"]["by_type"]["basic"], 5, "{summary}");
+    assert_eq!(summary["details"]["refused_429"], 16, "{summary}");
+    assert_eq!(summary["details"]["clients"], json!(["127.0.0.1"]));
+    assert!(!events.to_string().contains("guess-"));
+}

@@ -106,10 +106,10 @@ impl Validator {
                 return;
             }
         };
-        let Some(addr) = record(steps, Step::Dns, self.dns(&target)).await else {
+        let Some(addrs) = record(steps, Step::Dns, self.dns(&target)).await else {
             return;
         };
-        if record(steps, Step::Tcp, self.tcp(addr, target.port))
+        if record(steps, Step::Tcp, self.tcp(&addrs, target.port))
             .await
             .is_none()
         {
@@ -119,11 +119,15 @@ impl Validator {
         steps.push(self.http(&target, t).await);
     }
 
-    async fn dns(&self, target: &Target) -> StepOutcome<SocketAddr> {
+    /// Every address the target's host resolves to, in the resolver's order.
+    async fn dns(&self, target: &Target) -> StepOutcome<Vec<SocketAddr>> {
         let name = match &target.host {
             TargetHost::Ip(ip) => {
                 let addr = SocketAddr::new(*ip, target.port);
-                return Ok((addr, format!("{ip} is an IP address; no lookup needed")));
+                return Ok((
+                    vec![addr],
+                    format!("{ip} is an IP address; no lookup needed"),
+                ));
             }
             TargetHost::Domain(name) => name,
         };
@@ -141,12 +145,13 @@ impl Validator {
         {
             Ok(Ok(addrs)) => {
                 let addrs: Vec<SocketAddr> = addrs.collect();
-                match addrs.first() {
-                    Some(&first) => {
+                match addrs.is_empty() {
+                    false => {
                         let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-                        Ok((first, format!("{name} resolved to {}", list.join(", "))))
+                        let detail = format!("{name} resolved to {}", list.join(", "));
+                        Ok((addrs, detail))
                     }
-                    None => Err((
+                    true => Err((
                         format!("{name} resolved to no addresses"),
                         hints::dns_failure(),
                     )),
@@ -166,24 +171,35 @@ impl Validator {
         }
     }
 
-    async fn tcp(&self, addr: SocketAddr, port: u16) -> StepOutcome<()> {
-        match timeout(self.cfg.tcp_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(_stream)) => Ok(((), format!("connected to {addr}"))),
-            Ok(Err(e)) => {
-                let class = ConnectFailure::of(&e);
-                Err((
-                    format!("{} connecting to {addr}: {e}", class.label()),
-                    class.hint(port),
-                ))
+    /// Connects to each of `addrs` in turn until one answers, as the proxy's connector does
+    /// (`localhost` may resolve to `::1` first while the sink listens on 127.0.0.1 only).
+    async fn tcp(&self, addrs: &[SocketAddr], port: u16) -> StepOutcome<()> {
+        let mut failures = Vec::new();
+        let mut hint = ConnectFailure::TimedOut.hint(port);
+        for addr in addrs {
+            match timeout(self.cfg.tcp_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(_stream)) => {
+                    let mut detail = format!("connected to {addr}");
+                    if !failures.is_empty() {
+                        detail.push_str(&format!(" (after {})", failures.join("; ")));
+                    }
+                    return Ok(((), detail));
+                }
+                Ok(Err(e)) => {
+                    let class = ConnectFailure::of(&e);
+                    failures.push(format!("{} connecting to {addr}: {e}", class.label()));
+                    hint = class.hint(port);
+                }
+                Err(_) => {
+                    failures.push(format!(
+                        "no answer from {addr} within {} s",
+                        self.cfg.tcp_timeout.as_secs_f64()
+                    ));
+                    hint = ConnectFailure::TimedOut.hint(port);
+                }
             }
-            Err(_) => Err((
-                format!(
-                    "no answer from {addr} within {} s",
-                    self.cfg.tcp_timeout.as_secs_f64()
-                ),
-                ConnectFailure::TimedOut.hint(port),
-            )),
         }
+        Err((failures.join("; "), hint))
     }
 
     async fn http(&self, target: &Target, t: Instant) -> StepResult {
@@ -258,4 +274,30 @@ fn error_chain(err: &(dyn Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_connect_step_tries_every_resolved_address_until_one_answers() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = open.local_addr().unwrap().port();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let v = Validator::new(ValidatorConfig::default());
+        let (_, detail) = v
+            .tcp(&[closed, open.local_addr().unwrap()], port)
+            .await
+            .expect("the second address answers");
+        assert!(
+            detail.contains(&format!("connecting to {closed}")),
+            "{detail}"
+        );
+        let (problem, _) = v.tcp(&[closed], closed.port()).await.unwrap_err();
+        assert!(problem.contains(&closed.to_string()), "{problem}");
+    }
 }

@@ -100,15 +100,17 @@ impl EventLog {
         details: Value,
     ) -> LogEntry {
         let message = message.into();
+        // A name inside the message (a channel's, say) must not start a forged log line.
+        let line = one_line(&message);
         match severity {
             Severity::Info => {
-                tracing::info!(source = source.as_str(), channel = ?channel_id, "{message}")
+                tracing::info!(source = source.as_str(), channel = ?channel_id, "{line}")
             }
             Severity::Warn => {
-                tracing::warn!(source = source.as_str(), channel = ?channel_id, "{message}")
+                tracing::warn!(source = source.as_str(), channel = ?channel_id, "{line}")
             }
             Severity::Error => {
-                tracing::error!(source = source.as_str(), channel = ?channel_id, "{message}")
+                tracing::error!(source = source.as_str(), channel = ?channel_id, "{line}")
             }
         }
         let mut seq = self.0.seq.lock().expect("event sequence lock");
@@ -259,5 +261,35 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Persist>) {
         for w in waiters.drain(..) {
             let _ = w.send(());
         }
+    }
+}
+/// `text` with its control characters (newlines among them) written as escapes (`\n`).
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_message_cannot_forge_a_second_log_line() {
+        assert_eq!(
+            one_line("channel a\n2026-12-07 ERROR forged is unhealthy"),
+            "channel a\\n2026-12-07 ERROR forged is unhealthy"
+        );
+        assert_eq!(one_line("plain, ünïcode"), "plain, ünïcode");
     }
 }

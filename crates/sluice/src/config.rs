@@ -17,10 +17,12 @@ impl LedgerArgs {
             .unwrap_or_else(|| format!("sqlite://{}/sluice.db", self.data_dir.display()))
     }
 
-    /// Creates the data directory, opens the ledger and migrates it.
+    /// Creates the data directory (readable by this user only: it holds the history, the
+    /// key file and the journal), opens the ledger and migrates it.
     pub async fn open(&self) -> anyhow::Result<Store> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
+        restrict(&self.data_dir)?;
         let url = self.url();
         let store = Store::connect(&url, &StoreOptions::default())
             .await
@@ -41,6 +43,17 @@ impl LedgerArgs {
     pub fn node_id(&self) -> anyhow::Result<String> {
         node_id(&self.data_dir)
     }
+}
+
+/// Makes the directory `dir` this user's alone (mode 0700), unless it already is.
+fn restrict(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (mode 0700)", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn node_id(dir: &Path) -> anyhow::Result<String> {

@@ -52,6 +52,10 @@ fn init_tracing(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Everything sluice writes (ledger, journal, key, backups) is its user's alone: mode 0600
+    // files and 0700 directories, whatever the umask it was started with.
+    // SAFETY: umask only changes the mode of files created from now on.
+    unsafe { libc::umask(0o077) };
     tune_allocator();
     let cli = Cli::parse();
     let format = match &cli.command {

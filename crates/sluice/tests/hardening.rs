@@ -619,3 +619,17 @@ async fn password_guessing_is_refused_with_429_and_counted_in_the_event_log() {
     assert_eq!(summary["details"]["clients"], json!(["127.0.0.1"]));
     assert!(!events.to_string().contains("guess-"));
 }
+
+#[tokio::test]
+async fn the_data_directory_and_its_files_are_the_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sluice::start().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = s.data.path();
+    assert_eq!(mode(dir), 0o700, "the data directory");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+}

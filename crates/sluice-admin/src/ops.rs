@@ -21,8 +21,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the ledger answers.
+/// `GET /readyz`: the ledger answers and records what passes.
 pub async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if !state.store.recording() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "error": "the ledger cannot record completions (is its disk full?)",
+            })),
+        );
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {

@@ -70,6 +70,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Whether finished requests are being recorded: false while a SQLite ledger file refuses
+    /// completions (a full disk), when the proxy refuses requests; `/readyz` reports it.
+    pub fn recording(&self) -> bool {
+        self.inflight.recording()
+    }
+
     /// Opens the ledger at `url` (`sqlite://path` or `postgres://…`), creating a SQLite file
     /// if needed. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {

@@ -80,6 +80,9 @@ pub(crate) struct Journal {
     append_seconds: metrics::Histogram,
     /// Woken after each [`Journal::settle`], for readers waiting for a row to commit.
     settled: tokio::sync::Notify,
+    /// The ledger file refuses completions (no room left): new requests are refused until a
+    /// commit succeeds again.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 /// The segment being written, and what is in flight.
@@ -170,6 +173,7 @@ impl Journal {
             }),
             append_seconds: metrics::histogram!("sluice_ledger_commit_seconds", "writer" => "journal"),
             settled: tokio::sync::Notify::new(),
+            stuck: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -275,6 +279,16 @@ impl Journal {
     pub(crate) fn settle(&self, ids: impl IntoIterator<Item = Uuid>) {
         self.settle_lines(ids);
         self.settled.notify_waiters();
+    }
+
+    /// Whether the ledger file refuses completions.
+    pub(crate) fn stuck(&self) -> bool {
+        self.stuck.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes whether the ledger file refuses completions; returns what was noted before.
+    pub(crate) fn set_stuck(&self, stuck: bool) -> bool {
+        self.stuck.swap(stuck, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Returns once request `id` has no line in the journal (its row has committed), or

@@ -106,6 +106,12 @@ impl InflightView {
         journal.map(|j| j.in_flight()).unwrap_or_default()
     }
 
+    /// Whether completions are being recorded (false while the SQLite ledger file refuses
+    /// them, a full disk say; always true without a running SQLite ledger).
+    pub(crate) fn recording(&self) -> bool {
+        self.0.lock().as_ref().is_none_or(|j| !j.stuck())
+    }
+
     /// Returns once request `id`, finished, has its row committed (at most `limit`): its
     /// outcome is journaled as the exchange ends, its event only comes with the row.
     pub(crate) async fn until_committed(&self, id: uuid::Uuid, limit: std::time::Duration) {
@@ -305,6 +311,10 @@ impl Ledger {
             } => {
                 // The append below never waits on the runtime: give other tasks their turn.
                 tokio::task::coop::consume_budget().await;
+                if journal.stuck() {
+                    // Its outcome could not be recorded: nothing goes to the sink.
+                    return Err(LedgerError::Unavailable(STUCK.into()));
+                }
                 return self
                     .depth
                     .admit()
@@ -557,8 +567,16 @@ fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Re
     }
 }
 
+/// Why requests are refused while the ledger file refuses completions.
+const STUCK: &str = "the ledger cannot record completions (is its disk full?)";
+/// Time between two attempts to commit completions the ledger file refused for want of room.
+const STUCK_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The SQLite history thread: commits completions in batches of up to `max_batch`, gathered
-/// for up to `completion_delay`, and settles them in the journal.
+/// for up to `completion_delay`, and settles them in the journal. While the ledger file has no
+/// room for them it keeps them, marks the journal stuck (new requests are refused) and tries
+/// again every [`STUCK_RETRY`] until a commit succeeds; at a stop they stay in the journal,
+/// and the next start writes them.
 fn history_writer(
     mut conn: HistoryWriter,
     cfg: &LedgerConfig,
@@ -571,21 +589,55 @@ fn history_writer(
         ops: Vec::with_capacity(cfg.max_batch),
         open: true,
     };
-    while batch.open {
-        let Ok(first) = rx.recv() else { break };
-        batch.take(first);
+    loop {
+        let stuck = journal.stuck();
+        if batch.ops.is_empty() {
+            if !batch.open {
+                break;
+            }
+            let Ok(first) = rx.recv() else { break };
+            batch.take(first);
+        } else if !batch.open {
+            break; // stuck at a stop: the journal keeps them for the next start
+        }
         batch.drain(&rx, cfg.max_batch);
         if batch.open && batch.ops.len() < cfg.max_batch {
             // Keeping up: gather more by sleeping, not by waiting on the queue, so the
             // completions arriving meanwhile do not wake the thread one by one.
-            std::thread::sleep(cfg.completion_delay);
+            std::thread::sleep(if stuck {
+                STUCK_RETRY
+            } else {
+                cfg.completion_delay
+            });
             batch.drain(&rx, cfg.max_batch);
         }
-        if !batch.ops.is_empty() {
-            depth.batch(batch.ops.len());
-            let settled = commit_history(&mut conn, &cfg.node_id, &mut batch.ops, events.as_ref());
-            journal.settle(settled);
-            journal.prepare();
+        if batch.ops.is_empty() {
+            continue;
+        }
+        let taken = batch.ops.len();
+        match commit_history(&mut conn, &cfg.node_id, &mut batch.ops, events.as_ref()) {
+            Ok(settled) => {
+                depth.batch(taken);
+                journal.settle(settled);
+                journal.prepare();
+                if journal.set_stuck(false) {
+                    tracing::info!("the ledger records completions again");
+                }
+            }
+            Err(e) => {
+                if !journal.set_stuck(true) {
+                    tracing::error!(error = %e, "{STUCK}; refusing requests until it can");
+                    if let Some(ev) = events.as_ref() {
+                        ev.emit(
+                            Severity::Error,
+                            Source::System,
+                            None,
+                            format!("{STUCK}: callers get 503 until it can"),
+                            serde_json::json!({ "error": e.to_string() }),
+                        );
+                    }
+                }
+            }
         }
     }
     tracing::debug!("ledger history writer drained and stopped");
@@ -623,18 +675,20 @@ impl Batch {
 /// Commits completions (emptying `ops`); on failure retries them one by one, so one bad row
 /// cannot fail its neighbours, and writes a request whose completion fails again as `error`.
 /// Returns the ids now in the ledger file (a request whose every write failed stays in the
-/// journal, and the next start writes it).
+/// journal, and the next start writes it), or, when the file has no room for any of them, the
+/// error, leaving `ops` as they were.
 fn commit_history(
     conn: &mut HistoryWriter,
     node_id: &str,
     ops: &mut Vec<Finished>,
     events: Option<&EventLog>,
-) -> Vec<uuid::Uuid> {
+) -> Result<Vec<uuid::Uuid>, rusqlite::Error> {
     let started = Instant::now();
     let res = conn.write(node_id, ops);
     metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     match res {
-        Ok(()) => return ops.drain(..).map(|(r, _)| r.id).collect(),
+        Ok(()) => return Ok(ops.drain(..).map(|(r, _)| r.id).collect()),
+        Err(e) if out_of_room(&e) => return Err(e),
         Err(e) => {
             tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts")
         }
@@ -655,7 +709,17 @@ fn commit_history(
             }
         }
     }
-    settled
+    Ok(settled)
+}
+
+/// Whether `e` says the ledger file cannot take writes at all (no room, no way to write), as
+/// opposed to a problem with one row.
+fn out_of_room(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::ReadOnly)
+    )
 }
 
 /// Shortest time between two ledger-failure entries in the event log.

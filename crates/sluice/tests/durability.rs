@@ -86,6 +86,83 @@ async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() 
     assert_eq!(s.finished_n(&ch, 21).await.len(), 21);
 }
 
+/// The ledger file itself runs out of room while callers are being answered: sluice stops
+/// forwarding (503, `/readyz` not ready, one error event) instead of answering requests it
+/// cannot record, keeps the outcomes it has, and recovers by itself when room returns.
+#[tokio::test]
+async fn a_ledger_file_out_of_room_stops_forwarding_until_room_returns_and_loses_nothing() {
+    let up = upstream::start().await;
+    let data = Arc::new(common::TempDir::new());
+    let Some(disk) = FullDisk::mount(data.path()) else {
+        return;
+    };
+    let s = Sluice::start_in(data.clone(), &["--health-interval", "0"]).await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let body = vec![b'x'; 60 << 10];
+    let send = || {
+        s.http()
+            .post(s.proxy_url(&ch, "/echo-body"))
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    disk.fill();
+    let (mut answered, mut refused) = (1, 0);
+    for _ in 0..2000 {
+        match send().await.unwrap().status().as_u16() {
+            200 => answered += 1,
+            503 => {
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(
+        refused, 3,
+        "kept answering 200 with a full ledger ({answered} answered)"
+    );
+    let ready = s.http().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let errors = s.get_json("/events?severity=error&source=system").await;
+    let stuck: Vec<&Value> = errors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("cannot record"))
+        .collect();
+    assert_eq!(stuck.len(), 1, "{errors}");
+
+    disk.free();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s
+        .http()
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(send().await.unwrap().status(), 200);
+    let done = s.finished_n(&ch, answered + 1).await;
+    assert_eq!(
+        done.len(),
+        answered + 1,
+        "every answered request recorded once"
+    );
+    assert!(
+        done.iter()
+            .all(|r| r["state"] == "success" && r["response_status"] == 200),
+        "{done:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_process_killed_mid_load_leaves_no_pending_rows_after_restart() {
     let up = upstream::start().await;

@@ -29,12 +29,21 @@ pub enum ExchangeError {
     /// Connecting took longer than the connect timeout.
     #[error("connect_timeout")]
     ConnectTimeout,
-    /// The response head (or a body chunk) took longer than allowed.
+    /// The response head took longer than allowed.
     #[error("response_timeout")]
     ResponseTimeout,
+    /// The sink paused longer than the idle timeout in the middle of its body.
+    #[error("idle_timeout")]
+    IdleTimeout,
     /// The caller went away before the exchange finished.
     #[error("client_disconnected")]
     ClientDisconnected,
+    /// The caller sent a malformed request body (a broken chunked encoding, say): answered 400.
+    #[error("client_error")]
+    ClientError,
+    /// The caller paused its upload longer than the idle timeout: answered 408.
+    #[error("client_timeout")]
+    ClientTimeout,
     /// The process stopped while the exchange was in flight.
     #[error("interrupted")]
     Interrupted,
@@ -55,15 +64,20 @@ impl ExchangeError {
     /// The request state this error leads to.
     pub fn state(&self) -> RequestState {
         match self {
-            ExchangeError::ConnectTimeout | ExchangeError::ResponseTimeout => RequestState::Timeout,
+            ExchangeError::ConnectTimeout
+            | ExchangeError::ResponseTimeout
+            | ExchangeError::IdleTimeout => RequestState::Timeout,
             _ => RequestState::Error,
         }
     }
 
-    /// The status answered to the caller (504 for timeouts, 502 otherwise).
+    /// The status answered to the caller: 400 and 408 for the caller's faults, 504 for the
+    /// sink's timeouts, 502 otherwise.
     pub fn http_status(&self) -> u16 {
-        match self.state() {
-            RequestState::Timeout => 504,
+        match self {
+            ExchangeError::ClientError => 400,
+            ExchangeError::ClientTimeout => 408,
+            _ if self.state() == RequestState::Timeout => 504,
             _ => 502,
         }
     }
@@ -121,6 +135,40 @@ impl ExchangeError {
         } else {
             ExchangeError::Closed
         }
+    }
+}
+
+/// How a body stream failed, read from its error's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// The peer reset the connection.
+    Reset,
+    /// The bytes broke the HTTP framing (a bad chunk size, say).
+    Malformed,
+    /// The connection ended before the body did, or anything else.
+    Closed,
+}
+
+impl BodyFailure {
+    /// Classifies a body error by its chain: an I/O reset, hyper's parse errors, the rest.
+    pub fn of(err: &(dyn StdError + 'static)) -> Self {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) {
+                    return BodyFailure::Reset;
+                }
+            }
+            let text = e.to_string().to_ascii_lowercase();
+            if text.contains("invalid") || text.contains("parse") {
+                return BodyFailure::Malformed;
+            }
+            cur = e.source();
+        }
+        BodyFailure::Closed
     }
 }
 

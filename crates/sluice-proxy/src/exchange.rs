@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_core::clock::now_us;
+use sluice_core::outcome::BodyFailure;
 use sluice_core::reflected::Reflected;
 use sluice_core::{EventRecord, ExchangeError, HeaderList, RequestRecord, RequestState};
 use sluice_store::Ledger;
@@ -110,11 +111,24 @@ impl Exchange {
         i.response_tap = Some(response_tap);
     }
 
-    /// The state a request-body failure implies, if the request body failed.
-    pub fn request_body_failed(&self) -> bool {
+    /// The caller's fault, if the request body failed: malformed (`client_error`), paused
+    /// past the idle timeout (`client_timeout`), or cut off (`client_disconnected`).
+    pub fn request_body_fault(&self) -> Option<ExchangeError> {
+        let i = self.0.as_ref()?;
+        let tap = i.request_tap.lock();
+        match (tap.end, tap.failure) {
+            (TapEnd::Idle, _) => Some(ExchangeError::ClientTimeout),
+            (TapEnd::SourceError, Some(BodyFailure::Malformed)) => Some(ExchangeError::ClientError),
+            (TapEnd::SourceError, _) => Some(ExchangeError::ClientDisconnected),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller is still sending the request body.
+    pub fn request_body_unfinished(&self) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|i| matches!(i.request_tap.lock().end, TapEnd::SourceError | TapEnd::Idle))
+            .is_some_and(|i| i.request_tap.lock().end == TapEnd::Open)
     }
 
     /// Forgets the exchange without recording anything (its pending record was refused).
@@ -169,13 +183,16 @@ impl Exchange {
             .record_completion(Arc::unwrap_or_clone(i.record), Some(i.event));
     }
 
-    /// Finishes after the response body ended as `how`.
-    pub fn finish_body(&mut self, how: TapEnd) {
+    /// Finishes after the response body ended as `how` (and, for a failed sink, `failure`).
+    pub fn finish_body(&mut self, how: TapEnd, failure: Option<BodyFailure>) {
         let outcome = match how {
             TapEnd::Complete => Outcome::Answered,
             TapEnd::Open => Outcome::Failed(ExchangeError::ClientDisconnected),
+            TapEnd::SourceError if failure == Some(BodyFailure::Reset) => {
+                Outcome::Failed(ExchangeError::Econnreset)
+            }
             TapEnd::SourceError => Outcome::Failed(ExchangeError::Closed),
-            TapEnd::Idle => Outcome::Failed(ExchangeError::ResponseTimeout),
+            TapEnd::Idle => Outcome::Failed(ExchangeError::IdleTimeout),
         };
         self.finish(outcome);
     }

@@ -278,17 +278,26 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     let sent = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(e)) => {
-            let err = if exchange.request_body_failed() {
-                ExchangeError::ClientDisconnected
-            } else {
-                e.classify()
-            };
+            let err = exchange
+                .request_body_fault()
+                .unwrap_or_else(|| e.classify());
             tracing::debug!(error = %e, code = %err, "upstream request failed");
-            let status = StatusCode::from_u16(err.http_status()).expect("502 or 504");
+            let status = StatusCode::from_u16(err.http_status()).expect("an error status");
             exchange.finish(Outcome::Failed(err));
             return with_request_id(reply::error(status), &request_id_header);
         }
         Err(_) => {
+            // A caller still uploading when the sink's time is up made the sink wait.
+            let fault = exchange.request_body_fault().or_else(|| {
+                exchange
+                    .request_body_unfinished()
+                    .then_some(ExchangeError::ClientTimeout)
+            });
+            if let Some(fault) = fault {
+                let status = StatusCode::from_u16(fault.http_status()).expect("an error status");
+                exchange.finish(Outcome::Failed(fault));
+                return with_request_id(reply::error(status), &request_id_header);
+            }
             exchange.finish(Outcome::Failed(ExchangeError::ResponseTimeout));
             return with_request_id(
                 reply::error(StatusCode::GATEWAY_TIMEOUT),
@@ -311,7 +320,9 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         incoming,
         response_tap,
         route.idle_timeout,
-        Some(Box::new(move |how| exchange.finish_body(how))),
+        Some(Box::new(move |how, failure| {
+            exchange.finish_body(how, failure)
+        })),
     );
     Response::from_parts(head, Body::new(body))
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use sluice_core::outcome::BodyFailure;
 use sluice_core::BodyObservation;
 use tokio::time::Sleep;
 
@@ -41,6 +42,8 @@ pub struct TapState {
     truncated: bool,
     /// How the body ended.
     pub end: TapEnd,
+    /// Why its source failed (with `TapEnd::SourceError`).
+    pub failure: Option<BodyFailure>,
     /// When it ended.
     pub ended_at: Option<Instant>,
 }
@@ -55,6 +58,7 @@ impl TapState {
             size: 0,
             truncated: false,
             end: TapEnd::Open,
+            failure: None,
             ended_at: None,
         }
     }
@@ -98,7 +102,7 @@ impl TapState {
 pub type SharedTap = Arc<Mutex<TapState>>;
 
 /// Called once when a tapped body ends, fails or is dropped unfinished.
-pub type OnEnd = Box<dyn FnOnce(TapEnd) + Send>;
+pub type OnEnd = Box<dyn FnOnce(TapEnd, Option<BodyFailure>) + Send>;
 
 /// A body wrapper that observes every chunk.
 pub struct Tap<B> {
@@ -133,9 +137,13 @@ impl<B: Body> Tap<B> {
     }
 
     fn end(&mut self, how: TapEnd) {
-        self.state.lock().finish(how);
+        let failure = {
+            let mut state = self.state.lock();
+            state.finish(how);
+            state.failure
+        };
         if let Some(f) = self.on_end.take() {
-            f(how);
+            f(how, failure);
         }
     }
 }
@@ -165,8 +173,10 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.state.lock().failure = Some(BodyFailure::of(&*e));
                 this.end(TapEnd::SourceError);
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.end(TapEnd::Complete);
@@ -205,8 +215,11 @@ impl<B> Drop for Tap<B> {
         if let Some(f) = self.on_end.take() {
             // `Open` here means the reader went away before the end (for a response: the
             // caller hung up); a body with nothing left was marked complete already.
-            let how = self.state.lock().end;
-            f(how);
+            let (how, failure) = {
+                let state = self.state.lock();
+                (state.end, state.failure)
+            };
+            f(how, failure);
         }
     }
 }

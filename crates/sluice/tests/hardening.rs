@@ -633,3 +633,88 @@ async fn the_data_directory_and_its_files_are_the_users_alone() {
         assert_eq!(mode(&path), want, "{}", path.display());
     }
 }
+
+/// Sends `head` and then `body` on a raw connection to sluice and reads the status line
+/// (within 10 s) while the connection is still open on the caller's side.
+async fn raw_exchange(base: &str, head: &str, body: &[u8]) -> (String, TcpStream) {
+    let mut tcp = TcpStream::connect(addr(base)).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("an answer while the caller is still connected")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    (text.lines().next().unwrap_or("").to_string(), tcp)
+}
+
+/// A sink that answers a head and half its body, then resets the connection.
+async fn resetting_sink() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tcp.set_zero_linger();
+                drop(tcp);
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn caller_faults_are_the_callers_and_sink_faults_are_named_exactly() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s
+        .create_channel(&up.url("/"), json!({"timeouts": {"idle_ms": 400}}))
+        .await;
+    let path = format!("/channels/{}/upload", ch["id"].as_str().unwrap());
+
+    // A chunked body whose chunk size is not hexadecimal.
+    let bad = common::rid();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nx-request-id: {bad}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let (status, _tcp) = raw_exchange(&s.base, &head, b"5\r\nhello\r\nzz\r\n").await;
+    assert!(status.contains(" 400 "), "{status}");
+    let rec = s.finished(&ch, &bad).await;
+    assert_eq!(
+        (rec["state"].as_str(), rec["error"].as_str()),
+        (Some("error"), Some("client_error")),
+        "{rec}"
+    );
+
+    // An upload that stops halfway while the caller stays connected.
+    let slow = common::rid();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nx-request-id: {slow}\r\ncontent-length: 1000\r\n\r\n"
+    );
+    let (status, _tcp) = raw_exchange(&s.base, &head, &[b'a'; 10]).await;
+    assert!(status.contains(" 408 "), "{status}");
+    let rec = s.finished(&ch, &slow).await;
+    assert_eq!(rec["error"], "client_timeout", "{rec}");
+
+    // A sink that resets the connection in the middle of its body.
+    let reset = s.create_channel(&resetting_sink().await, json!({})).await;
+    let id = common::rid();
+    let res = s
+        .http()
+        .get(s.proxy_url(&reset, "/"))
+        .header("x-request-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.is_err(), "the body is cut");
+    let rec = s.finished(&reset, &id).await;
+    assert_eq!(rec["error"], "econnreset", "{rec}");
+}

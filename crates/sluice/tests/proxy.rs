@@ -388,7 +388,10 @@ async fn a_stalled_response_body_hits_the_idle_timeout() {
     assert!(res.bytes().await.is_err(), "the body is cut, not completed");
     let rec = s.finished(&ch, &id).await;
     assert_eq!(rec["state"], "timeout");
-    assert_eq!(rec["error"], "response_timeout");
+    assert_eq!(
+        rec["error"], "idle_timeout",
+        "the head came in time; the body stalled"
+    );
     assert_eq!(rec["event"]["response_body_preview"]["data"], "first");
 }
 

@@ -78,7 +78,14 @@ pub fn explain_error(code: &str) -> String {
         "tls_error" => "The TLS handshake with the sink failed (certificate or protocol).",
         "connect_timeout" => "The connection to the sink was not made within the connect timeout.",
         "response_timeout" => "The sink did not start answering within the response timeout.",
+        "idle_timeout" => {
+            "The sink paused in the middle of its answer for longer than the idle timeout."
+        }
         "client_disconnected" => "The caller went away before the exchange finished.",
+        "client_error" => "The caller sent a malformed request body; it was answered 400.",
+        "client_timeout" => {
+            "The caller paused its upload for longer than allowed; it was answered 408."
+        }
         "interrupted" => {
             "sluice stopped while this request was in flight; it was closed at the next start."
         }

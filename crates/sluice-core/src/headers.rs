@@ -186,4 +186,44 @@ mod tests {
             "duplicates are kept"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The proxy turns a kept request id into a header value unchecked.
+            #[test]
+            fn fuzz_a_kept_request_id_is_always_a_header_value(id in any::<String>()) {
+                if is_valid_request_id(&id) {
+                    prop_assert!(HeaderValue::from_str(&id).is_ok());
+                }
+            }
+
+            #[test]
+            fn fuzz_no_hop_by_hop_or_connection_listed_header_is_forwarded(
+                names in proptest::collection::vec("[a-z][a-z-]{0,11}", 0..6),
+                listed in proptest::collection::vec("[a-zA-Z][a-zA-Z-]{0,11}", 0..4),
+            ) {
+                let mut h = HeaderMap::new();
+                for n in names.iter().chain(&listed) {
+                    h.append(
+                        http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).unwrap(),
+                        HeaderValue::from_static("v"),
+                    );
+                }
+                h.insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_str(&listed.join(", ")).unwrap(),
+                );
+                h.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                strip_hop_by_hop(&mut h);
+                for l in &listed {
+                    prop_assert!(!h.contains_key(l.to_ascii_lowercase().as_str()), "{l}");
+                }
+                prop_assert!(!h.contains_key(http::header::CONNECTION));
+                prop_assert!(!h.contains_key(http::header::TRANSFER_ENCODING));
+            }
+        }
+    }
 }

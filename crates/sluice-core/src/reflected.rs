@@ -146,4 +146,55 @@ mod tests {
             "a whole body ends where it ends"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever surrounds them, no whole secret is left in a scrubbed preview, and a
+            /// truncated one never ends with a secret's beginning.
+            #[test]
+            fn fuzz_no_secret_survives_a_scrub(
+                secrets in proptest::collection::vec("[a-z0-9]{6,12}", 1..4),
+                parts in proptest::collection::vec(("[a-z0-9 ]{0,8}", 0usize..4), 0..10),
+                truncated in any::<bool>(),
+            ) {
+                let mut r = Reflected::default();
+                for s in &secrets {
+                    r.add_header(&HeaderValue::from_str(&format!("Bearer {s}")).unwrap());
+                }
+                let mut preview = Vec::new();
+                for (text, pick) in &parts {
+                    preview.extend_from_slice(text.as_bytes());
+                    if let Some(s) = secrets.get(*pick) {
+                        preview.extend_from_slice(s.as_bytes());
+                    }
+                }
+                r.scrub(&mut preview, truncated);
+                for s in &secrets {
+                    prop_assert!(memmem::find(&preview, s.as_bytes()).is_none());
+                    if truncated {
+                        for n in MIN_SECRET..s.len() {
+                            prop_assert!(!preview.ends_with(&s.as_bytes()[..n]));
+                        }
+                    }
+                }
+            }
+
+            /// Any header value, any preview: no panic.
+            #[test]
+            fn fuzz_any_header_value_and_preview(
+                value in proptest::collection::vec(0x20u8..0x7f, 0..40),
+                preview in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let mut r = Reflected::default();
+                if let Ok(v) = HeaderValue::from_bytes(&value) {
+                    r.add_header(&v);
+                }
+                let mut p = preview;
+                r.scrub(&mut p, true);
+            }
+        }
+    }
 }

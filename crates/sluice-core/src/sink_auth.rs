@@ -147,4 +147,40 @@ mod tests {
             Some("t")
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+            ]
+        }
+
+        proptest! {
+            /// Any credential body of any schema: a header or a named failure, never a panic,
+            /// and a header only from non-empty fields.
+            #[test]
+            fn fuzz_any_credential_body_yields_a_header_or_a_reason(
+                schema in prop_oneof![Just("http"), Just("dhis2"), Just("oauth"), Just("custom")],
+                fields in proptest::collection::btree_map(
+                    prop_oneof![Just("access_token"), Just("username"), Just("password"),
+                                Just("pat"), Just("other")].prop_map(String::from),
+                    value(),
+                    0..5,
+                ),
+            ) {
+                let body = Value::Object(fields.into_iter().collect());
+                if let Ok(Injection::Header(h)) = injection(schema, &body) {
+                    let (scheme, credentials) = h.split_once(' ').unwrap();
+                    prop_assert!(["Bearer", "Basic", "ApiToken"].contains(&scheme));
+                    prop_assert!(!credentials.is_empty());
+                }
+            }
+        }
+    }
 }

@@ -155,5 +155,29 @@ mod tests {
             prop_assert!(joined.starts_with('/'));
             prop_assert!(joined.ends_with(rest.trim_start_matches('/')));
         }
+
+        /// A path let through stays under the sink's path once a normalising sink (here the
+        /// WHATWG rules of the `url` crate) resolves its dot segments.
+        #[test]
+        fn fuzz_a_path_let_through_stays_under_the_sink_path(
+            rest in "(/|a|b|\\.|%2e|%2E|%2f|%5c|\\\\){0,14}",
+        ) {
+            if !climbs_above_base(&rest) {
+                let joined = join_path_and_query("/base/only/", None, &rest, None);
+                let url = Url::parse(&format!("http://h{joined}")).unwrap();
+                prop_assert!(
+                    url.path().starts_with("/base/only/"),
+                    "{rest:?} reached {}",
+                    url.path()
+                );
+            }
+        }
+
+        /// Any text at all: a verdict, never a panic.
+        #[test]
+        fn fuzz_the_path_check_takes_any_text(rest in any::<String>()) {
+            let _ = climbs_above_base(&rest);
+            let _ = join_path_and_query("/b", Some("q=1"), &rest, Some(&rest));
+        }
     }
 }

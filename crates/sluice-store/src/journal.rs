@@ -900,4 +900,35 @@ mod tests {
             .sum();
         assert_eq!(lines, 1600, "one line per record");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever bytes a crash left in a segment, reading them back answers, and a
+            /// line cut short is refused rather than read as another record.
+            #[test]
+            fn fuzz_a_segment_line_is_read_or_refused(
+                bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                cut in any::<proptest::sample::Index>(),
+                completed in any::<bool>(),
+            ) {
+                let _ = read_line(&bytes);
+                let rec = record("/fuzz");
+                let mut line = Vec::new();
+                if completed {
+                    line.extend_from_slice(b"{\"completed\":");
+                    crate::journal_line::encode(&rec, &mut line);
+                    line.push(b'}');
+                } else {
+                    crate::journal_line::encode(&rec, &mut line);
+                }
+                let whole = read_line(&line).unwrap();
+                prop_assert_eq!(whole.record(), &rec);
+                let cut = cut.index(line.len());
+                prop_assert!(read_line(&line[..cut]).is_err());
+            }
+        }
+    }
 }

@@ -131,4 +131,37 @@ mod tests {
         let back: RequestRecord = serde_json::from_slice(&encoded).unwrap();
         assert_eq!(back, rec);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The hand-written encoder writes what serde_json writes, for any text and number.
+            #[test]
+            fn fuzz_any_record_encodes_as_serde_json_does_and_reads_back(
+                path in any::<String>(),
+                request_id in any::<String>(),
+                client in any::<String>(),
+                query in proptest::option::of(any::<String>()),
+                error in proptest::option::of(any::<String>()),
+                n in any::<i64>(),
+                status in proptest::option::of(any::<u16>()),
+            ) {
+                let mut rec = pending_record("/");
+                rec.path = path;
+                rec.request_id = request_id;
+                rec.client_identity = client;
+                rec.query = query;
+                rec.error = error;
+                rec.latency_us = Some(n);
+                rec.started_at = n;
+                rec.response_status = status;
+                let encoded = line(&rec);
+                prop_assert_eq!(&encoded, &serde_json::to_vec(&rec).unwrap());
+                let back: RequestRecord = serde_json::from_slice(&encoded).unwrap();
+                prop_assert_eq!(back, rec);
+            }
+        }
+    }
 }

@@ -52,4 +52,29 @@ mod tests {
         assert!(parse("m").is_err());
         assert!(parse("-1").is_err());
     }
+
+    mod properties {
+        use super::super::parse;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn fuzz_the_duration_parser_answers_any_text(raw in any::<String>()) {
+                let _ = parse(&raw);
+            }
+
+            #[test]
+            fn fuzz_a_number_and_unit_read_back_exactly(
+                n in 0u64..10_000_000,
+                unit in prop_oneof![Just(("ms", 1u64)), Just(("s", 1_000)), Just(("", 1_000)),
+                                    Just(("m", 60_000)), Just(("h", 3_600_000)), Just(("d", 86_400_000))],
+            ) {
+                let (suffix, ms) = unit;
+                prop_assert_eq!(
+                    parse(&format!("{n}{suffix}")).unwrap(),
+                    std::time::Duration::from_millis(n * ms)
+                );
+            }
+        }
+    }
 }

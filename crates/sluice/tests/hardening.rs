@@ -11,6 +11,25 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Creates an API token with `args` (`--name`, `--role`, …) on `s`'s data directory.
+fn token(s: &Sluice, args: &[&str]) -> String {
+    let dir = s.data.path().to_str().unwrap();
+    let out = common::run(&[&["token", "create"], args, &["--data-dir", dir]].concat());
+    out.lines().last().unwrap().trim().to_string()
+}
+
+/// `GET /metrics` with `token`: the status and the text.
+async fn metrics_with(s: &Sluice, token: &str) -> (u16, String) {
+    let res = s
+        .http()
+        .get(s.url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
 /// The `host:port` of a running sluice.
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_string()
@@ -77,9 +96,8 @@ async fn a_connection_that_sends_no_head_or_half_of_one_is_closed_after_the_head
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_but_never_one_waiting_for_its_answer() {
     let up = upstream::start().await;
-    let data = TempDir::new();
-    let s = common::serve_logged(
-        &data,
+    let s = Sluice::start_in(
+        std::sync::Arc::new(TempDir::new()),
         &["--keep-alive-timeout", "1s", "--header-read-timeout", "10s"],
     )
     .await;
@@ -92,32 +110,10 @@ async fn an_idle_keep_alive_connection_is_closed_but_never_one_waiting_for_its_a
     let took = closed_within(&mut tcp, Duration::from_secs(5)).await;
     assert!(took.is_some(), "an idle connection stayed open");
     // An exchange slower than the keep-alive timeout still gets its answer.
-    let token = common::run(&[
-        "token",
-        "create",
-        "--name",
-        "t",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    let token = token.lines().last().unwrap().trim();
-    let http = reqwest::Client::new();
-    let ch: serde_json::Value = http
-        .post(format!("{}/api/v1/channels", s.base))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"name": "slow", "sink_url": up.url("/")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = http
-        .get(format!(
-            "{}/channels/{}/delay/2500",
-            s.base,
-            ch["id"].as_str().unwrap()
-        ))
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let res = s
+        .http()
+        .get(s.proxy_url(&ch, "/delay/2500"))
         .send()
         .await
         .unwrap();
@@ -301,53 +297,17 @@ async fn metrics_naming_every_channel_need_an_instance_wide_reader_unless_made_p
 
     let dir = s.data.path().to_str().unwrap();
     common::run(&["user", "create", "--username", "vera", "--data-dir", dir]);
-    let out = common::run(&[
-        "token",
-        "create",
-        "--name",
-        "v",
-        "--user",
-        "vera",
-        "--role",
-        "viewer",
-        "--data-dir",
-        dir,
-    ]);
-    let user_token = out.lines().last().unwrap().trim();
-    let res = s
-        .http()
-        .get(s.url("/metrics"))
-        .bearer_auth(user_token)
-        .send()
-        .await
-        .unwrap();
+    let user_token = token(&s, &["--name", "v", "--user", "vera", "--role", "viewer"]);
+    let (status, text) = metrics_with(&s, &user_token).await;
     assert_eq!(
-        res.status(),
-        403,
+        status, 403,
         "a user who sees no project reads no channel id"
     );
-    assert!(!res.text().await.unwrap().contains(id));
-
-    let out = common::run(&[
-        "token",
-        "create",
-        "--name",
-        "prometheus",
-        "--role",
-        "viewer",
-        "--data-dir",
-        dir,
-    ]);
-    let scraper = out.lines().last().unwrap().trim();
-    let res = s
-        .http()
-        .get(s.url("/metrics"))
-        .bearer_auth(scraper)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains(id));
+    assert!(!text.contains(id));
+    let scraper = token(&s, &["--name", "prometheus", "--role", "viewer"]);
+    let (status, text) = metrics_with(&s, &scraper).await;
+    assert_eq!(status, 200);
+    assert!(text.contains(id));
 
     let data = TempDir::new();
     let open = common::serve_logged(&data, &["--public-metrics"]).await;
@@ -505,17 +465,7 @@ async fn an_editor_cannot_point_a_credential_at_a_sink_of_their_choosing() {
         .create_channel(&up.url("/"), json!({"sink_credential_id": cred["id"]}))
         .await;
     let id = ch["id"].as_str().unwrap();
-    let out = common::run(&[
-        "token",
-        "create",
-        "--name",
-        "ed",
-        "--role",
-        "editor",
-        "--data-dir",
-        s.data.path().to_str().unwrap(),
-    ]);
-    let editor = out.lines().last().unwrap().trim().to_string();
+    let editor = token(&s, &["--name", "ed", "--role", "editor"]);
     let patch = |body: Value| {
         s.http()
             .patch(s.url(&format!("/api/v1/channels/{id}")))

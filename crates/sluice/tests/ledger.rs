@@ -399,11 +399,9 @@ async fn eight_callers_sharing_a_request_id_are_each_recorded_without_a_retry() 
     }
 }
 
-/// A request whose outcome is known but whose row is still waiting for its group commit is
-/// not shown finished without its headers: reading it waits for the row (the window is
-/// widened here to 300 ms).
-#[tokio::test]
-async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
+/// A sluice whose history thread waits 300 ms to gather completions (so a finished request's
+/// row commits well after its answer), an upstream and a channel to it.
+async fn slow_commits() -> (upstream::Upstream, Sluice, Value) {
     let up = upstream::start().await;
     let s = Sluice::start_in(
         Arc::new(TempDir::new()),
@@ -411,6 +409,15 @@ async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
     )
     .await;
     let ch = s.create_channel(&up.url("/"), json!({})).await;
+    (up, s, ch)
+}
+
+/// A request whose outcome is known but whose row is still waiting for its group commit is
+/// not shown finished without its headers: reading it waits for the row (the window is
+/// widened here to 300 ms).
+#[tokio::test]
+async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
+    let (_up, s, ch) = slow_commits().await;
     for _ in 0..3 {
         let rid = common::rid();
         let res = s
@@ -435,13 +442,7 @@ async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
 /// the channel list at once, by its outcome (the window is widened here to 300 ms).
 #[tokio::test]
 async fn a_finished_request_counts_in_the_statistics_before_its_row_commits() {
-    let up = upstream::start().await;
-    let s = Sluice::start_in(
-        Arc::new(TempDir::new()),
-        &["--ledger-completion-delay-ms", "300"],
-    )
-    .await;
-    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let (_up, s, ch) = slow_commits().await;
     let id = ch["id"].as_str().unwrap();
     let res = s
         .http()

@@ -39,6 +39,7 @@ pub struct CreateChannel {
     pub sink_credential_id: Option<Uuid>,
     pub timeouts: Option<Timeouts>,
     pub preview_bytes: Option<u32>,
+    pub max_request_bytes: Option<u64>,
 }
 
 /// Body of `PATCH /channels/{id}`: what to change, and the `lock_version` the change was
@@ -61,6 +62,9 @@ pub struct PatchChannel {
     pub timeouts: Option<Timeouts>,
     #[serde(default, deserialize_with = "wire::non_null")]
     pub preview_bytes: Option<u32>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_request_bytes: Option<Option<u64>>,
 }
 
 /// The channel resource as the API shows it.
@@ -77,6 +81,7 @@ pub fn channel_json(state: &AdminState, ch: &Channel) -> Value {
         "sink_credential_id": ch.sink_credential_id,
         "timeouts": ch.timeouts,
         "preview_bytes": ch.preview_bytes,
+        "max_request_bytes": ch.max_request_bytes,
         "created_at": wire::ts(ch.created_at),
         "updated_at": wire::ts(ch.updated_at),
     })
@@ -184,6 +189,12 @@ fn check_fields(ch: &Channel, fields: &mut Map<String, Value>) {
             );
         }
     }
+    if ch.max_request_bytes == Some(0) {
+        fields.insert(
+            "max_request_bytes".into(),
+            "must be at least 1 (or null for no limit)".into(),
+        );
+    }
     if ch.preview_bytes > MAX_PREVIEW_BYTES {
         fields.insert(
             "preview_bytes".into(),
@@ -245,6 +256,7 @@ pub async fn create_channel(
         sink_credential_id: input.sink_credential_id,
         timeouts: input.timeouts.unwrap_or_default(),
         preview_bytes: input.preview_bytes.unwrap_or(DEFAULT_PREVIEW_BYTES),
+        max_request_bytes: input.max_request_bytes,
         created_at: now,
         updated_at: now,
     };
@@ -400,6 +412,9 @@ pub async fn change(
     }
     if let Some(v) = input.preview_bytes {
         next.preview_bytes = v;
+    }
+    if let Some(v) = input.max_request_bytes {
+        next.max_request_bytes = v;
     }
     validate(state, &next).await?;
     match state

@@ -45,6 +45,8 @@ pub struct Channel {
     pub timeouts: Timeouts,
     /// Bytes of each body kept as a preview.
     pub preview_bytes: u32,
+    /// The largest request body forwarded (none: no limit); a larger one is answered 413.
+    pub max_request_bytes: Option<u64>,
     /// Creation time.
     pub created_at: Micros,
     /// Last change.
@@ -68,6 +70,9 @@ pub struct ChannelConfig {
     pub timeouts: Timeouts,
     /// Preview size at the time.
     pub preview_bytes: u32,
+    /// Request body limit at the time (absent in snapshots taken before there was one).
+    #[serde(default)]
+    pub max_request_bytes: Option<u64>,
 }
 
 impl Channel {
@@ -81,6 +86,7 @@ impl Channel {
             sink_credential_id: self.sink_credential_id,
             timeouts: self.timeouts,
             preview_bytes: self.preview_bytes,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum ExchangeError {
     /// The caller paused its upload longer than the idle timeout: answered 408.
     #[error("client_timeout")]
     ClientTimeout,
+    /// The caller's body went past the channel's limit: answered 413.
+    #[error("request_too_large")]
+    RequestTooLarge,
     /// The process stopped while the exchange was in flight.
     #[error("interrupted")]
     Interrupted,
@@ -77,6 +80,7 @@ impl ExchangeError {
         match self {
             ExchangeError::ClientError => 400,
             ExchangeError::ClientTimeout => 408,
+            ExchangeError::RequestTooLarge => 413,
             _ if self.state() == RequestState::Timeout => 504,
             _ => 502,
         }
@@ -145,6 +149,8 @@ pub enum BodyFailure {
     Reset,
     /// The bytes broke the HTTP framing (a bad chunk size, say).
     Malformed,
+    /// More bytes than the channel allows.
+    TooLarge,
     /// The connection ended before the body did, or anything else.
     Closed,
 }

@@ -52,6 +52,7 @@ async fn channel(s: &Store, name: &str, enabled: bool) -> Channel {
         sink_credential_id: None,
         timeouts: Timeouts::default(),
         preview_bytes: 1024,
+        max_request_bytes: None,
         created_at: T0,
         updated_at: T0,
     };

@@ -119,6 +119,9 @@ impl Exchange {
         match (tap.end, tap.failure) {
             (TapEnd::Idle, _) => Some(ExchangeError::ClientTimeout),
             (TapEnd::SourceError, Some(BodyFailure::Malformed)) => Some(ExchangeError::ClientError),
+            (TapEnd::SourceError, Some(BodyFailure::TooLarge)) => {
+                Some(ExchangeError::RequestTooLarge)
+            }
             (TapEnd::SourceError, _) => Some(ExchangeError::ClientDisconnected),
             _ => None,
         }

@@ -137,6 +137,21 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         }
     };
     let request_id_header = HeaderValue::from_str(&request_id).expect("request id is header-safe");
+    if let Some(max) = route.max_request_bytes {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return with_request_id(
+                reply::refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than this channel forwards",
+                ),
+                &request_id_header,
+            );
+        }
+    }
     if climbs_above_base(rest) {
         return with_request_id(
             reply::refused(
@@ -181,7 +196,9 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
 
     // The exchange exists before the pending write is awaited: if the caller goes away during
     // that wait, dropping it records the request as `client_disconnected`.
-    let request_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
+    let request_tap = Arc::new(Mutex::new(
+        TapState::new(route.preview_bytes).with_limit(route.max_request_bytes),
+    ));
     let mut exchange = Exchange::new(
         proxy.ledger.clone(),
         proxy.metrics.clone(),

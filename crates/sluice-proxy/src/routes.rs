@@ -40,6 +40,8 @@ pub struct Route {
     pub idle_timeout: Duration,
     /// Preview bytes kept per body.
     pub preview_bytes: usize,
+    /// The largest request body forwarded (none: no limit).
+    pub max_request_bytes: Option<u64>,
     /// Time allowed to open a connection to the sink (TCP and TLS).
     pub connect_timeout: Duration,
     /// Request counters of this channel.
@@ -143,6 +145,7 @@ impl Routes {
             head_timeout: response,
             idle_timeout: idle,
             preview_bytes: channel.preview_bytes as usize,
+            max_request_bytes: channel.max_request_bytes,
             connect_timeout: connect,
             counters: ChannelCounters::new(channel.id),
             passive: self.cfg.health.as_ref().map(|b| b.handle(channel.id)),

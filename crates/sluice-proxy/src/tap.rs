@@ -44,6 +44,8 @@ pub struct TapState {
     pub end: TapEnd,
     /// Why its source failed (with `TapEnd::SourceError`).
     pub failure: Option<BodyFailure>,
+    /// Most bytes let through; past it the body fails as `BodyFailure::TooLarge`.
+    limit: Option<u64>,
     /// When it ended.
     pub ended_at: Option<Instant>,
 }
@@ -59,8 +61,19 @@ impl TapState {
             truncated: false,
             end: TapEnd::Open,
             failure: None,
+            limit: None,
             ended_at: None,
         }
+    }
+
+    /// This state, failing its body once more than `limit` bytes have passed.
+    pub fn with_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    fn over_limit(&self) -> bool {
+        self.limit.is_some_and(|max| self.size > max)
     }
 
     fn observe(&mut self, chunk: &[u8]) {
@@ -164,7 +177,16 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.state.lock().observe(data);
+                    let mut state = this.state.lock();
+                    state.observe(data);
+                    if state.over_limit() {
+                        state.failure = Some(BodyFailure::TooLarge);
+                        drop(state);
+                        this.end(TapEnd::SourceError);
+                        return Poll::Ready(Some(Err(
+                            "request body over the channel's limit".into()
+                        )));
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.end(TapEnd::Complete);

@@ -14,10 +14,12 @@ use crate::error::{Result, StoreError};
 use crate::rows;
 
 const CHANNEL_COLUMNS: &str = "id, project_id, name, sink_url, enabled, lock_version, \
-     source_auth_method_ids, sink_credential_id, timeouts, preview_bytes, created_at, updated_at";
+     source_auth_method_ids, sink_credential_id, timeouts, preview_bytes, max_request_bytes, \
+     created_at, updated_at";
 
 fn channel_from_row(r: &AnyRow) -> Result<Channel> {
     let preview: i64 = r.try_get("preview_bytes")?;
+    let limit: Option<i64> = r.try_get("max_request_bytes")?;
     Ok(Channel {
         id: rows::uuid(r, "id")?,
         project_id: rows::uuid(r, "project_id")?,
@@ -29,6 +31,10 @@ fn channel_from_row(r: &AnyRow) -> Result<Channel> {
         sink_credential_id: rows::opt_uuid(r, "sink_credential_id")?,
         timeouts: rows::json::<Timeouts>(r, "timeouts")?,
         preview_bytes: u32::try_from(preview).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        max_request_bytes: limit
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -101,7 +107,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO channels ({CHANNEL_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(ch.id.to_string())
         .bind(ch.project_id.to_string())
@@ -113,6 +119,7 @@ impl Store {
         .bind(ch.sink_credential_id.map(|u| u.to_string()))
         .bind(rows::to_json(&ch.timeouts))
         .bind(i64::from(ch.preview_bytes))
+        .bind(ch.max_request_bytes.map(|n| n.min(i64::MAX as u64) as i64))
         .bind(ch.created_at)
         .bind(ch.updated_at)
         .execute(&mut *tx)
@@ -155,7 +162,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE channels SET name = $1, sink_url = $2, enabled = $3, lock_version = $4, \
              source_auth_method_ids = $5, sink_credential_id = $6, timeouts = $7, \
-             preview_bytes = $8, updated_at = $9 WHERE id = $10 AND lock_version = $11",
+             preview_bytes = $8, max_request_bytes = $9, updated_at = $10 \
+             WHERE id = $11 AND lock_version = $12",
         )
         .bind(&next.name)
         .bind(&next.sink_url)
@@ -165,6 +173,10 @@ impl Store {
         .bind(next.sink_credential_id.map(|u| u.to_string()))
         .bind(rows::to_json(&next.timeouts))
         .bind(i64::from(next.preview_bytes))
+        .bind(
+            next.max_request_bytes
+                .map(|n| n.min(i64::MAX as u64) as i64),
+        )
         .bind(next.updated_at)
         .bind(next.id.to_string())
         .bind(expected)

@@ -141,6 +141,7 @@ fn channel(project: Uuid, name: &str) -> Channel {
             idle_ms: None,
         },
         preview_bytes: 1024,
+        max_request_bytes: None,
         created_at: now,
         updated_at: now,
     }

@@ -668,3 +668,58 @@ async fn caller_faults_are_the_callers_and_sink_faults_are_named_exactly() {
     let rec = s.finished(&reset, &id).await;
     assert_eq!(rec["error"], "econnreset", "{rec}");
 }
+
+#[tokio::test]
+async fn a_body_past_the_channels_limit_answers_413_declared_or_streamed() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let ch = s
+        .create_channel(&up.url("/"), json!({"max_request_bytes": 1000}))
+        .await;
+    assert_eq!(ch["max_request_bytes"], 1000);
+    let hits = up.hits();
+    // Declared by content-length: refused before anything is recorded or forwarded.
+    let res = s
+        .http()
+        .post(s.proxy_url(&ch, "/big"))
+        .body(vec![b'x'; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("larger"),
+        "{body}"
+    );
+    assert_eq!(up.hits(), hits, "nothing forwarded");
+    // Streamed (chunked): cut at the limit, answered 413, recorded as the caller's.
+    let path = format!("/channels/{}/streamed", ch["id"].as_str().unwrap());
+    let id = common::rid();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nx-request-id: {id}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let chunk = format!("7d0\r\n{}\r\n", "y".repeat(2000));
+    let (status, _tcp) = raw_exchange(&s.base, &head, chunk.as_bytes()).await;
+    assert!(status.contains(" 413 "), "{status}");
+    let rec = s.finished(&ch, &id).await;
+    assert_eq!(rec["error"], "request_too_large", "{rec}");
+    // Within the limit it passes; the limit can be lifted.
+    let res = s
+        .http()
+        .post(s.proxy_url(&ch, "/small"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = ch["id"].as_str().unwrap();
+    let res = s
+        .api(reqwest::Method::PATCH, &format!("/channels/{id}"))
+        .json(&json!({"max_request_bytes": null, "lock_version": ch["lock_version"]}))
+        .send()
+        .await
+        .unwrap();
+    let lifted: Value = res.json().await.unwrap();
+    assert!(lifted["max_request_bytes"].is_null(), "{lifted}");
+}

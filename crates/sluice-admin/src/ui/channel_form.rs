@@ -30,6 +30,7 @@ struct Values {
     response_ms: String,
     idle_ms: String,
     preview_bytes: String,
+    max_request_bytes: String,
     lock_version: String,
 }
 
@@ -53,6 +54,7 @@ impl Values {
             response_ms: ms(ch.timeouts.response_ms),
             idle_ms: ms(ch.timeouts.idle_ms),
             preview_bytes: ch.preview_bytes.to_string(),
+            max_request_bytes: ms(ch.max_request_bytes),
             lock_version: ch.lock_version.to_string(),
         }
     }
@@ -74,6 +76,7 @@ impl Values {
             response_ms: get("response_ms"),
             idle_ms: get("idle_ms"),
             preview_bytes: get("preview_bytes"),
+            max_request_bytes: get("max_request_bytes"),
             lock_version: get("lock_version"),
         }
     }
@@ -97,6 +100,7 @@ impl Values {
         };
         let preview = number("preview_bytes", &self.preview_bytes)
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let max_request_bytes = number("max_request_bytes", &self.max_request_bytes);
         let auth: Vec<Uuid> = self
             .auth_ids
             .iter()
@@ -107,6 +111,7 @@ impl Values {
             Ok(Parsed {
                 timeouts,
                 preview,
+                max_request_bytes,
                 auth,
                 credential,
             })
@@ -119,6 +124,7 @@ impl Values {
 struct Parsed {
     timeouts: Timeouts,
     preview: Option<u32>,
+    max_request_bytes: Option<u64>,
     auth: Vec<Uuid>,
     credential: Option<Uuid>,
 }
@@ -324,6 +330,7 @@ pub async fn create(
         sink_credential_id: p.credential,
         timeouts: Some(p.timeouts),
         preview_bytes: p.preview,
+        max_request_bytes: p.max_request_bytes,
     };
     match channels::create_channel(&state, &viewer.caller, input).await {
         Ok(ch) => Ok(Redirect::to(&format!("/ui/channels/{}", ch.id)).into_response()),
@@ -362,6 +369,7 @@ pub async fn update(
         sink_credential_id: page.may_attach.then_some(p.credential),
         timeouts: Some(p.timeouts),
         preview_bytes: p.preview,
+        max_request_bytes: Some(p.max_request_bytes),
     };
     match channels::change(&state, &viewer.caller, ch, patch).await {
         Ok((ch, _)) => Ok(Redirect::to(&format!("/ui/channels/{}", ch.id)).into_response()),

@@ -83,6 +83,9 @@ pub fn explain_error(code: &str) -> String {
         }
         "client_disconnected" => "The caller went away before the exchange finished.",
         "client_error" => "The caller sent a malformed request body; it was answered 400.",
+        "request_too_large" => {
+            "The caller's body went past the channel's request size limit; it was answered 413."
+        }
         "client_timeout" => {
             "The caller paused its upload for longer than allowed; it was answered 408."
         }

@@ -43,6 +43,28 @@ fn split_channel_path(path: &str) -> Option<(&str, &str)> {
     })
 }
 
+/// Most of a refused request's body read (and dropped) before the refusal is sent.
+const DRAIN_BYTES: usize = 1 << 20;
+/// Longest wait for it.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads what the caller is still sending of a body that will not be forwarded (a bounded
+/// amount, for a bounded time) before the refusal is answered: closing a connection with
+/// unread bytes resets it, and the caller would lose the answer to a reset.
+async fn drain(body: Body) {
+    let mut body = body.into_data_stream();
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut body).await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 fn with_request_id(mut res: Response<Body>, id: &HeaderValue) -> Response<Body> {
     res.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
     res
@@ -143,6 +165,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
+            drain(body).await;
             return with_request_id(
                 reply::refused(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -211,6 +234,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     if let Err(e) = proxy.ledger.record_pending(record).await {
         exchange.abandon();
         tracing::error!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
+        drain(body).await;
         return with_request_id(
             reply::error(StatusCode::SERVICE_UNAVAILABLE),
             &request_id_header,

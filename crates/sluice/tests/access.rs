@@ -270,16 +270,8 @@ async fn world(database_url: Option<&str>) -> World {
     )
     .await;
     // One recorded request, and one refused caller (an `auth` event of P's channel).
-    let rid = common::rid();
-    let res = s
-        .http()
-        .post(s.proxy_url(&channel, "/x"))
-        .header("x-request-id", &rid)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let (status, rid) = s.post_with_id(&channel, "/x").await;
+    assert_eq!(status, 200);
     let detail = s.finished(&channel, &rid).await;
     let guarded = su(
         &s,

@@ -419,16 +419,8 @@ async fn slow_commits() -> (upstream::Upstream, Sluice, Value) {
 async fn a_finished_request_is_read_with_its_event_before_its_row_commits() {
     let (_up, s, ch) = slow_commits().await;
     for _ in 0..3 {
-        let rid = common::rid();
-        let res = s
-            .http()
-            .post(s.proxy_url(&ch, "/ok"))
-            .header("x-request-id", &rid)
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        let (status, rid) = s.post_with_id(&ch, "/ok").await;
+        assert_eq!(status, 200);
         let rec = s.finished(&ch, &rid).await;
         assert_eq!(rec["state"], "success");
         assert!(

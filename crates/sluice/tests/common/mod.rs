@@ -200,6 +200,21 @@ impl Sluice {
             .sum()
     }
 
+    /// POSTs `{}` to `rest` through `channel` with a fresh `x-request-id`; returns the status
+    /// and that id.
+    pub async fn post_with_id(&self, channel: &Value, rest: &str) -> (u16, String) {
+        let id = rid();
+        let res = self
+            .http()
+            .post(self.proxy_url(channel, rest))
+            .header("x-request-id", &id)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), id)
+    }
+
     /// The proxy URL of a channel plus `rest`.
     pub fn proxy_url(&self, channel: &Value, rest: &str) -> String {
         format!("{}{}", channel["proxy_url"].as_str().unwrap(), rest)

@@ -60,20 +60,27 @@ pub fn join_path_and_query(
 
 /// Whether `rest`, the caller's path after the channel, climbs above the sink URL's path once
 /// a sink normalises it: a `..` segment, raw or percent-encoded (`%2e%2e`), with fewer
-/// segments before it than it removes. Encoded slashes and backslashes (`%2f`, `\\`, `%5c`)
-/// separate segments too, as some sinks decode them.
+/// segments before it than it removes. Backslashes separate segments (as URL parsers treat
+/// them), and encoded slashes and backslashes (`%2f`, `%5c`) are counted both ways, as a sink
+/// may or may not decode them: the path climbs if it does either way.
 pub fn climbs_above_base(rest: &str) -> bool {
     if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
         return false;
     }
-    let separated = rest
+    let raw = rest.replace('\\', "/");
+    let decoded = raw
         .replace("%2f", "/")
         .replace("%2F", "/")
         .replace("%5c", "/")
-        .replace("%5C", "/")
-        .replace('\\', "/");
+        .replace("%5C", "/");
+    climbs(&raw) || climbs(&decoded)
+}
+
+/// Whether the `/`-separated `path` has a `..` (raw or `%2e`-encoded) with fewer segments
+/// before it than it removes.
+fn climbs(path: &str) -> bool {
     let mut depth = 0i32;
-    for segment in separated.split('/') {
+    for segment in path.split('/') {
         match segment.replace("%2e", ".").replace("%2E", ".").as_str() {
             "" | "." => {}
             ".." => {
@@ -105,6 +112,8 @@ mod tests {
             "/a/..%2f..%2fsecret",
             "/a\\..\\..\\x",
             "/a/%5c..%5c..",
+            // Found by the property test: a sink that keeps `%2f` sees one segment `a%2fa`.
+            "a%2fa\\../..",
         ] {
             assert!(climbs_above_base(climbs), "{climbs}");
         }

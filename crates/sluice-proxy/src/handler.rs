@@ -233,7 +233,9 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     let ledger_wait = Instant::now();
     if let Err(e) = proxy.ledger.record_pending(record).await {
         exchange.abandon();
-        tracing::error!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
+        // The ledger logs why, and tells the event log (at most once per interval); another
+        // error line here per refused request would only double the log under load.
+        tracing::debug!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
         drain(body).await;
         return with_request_id(
             reply::error(StatusCode::SERVICE_UNAVAILABLE),

@@ -23,13 +23,10 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// `GET /readyz`: the ledger answers and records what passes.
 pub async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if !state.store.recording() {
+    if let Some(why) = state.store.not_recording() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "error": "the ledger cannot record completions (is its disk full?)",
-            })),
+            Json(json!({ "status": "unavailable", "error": why })),
         );
     }
     match state.store.ping().await {

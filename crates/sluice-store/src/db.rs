@@ -8,7 +8,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 use tokio::sync::{broadcast, watch};
 
 use crate::changes::Change;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use uuid::Uuid;
 
 /// Page cache of each pooled SQLite reader connection (1 MiB; the writer keeps 8 MiB).
@@ -59,7 +59,14 @@ pub struct Store {
     pub(crate) secrets: Option<std::sync::Arc<crate::secrets::Secrets>>,
     /// While a SQLite ledger runs: shows its requests in flight to this store's readers.
     pub(crate) inflight: crate::ledger::InflightView,
+    /// Set while the database is known to be unreachable (see [`Store::unreachable`]).
+    outage: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Why requests are refused while the database does not answer.
+const UNREACHABLE: &str = "database unreachable";
+/// Time between two pings of a database found unreachable.
+const OUTAGE_PROBE: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,10 +77,40 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Whether finished requests are being recorded: false while a SQLite ledger file refuses
-    /// completions (a full disk), when the proxy refuses requests; `/readyz` reports it.
-    pub fn recording(&self) -> bool {
-        self.inflight.recording()
+    /// Why requests cannot be recorded now, when they cannot: a SQLite ledger file refusing
+    /// completions (a full disk), or a database found unreachable. The proxy refuses requests
+    /// meanwhile; `/readyz` reports it.
+    pub fn not_recording(&self) -> Option<&'static str> {
+        if !self.inflight.recording() {
+            Some(crate::ledger::STUCK)
+        } else if self.outage.load(std::sync::atomic::Ordering::Relaxed) {
+            Some(UNREACHABLE)
+        } else {
+            None
+        }
+    }
+
+    /// Marks the database unreachable (a write or ping failed for want of it) until a ping,
+    /// tried every [`OUTAGE_PROBE`], is answered. Meanwhile new requests are refused at once
+    /// instead of each waiting out the pool's connect timeout.
+    pub(crate) fn unreachable(&self) {
+        if self.outage.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        tracing::error!("{UNREACHABLE}; refusing requests until it answers");
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(OUTAGE_PROBE).await;
+                if sqlx::query("SELECT 1").execute(&store.pool).await.is_ok() {
+                    break;
+                }
+            }
+            store
+                .outage
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("the database answers again");
+        });
     }
 
     /// Opens the ledger at `url` (`sqlite://path` or `postgres://…`), creating a SQLite file
@@ -107,7 +144,10 @@ impl Store {
         let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            // A PostgreSQL server that is down makes the pool retry its connection until this
+            // passes: the first request after an outage begins waits that long for its 503
+            // (later ones are refused at once, see `Store::unreachable`).
+            .acquire_timeout(Duration::from_secs(if sqlite { 10 } else { 3 }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -143,6 +183,7 @@ impl Store {
             pg_url: (backend == Backend::Postgres).then(|| url.as_str().into()),
             secrets: None,
             inflight: Default::default(),
+            outage: Default::default(),
         })
     }
 
@@ -180,10 +221,16 @@ impl Store {
         Ok(tx)
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database answers (marking it unreachable when it does not).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        let res = sqlx::query("SELECT 1").execute(&self.pool).await;
+        res.map(drop).map_err(|e| {
+            let e = StoreError::from(e);
+            if e.is_unavailable() {
+                self.unreachable();
+            }
+            e
+        })
     }
 
     /// Subscribes to configuration changes.
@@ -244,7 +291,12 @@ impl Store {
             None => watch::channel(true).1,
             Some(url) => {
                 let (lead, led) = watch::channel(false);
-                tokio::spawn(crate::leader::hold(url.to_string(), lead, shutdown));
+                tokio::spawn(crate::leader::hold(
+                    self.clone(),
+                    url.to_string(),
+                    lead,
+                    shutdown,
+                ));
                 led
             }
         }

@@ -51,6 +51,21 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached at all (refused or lost connections, a server
+    /// shutting down or starting), as opposed to refusing one statement: the same write may
+    /// succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            // SQLSTATE class 08 (connection exception) and 57P (a server shutting down, or
+            // not yet accepting connections).
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
+
     /// An I/O failure while doing `what`.
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let what = what.into();

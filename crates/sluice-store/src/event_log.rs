@@ -30,6 +30,8 @@ pub const AUTH_FAILURE_INTERVAL: Duration = Duration::from_secs(60);
 enum Persist {
     Entry(LogEntry),
     Flush(oneshot::Sender<()>),
+    /// Not sent: the writer's own wake-up to try unwritten entries again.
+    Retry,
 }
 
 struct Sequence {
@@ -106,11 +108,12 @@ impl EventLog {
             Severity::Info => {
                 tracing::info!(source = source.as_str(), channel = ?channel_id, "{line}")
             }
+            // JSON escapes control characters: the details cannot forge a line either.
             Severity::Warn => {
-                tracing::warn!(source = source.as_str(), channel = ?channel_id, "{line}")
+                tracing::warn!(source = source.as_str(), channel = ?channel_id, details = %details, "{line}")
             }
             Severity::Error => {
-                tracing::error!(source = source.as_str(), channel = ?channel_id, "{line}")
+                tracing::error!(source = source.as_str(), channel = ?channel_id, details = %details, "{line}")
             }
         }
         let mut seq = self.0.seq.lock().expect("event sequence lock");
@@ -238,25 +241,64 @@ impl EventLog {
     }
 }
 
+/// Entries kept for a database that does not answer, past which the oldest are dropped.
+const MAX_UNWRITTEN: usize = 10_000;
+/// Time between two attempts to write entries to a database that did not answer.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Persists entries in batches. While the database is unreachable it keeps them (at most
+/// [`MAX_UNWRITTEN`]) and tries again every [`RETRY`], so an outage's own error entry reaches
+/// the ledger once it is back; a flush waits for one attempt, not for the database.
 async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Persist>) {
     let mut batch = Vec::new();
     let mut waiters = Vec::new();
-    while let Some(first) = rx.recv().await {
+    let mut open = true;
+    while open {
+        let first = if batch.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(RETRY, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => Some(Persist::Retry),
+            }
+        };
+        let first = match first {
+            Some(msg) => msg,
+            None if batch.is_empty() => break,
+            None => {
+                open = false; // one last attempt
+                Persist::Retry
+            }
+        };
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Persist::Entry(e) => batch.push(e),
                 Persist::Flush(done) => waiters.push(done),
+                Persist::Retry => {}
             }
             if batch.len() < 256 {
                 next = rx.try_recv().ok();
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = store.insert_log_entries(&batch).await {
-                tracing::error!(error = %e, entries = batch.len(), "could not persist event-log entries");
+            match store.insert_log_entries(&batch).await {
+                Ok(()) => batch.clear(),
+                Err(e) if e.is_unavailable() && open => {
+                    if batch.len() > MAX_UNWRITTEN {
+                        let dropped = batch.len() - MAX_UNWRITTEN;
+                        batch.drain(..dropped);
+                        tracing::error!(
+                            dropped,
+                            "event-log entries dropped while the database does not answer"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, entries = batch.len(), "could not persist event-log entries");
+                    batch.clear();
+                }
             }
-            batch.clear();
         }
         for w in waiters.drain(..) {
             let _ = w.send(());

@@ -8,24 +8,36 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
 
+use crate::db::Store;
+use crate::error::StoreError;
+
 /// The advisory lock's key ("sluice" in ASCII).
 const LOCK_KEY: i64 = 0x736c_7569_6365;
 /// How often a follower tries for the lock and the leader checks its connection.
 const TRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Tries for (and then holds) leadership until `shutdown`, reporting it on `lead`. Dropping the
-/// connection at the end releases the lock.
+/// connection at the end releases the lock. Its connection is the first to see a database
+/// going away (within `TRY_EVERY`), which it tells `store` (see [`Store::unreachable`]).
 pub(crate) async fn hold(
+    store: Store,
     url: String,
     lead: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let lost = |e: sqlx::Error| {
+        let e = StoreError::from(e);
+        if e.is_unavailable() {
+            store.unreachable();
+        }
+        e
+    };
     let mut conn: Option<PgConnection> = None;
     while !*shutdown.borrow() {
         match conn.as_mut() {
             None => match PgConnection::connect(&url).await {
                 Ok(c) => conn = Some(c),
-                Err(e) => tracing::warn!(error = %e, "leader election: cannot connect"),
+                Err(e) => tracing::warn!(error = %lost(e), "leader election: cannot connect"),
             },
             Some(c) => {
                 let leading = *lead.borrow();
@@ -46,7 +58,7 @@ pub(crate) async fn hold(
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "leader election: connection lost");
+                        tracing::warn!(error = %lost(e), "leader election: connection lost");
                         conn = None;
                         lead.send_replace(false);
                     }

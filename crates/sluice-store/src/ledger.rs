@@ -125,8 +125,13 @@ impl InflightView {
 /// Where a handle sends its work.
 #[derive(Clone)]
 enum Queues {
-    /// PostgreSQL: one writer task takes pending records and completions.
-    Task(mpsc::UnboundedSender<Job>),
+    /// PostgreSQL: one writer task takes pending records and completions; the store says
+    /// whether the database is known to be unreachable.
+    Task {
+        jobs: mpsc::UnboundedSender<Job>,
+        store: Store,
+        events: Option<EventLog>,
+    },
     /// SQLite: pending records into the journal, completions to the history thread.
     Journal {
         journal: Arc<Journal>,
@@ -242,7 +247,11 @@ impl Ledger {
         let Some((path, busy)) = store.sqlite_file() else {
             let (tx, rx) = mpsc::unbounded_channel();
             let handle = Ledger {
-                queues: Queues::Task(tx),
+                queues: Queues::Task {
+                    jobs: tx,
+                    store: store.clone(),
+                    events: events.clone(),
+                },
                 depth: depth.clone(),
             };
             let task = tokio::spawn(writer(store, cfg, rx, depth, events));
@@ -305,7 +314,18 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let rec = rec.into();
         let tx = match &self.queues {
-            Queues::Task(tx) => tx,
+            Queues::Task {
+                jobs,
+                store,
+                events,
+            } => {
+                if let Some(why) = store.not_recording() {
+                    // Known to fail: answered at once rather than after the pool's timeout.
+                    refused(events.as_ref(), why, 1);
+                    return Err(LedgerError::Unavailable(why.into()));
+                }
+                jobs
+            }
             Queues::Journal {
                 journal, events, ..
             } => {
@@ -349,9 +369,9 @@ impl Ledger {
     /// process (its event is not: see `Journal::append_completion`).
     pub fn record_completion(&self, rec: RequestRecord, event: Option<EventRecord>) {
         let sent = match &self.queues {
-            Queues::Task(tx) => {
+            Queues::Task { jobs, .. } => {
                 let op = LedgerOp::Complete(rec, event.map(Box::new));
-                tx.send(Job { op, done: None }).is_ok()
+                jobs.send(Job { op, done: None }).is_ok()
             }
             Queues::Journal {
                 journal,
@@ -474,48 +494,75 @@ async fn completion_writer(
             }
         }
         depth.batch(jobs.len());
-        let started = Instant::now();
-        commit(&store, &cfg.node_id, jobs, events.as_ref()).await;
-        metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        let ops: Vec<LedgerOp> = jobs.into_iter().map(|j| j.op).collect();
+        commit_completions(&store, &cfg.node_id, ops, events.as_ref(), &rx).await;
     }
 }
 
-/// Commits a batch; on failure retries pending records together and completions one by one,
-/// so one bad row cannot fail its neighbours.
+/// Longest a stopping process keeps trying to write completions to an unreachable database;
+/// requests it could not write stay `pending`, and the next start closes them as interrupted.
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Commits completions on PostgreSQL. While the database is unreachable it keeps them and
+/// tries again every [`OUTAGE_RETRY`] until it answers (at a stop, for [`STOP_PATIENCE`]); a
+/// batch the database refuses is written one by one, so one bad row cannot fail the others.
+async fn commit_completions(
+    store: &Store,
+    node_id: &str,
+    ops: Vec<LedgerOp>,
+    events: Option<&EventLog>,
+    queue: &mpsc::UnboundedReceiver<Job>,
+) {
+    let mut stopping_since = None;
+    loop {
+        let started = Instant::now();
+        let res = store.write_batch(node_id, &ops).await;
+        metrics::histogram!("sluice_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        let err = match res {
+            Ok(()) => return,
+            Err(e) if e.is_unavailable() => e,
+            Err(e) => {
+                tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; retrying its parts");
+                for op in ops {
+                    complete_alone(store, node_id, op, events).await;
+                }
+                return;
+            }
+        };
+        store.unreachable();
+        if queue.is_closed() {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= STOP_PATIENCE {
+                tracing::error!(error = %err, requests = ops.len(),
+                    "stopping with completions the database did not take; the next start marks them interrupted");
+                return;
+            }
+        }
+        tokio::time::sleep(OUTAGE_RETRY).await;
+    }
+}
+
+/// Time between two attempts to write completions to a database that did not answer.
+const OUTAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Commits a batch of pending records, answering each waiting request; a failed batch is
+/// tried once more unless the database is unreachable.
 async fn commit(store: &Store, node_id: &str, jobs: Vec<Job>, events: Option<&EventLog>) {
     let (ops, dones): (Vec<LedgerOp>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.done)).unzip();
-    let err = match store.write_batch(node_id, &ops).await {
-        Ok(()) => {
-            for d in dones.into_iter().flatten() {
-                let _ = d.send(Ok(()));
-            }
-            return;
-        }
-        Err(e) => e,
-    };
-    tracing::warn!(error = %err, batch = ops.len(), "ledger batch failed; retrying its parts");
-    let mut pending_ops = Vec::new();
-    let mut pending_dones = Vec::new();
-    for (op, done) in ops.into_iter().zip(dones) {
-        match op {
-            LedgerOp::Pending(_) => {
-                pending_ops.push(op);
-                pending_dones.extend(done);
-            }
-            LedgerOp::Complete(..) => complete_alone(store, node_id, op, events).await,
-        }
-    }
-    if pending_ops.is_empty() {
-        return;
-    }
-    let res = store
-        .write_batch(node_id, &pending_ops)
-        .await
-        .map_err(|e| e.to_string());
+    let mut res = store.write_batch(node_id, &ops).await;
     if let Err(e) = &res {
-        refused(events, e, pending_ops.len());
+        if e.is_unavailable() {
+            store.unreachable();
+        } else {
+            tracing::warn!(error = %e, batch = ops.len(), "ledger batch failed; trying it again");
+            res = store.write_batch(node_id, &ops).await;
+        }
     }
-    for d in pending_dones {
+    let res = res.map_err(|e| e.to_string());
+    if let Err(e) = &res {
+        refused(events, e, ops.len());
+    }
+    for d in dones.into_iter().flatten() {
         let _ = d.send(res.clone());
     }
 }
@@ -544,7 +591,6 @@ const PERSISTENCE_FAILED: &str = "persistence_failed";
 /// Reports pending records that could not be made durable (their callers are refused).
 fn refused(events: Option<&EventLog>, error: &str, requests: usize) {
     metrics::counter!("sluice_ledger_write_failures_total").increment(requests as u64);
-    tracing::error!(error = %error, requests, "could not record pending requests; refusing them");
     report_failure(
         events,
         "could not record pending requests; they were refused",
@@ -556,7 +602,6 @@ fn refused(events: Option<&EventLog>, error: &str, requests: usize) {
 /// worked instead.
 fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Result<(), String>) {
     metrics::counter!("sluice_ledger_write_failures_total").increment(1);
-    tracing::error!(request = %id, error = %error, "could not record completion; marking request error");
     report_failure(
         events,
         "could not record the completion of a request; marked error",
@@ -568,7 +613,7 @@ fn unrecorded(events: Option<&EventLog>, id: uuid::Uuid, error: &str, marked: Re
 }
 
 /// Why requests are refused while the ledger file refuses completions.
-const STUCK: &str = "the ledger cannot record completions (is its disk full?)";
+pub(crate) const STUCK: &str = "the ledger cannot record completions (is its disk full?)";
 /// Time between two attempts to commit completions the ledger file refused for want of room.
 const STUCK_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -725,17 +770,22 @@ fn out_of_room(e: &rusqlite::Error) -> bool {
 /// Shortest time between two ledger-failure entries in the event log.
 pub const FAILURE_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Tells the event log (which writes the text log's line too), at most once per
+/// [`FAILURE_EVENT_INTERVAL`]; without an event log, the text log alone.
 fn report_failure(events: Option<&EventLog>, message: &str, details: serde_json::Value) {
-    if let Some(ev) = events {
-        ev.emit_throttled(
-            "ledger_write_failure",
-            FAILURE_EVENT_INTERVAL,
-            Severity::Error,
-            Source::System,
-            None,
-            message,
-            details,
-        );
+    match events {
+        Some(ev) => {
+            ev.emit_throttled(
+                "ledger_write_failure",
+                FAILURE_EVENT_INTERVAL,
+                Severity::Error,
+                Source::System,
+                None,
+                message,
+                details,
+            );
+        }
+        None => tracing::error!(details = %details, "{message}"),
     }
 }
 

@@ -280,3 +280,99 @@ async fn shutdown_finishes_and_flushes(database_url: Option<&str>) {
         assert!(rec["event"].is_object());
     }
 }
+
+/// PostgreSQL stops while a request is in flight and starts again: new callers are refused
+/// with 503 at once (nothing reaches the sink unrecorded), `/readyz` says why, the request in
+/// flight is answered and its outcome written once the database is back, the operators get
+/// an error event, and nothing is left `pending`.
+#[tokio::test]
+async fn a_postgres_ledger_stopped_and_started_refuses_meanwhile_and_loses_nothing() {
+    let Some(pg) = common::postgres::PrivateServer::start() else {
+        return;
+    };
+    let up = upstream::start().await;
+    let data = Arc::new(common::TempDir::new());
+    let s = Sluice::start_on(data, Some(&pg.url()), &["--health-interval", "0"]).await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let get = |path: &str| s.http().get(s.proxy_url(&ch, path)).send();
+    assert_eq!(get("/before").await.unwrap().status(), 200);
+
+    let in_flight = tokio::spawn(get("/delay/1500"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.stop();
+    let answered = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        answered.status(),
+        200,
+        "the sink's answer still reaches the caller"
+    );
+
+    let hits = up.hits();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let res = get("/during").await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        // At most the pool's connect timeout (3 s) before the outage is known, then at once.
+        let patience = Duration::from_secs(if attempt == 0 { 4 } else { 1 });
+        assert!(
+            started.elapsed() < patience,
+            "refusal {attempt} made the caller wait {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        up.hits(),
+        hits,
+        "nothing forwarded while nothing could be recorded"
+    );
+    let ready = s.http().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = ready.json::<Value>().await.unwrap();
+    assert_eq!(why["error"], "database unreachable", "{why}");
+
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s
+        .http()
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/after").await.unwrap().status(), 200);
+
+    let done = s.finished_n(&ch, 3).await;
+    let seen: Vec<(&str, &str)> = done
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/after", "success"),
+            ("/delay/1500", "success"),
+            ("/before", "success")
+        ],
+        "the request in flight recorded once the database was back; refused ones left no rows"
+    );
+    let all = common::every_request(&s, ch["id"].as_str().unwrap()).await;
+    assert!(all.iter().all(|r| r["state"] != "pending"), "{all:?}");
+    let errors = s.get_json("/events?severity=error&source=system").await;
+    let refused: Vec<&Value> = errors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("refused"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "operators hear of the outage once: {errors}"
+    );
+}

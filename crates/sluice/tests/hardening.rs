@@ -669,6 +669,91 @@ async fn caller_faults_are_the_callers_and_sink_faults_are_named_exactly() {
     assert_eq!(rec["error"], "econnreset", "{rec}");
 }
 
+/// A sink that reads a request and then writes `steps` (each after its pause), then closes the
+/// connection: with a reset (zero linger) when `reset`.
+async fn scripted_sink(steps: Vec<(u64, &'static [u8])>, reset: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let steps = steps.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = tcp.read(&mut buf).await;
+                for (pause, bytes) in steps {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let _ = tcp.write_all(bytes).await;
+                }
+                if reset {
+                    let _ = tcp.set_zero_linger();
+                }
+                drop(tcp);
+            });
+        }
+    });
+    url
+}
+
+/// The fault suite's sinks: one that resets before answering, one that closes in the middle of
+/// its body, one that drips its body slower than it could but within the idle timeout. Each
+/// caller's status and each record's state and error, and nothing left pending.
+#[tokio::test]
+async fn sinks_that_reset_early_close_mid_body_or_drip_are_recorded_exactly() {
+    let s = Sluice::start().await;
+    let timeouts = json!({"timeouts": {"idle_ms": 400}});
+    let send = |ch: Value| {
+        let id = common::rid();
+        let req = s
+            .http()
+            .get(s.proxy_url(&ch, "/"))
+            .header("x-request-id", &id)
+            .send();
+        async move { (req.await.unwrap(), id) }
+    };
+
+    let reset = scripted_sink(vec![], true).await;
+    let reset = s.create_channel(&reset, timeouts.clone()).await;
+    let (res, id) = send(reset.clone()).await;
+    assert_eq!(res.status(), 502);
+    let rec = s.finished(&reset, &id).await;
+    assert_eq!(
+        (rec["state"].as_str(), rec["error"].as_str()),
+        (Some("error"), Some("econnreset")),
+        "{rec}"
+    );
+
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf";
+    let closing = scripted_sink(vec![(0, head)], false).await;
+    let closing = s.create_channel(&closing, timeouts.clone()).await;
+    let (res, id) = send(closing.clone()).await;
+    assert_eq!(res.status(), 200, "the head was the sink's");
+    assert!(res.bytes().await.is_err(), "the caller sees the body cut");
+    let rec = s.finished(&closing, &id).await;
+    assert_eq!(
+        (rec["state"].as_str(), rec["error"].as_str()),
+        (Some("error"), Some("closed")),
+        "{rec}"
+    );
+    assert_eq!(rec["response_status"], 200);
+
+    let mut drips: Vec<(u64, &'static [u8])> =
+        vec![(0, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")];
+    drips.extend((0..10).map(|_| (150, &b"d"[..])));
+    let dripping = scripted_sink(drips, false).await;
+    let dripping = s.create_channel(&dripping, timeouts).await;
+    let (res, id) = send(dripping.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(&res.bytes().await.unwrap()[..], b"dddddddddd");
+    let rec = s.finished(&dripping, &id).await;
+    assert_eq!(rec["state"], "success", "{rec}");
+    assert_eq!(rec["response_body_size"], 10, "{rec}");
+
+    for ch in [reset, closing, dripping] {
+        let rows = common::every_request(&s, ch["id"].as_str().unwrap()).await;
+        assert!(rows.iter().all(|r| r["state"] != "pending"), "{rows:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_body_past_the_channels_limit_answers_413_declared_or_streamed() {
     let up = upstream::start().await;

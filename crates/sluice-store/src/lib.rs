@@ -47,7 +47,7 @@ pub use health::{ChannelHealth, HealthStatus, HealthUpdate};
 pub use ledger::{Ledger, LedgerConfig, LedgerError};
 pub use log_entries::{ChannelScope, LogEntry, LogFilter, LogPage, Severity, Source};
 pub use projects::{Member, Project, ProjectRemoval};
-pub use requests::{ChannelStats, Cursor, RequestFilter, RequestPage, StatusFilter};
+pub use requests::{ChannelStats, Cursor, LatencyBin, RequestFilter, RequestPage, StatusFilter};
 pub use secrets::Secrets;
 pub use sessions::SessionLimits;
 pub use tokens::{ApiToken, NewToken, Role};

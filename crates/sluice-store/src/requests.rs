@@ -136,6 +136,19 @@ pub struct ChannelStats {
     pub per_minute_by_state: Vec<(Micros, String, i64)>,
 }
 
+/// Latency percentiles (µs) of the requests that started in one time bin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyBin {
+    /// The bin's start.
+    pub start: Micros,
+    /// Median.
+    pub p50: i64,
+    /// 95th percentile.
+    pub p95: i64,
+    /// 99th percentile.
+    pub p99: i64,
+}
+
 #[derive(Clone)]
 enum Arg {
     Text(String),
@@ -899,6 +912,48 @@ impl Store {
                 .insert(name.to_string(), rollup::percentile(&buckets, p));
         }
         Ok(stats)
+    }
+
+    /// Latency percentiles of a channel's finished requests per time bin of `bin_us` (whole
+    /// minutes) from the bin of `from` on, from the roll-ups' histograms: bins without
+    /// requests are left out.
+    pub async fn latency_per_bin(
+        &self,
+        channel_id: Uuid,
+        from: Micros,
+        bin_us: i64,
+    ) -> Result<Vec<LatencyBin>> {
+        let bin_us = bin_us.max(60_000_000);
+        let from = from.div_euclid(bin_us) * bin_us;
+        let mut bins: BTreeMap<Micros, BTreeMap<i64, i64>> = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT minute, bucket, requests FROM latency_minutes \
+             WHERE channel_id = $1 AND minute >= $2",
+        )
+        .bind(channel_id.to_string())
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let minute: Micros = r.try_get("minute")?;
+            let start = from + (minute - from).div_euclid(bin_us) * bin_us;
+            *bins
+                .entry(start)
+                .or_default()
+                .entry(r.try_get("bucket")?)
+                .or_insert(0) += r.try_get::<i64, _>("requests")?;
+        }
+        Ok(bins
+            .into_iter()
+            .filter_map(|(start, b)| {
+                Some(LatencyBin {
+                    start,
+                    p50: rollup::percentile(&b, 50.0)?,
+                    p95: rollup::percentile(&b, 95.0)?,
+                    p99: rollup::percentile(&b, 99.0)?,
+                })
+            })
+            .collect())
     }
 
     /// Requests per state of each channel started from the minute of `since` on (every state

@@ -5,7 +5,7 @@
 //! reachable server the PostgreSQL half is skipped with a message, except under `CI=true`,
 //! where it fails.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 
 use sluice_core::clock::now_us;
@@ -2018,6 +2018,34 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
                 (got - exact).abs() as f64 / exact as f64 <= 0.1,
                 "{name}: {got} against {exact}"
             );
+        }
+        // Per minute as well: each bin's percentiles within 10% of its own requests'.
+        let bins = s.latency_per_bin(ch.id, since, 60_000_000).await.unwrap();
+        assert!(!bins.is_empty());
+        let mut per_minute: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for r in &window {
+            if let Some(l) = r.latency_us {
+                per_minute
+                    .entry(r.started_at.div_euclid(60_000_000) * 60_000_000)
+                    .or_default()
+                    .push(l);
+            }
+        }
+        assert_eq!(
+            bins.iter().map(|b| b.start).collect::<Vec<_>>(),
+            per_minute.keys().copied().collect::<Vec<_>>()
+        );
+        for b in &bins {
+            let mut ls = per_minute[&b.start].clone();
+            ls.sort_unstable();
+            for (got, p) in [(b.p50, 0.50), (b.p95, 0.95), (b.p99, 0.99)] {
+                let exact = ls[((p * ls.len() as f64).ceil() as usize).max(1) - 1];
+                assert!(
+                    (got - exact).abs() as f64 / exact as f64 <= 0.1,
+                    "minute {}: p{p} {got} against {exact}",
+                    b.start
+                );
+            }
         }
         let newest = expected.iter().map(|r| r.started_at).max();
         assert_eq!(s.last_request_at(ch.id).await.unwrap(), newest);

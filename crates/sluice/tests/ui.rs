@@ -224,6 +224,72 @@ async fn new_requests_appear_live_and_a_filtered_history_survives_a_reload() {
     b.close().await;
 }
 
+/// Milliseconds of a duration as the pages write it (`812 µs`, `3.4 ms`, `1.20 s`).
+fn ms_of(text: &str) -> f64 {
+    let (n, unit) = text.trim().split_once(' ').unwrap();
+    let n: f64 = n.parse().unwrap();
+    match unit {
+        "µs" => n / 1e3,
+        "ms" => n,
+        "s" => n * 1e3,
+        _ => panic!("unit of {text}"),
+    }
+}
+
+#[tokio::test]
+async fn a_channels_latency_percentiles_are_drawn_over_time() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let ch = s
+        .create_channel(&up.url("/"), json!({ "name": "slow" }))
+        .await;
+    for path in ["/a", "/b", "/c", "/d", "/delay/300"] {
+        let res = s.http().get(s.proxy_url(&ch, path)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    s.finished_n(&ch, 5).await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!(
+        "{}/ui/channels/{}",
+        s.base,
+        ch["id"].as_str().unwrap()
+    ))
+    .await;
+    // Each point of the chart names its bin's percentiles.
+    let titles = b
+        .js("return [...document.querySelectorAll('[aria-labelledby=latency-h] svg circle title')].map(t => t.textContent)")
+        .await;
+    let titles: Vec<String> = serde_json::from_value(titles).unwrap();
+    assert!(!titles.is_empty(), "a point for the minute of the traffic");
+    let of = |t: &str, p: &str| {
+        ms_of(
+            t.split(&format!("{p} "))
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap(),
+        )
+    };
+    let p50 = titles.iter().map(|t| of(t, "p50")).fold(f64::MAX, f64::min);
+    let p99 = titles.iter().map(|t| of(t, "p99")).fold(0.0, f64::max);
+    assert!(p50 < 100.0, "the median is a fast request: {titles:?}");
+    assert!(
+        p99 >= 270.0,
+        "the 99th percentile is the slow one: {titles:?}"
+    );
+    for class in ["p50", "p95", "p99"] {
+        let drawn = b
+            .count(&format!("[aria-labelledby=latency-h] svg .line-{class}, [aria-labelledby=latency-h] svg .dot-{class}"))
+            .await;
+        assert!(drawn > 0, "{class} is drawn");
+    }
+    b.close().await;
+}
+
 #[tokio::test]
 async fn a_request_detail_shows_the_preview_hashes_and_timing() {
     let s = sluice_with_ops().await;

@@ -111,6 +111,7 @@ struct HistoryPage {
     older: String,
     live_url: String,
     chart: String,
+    latency_chart: String,
     window_title: &'static str,
     day_url: String,
     hour_url: String,
@@ -212,6 +213,7 @@ pub async fn page(
     let window = Window::from_query(&q);
     let (from, to, bin) = window.span(now);
     let stats = state.store.channel_stats(ch.id, from).await?;
+    let latencies = state.store.latency_per_bin(ch.id, from, bin).await?;
     let latency = |p: &str| {
         stats
             .latency_us
@@ -250,6 +252,13 @@ pub async fn page(
             to,
             bin,
             "requests by state over time",
+        ),
+        latency_chart: charts::latency_lines(
+            &latencies,
+            from,
+            to,
+            bin,
+            "latency percentiles over time",
         ),
         window_title: window.title(),
         day_url: format!("{base}?{}", encode(&q, &[("window", "24h".into())])),

@@ -23,6 +23,7 @@ pub async fn decorate(
     let ids: Vec<_> = channels.iter().map(|c| c.id).collect();
     let now = now_us();
     let health = state.store.channel_health(&ids).await?;
+    let threshold = state.stale_threshold().await?;
     let counts = state
         .store
         .counts_by_state_since(&ids, now - DAY_US)
@@ -36,7 +37,7 @@ pub async fn decorate(
         item["health_failure"] = json!(h.failure);
         item["health_hint"] = json!(h.hint);
         item["last_request_at"] = json!(h.last_request_at.map(wire::ts));
-        item["stale"] = json!(is_stale(h, now, state.stale_threshold));
+        item["stale"] = json!(is_stale(h, now, threshold));
         item["requests_24h"] = json!(counts.get(&ch.id));
     }
     Ok(())

@@ -16,6 +16,7 @@ pub mod projects;
 pub mod prometheus;
 pub mod schemas;
 pub mod session;
+pub mod settings;
 pub mod throttle;
 pub mod tokens;
 pub mod ui;
@@ -23,7 +24,6 @@ pub mod users;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
@@ -74,8 +74,8 @@ pub struct AdminState {
     pub validator: Validator,
     /// The event log (list, live stream).
     pub events: EventLog,
-    /// A channel without traffic for longer than this is reported `stale`.
-    pub stale_threshold: Duration,
+    /// The command line's instance settings, which saved ones override.
+    pub setting_defaults: settings::SettingDefaults,
     /// Credential schemas by name.
     pub schemas: Arc<dyn schemas::SchemaSource>,
     /// Session settings.
@@ -185,6 +185,8 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             "/auth-methods/{id}",
             delete(auth_methods::delete),
         ),
+        (Method::GET, "/settings", get(settings::get)),
+        (Method::PATCH, "/settings", patch(settings::patch)),
         (Method::POST, "/validate", post(ops::validate)),
         (Method::GET, "/events", get(events::list_events)),
         (Method::GET, "/events/stream", get(events::stream_events)),

@@ -94,7 +94,11 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
     let app = sluice_admin::router(AdminState {
         store: store.clone(),
         events,
-        stale_threshold: std::time::Duration::from_secs(7 * 86_400),
+        setting_defaults: sluice_admin::settings::SettingDefaults {
+            health_interval: std::time::Duration::ZERO,
+            stale_threshold_days: 7,
+            event_retention_days: 30,
+        },
         public_url: "http://sluice.test".into(),
         own_addresses: Default::default(),
         default_project: project.id,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use sluice_core::Channel;
-use sluice_store::{HealthStatus, HealthUpdate, Store, StoreError};
+use sluice_store::settings::HEALTH_INTERVAL_SECS;
+use sluice_store::{Change, HealthStatus, HealthUpdate, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -136,21 +137,52 @@ impl HealthMonitor {
         Ok(n)
     }
 
-    /// Seeds the board, then probes every interval until `shutdown` (a zero interval only
-    /// seeds: passive health still starts from the stored verdicts).
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+    /// Seeds the board, then probes a round every interval until `shutdown`: the saved
+    /// `health_interval_secs` setting, or the configured one (zero: no rounds; passive health
+    /// still starts from the stored verdicts). Saving settings starts a new round at once, on
+    /// the new interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = self.seed().await {
             tracing::error!(error = %e, "could not load stored health verdicts");
         }
-        let period = self.cfg.interval;
-        if period.is_zero() {
-            return;
-        }
-        schedule::every(period, shutdown, || async {
-            if let Err(e) = self.probe_all().await {
-                tracing::error!(error = %e, "health round failed");
+        let mut changes = self.store.subscribe();
+        let mut period = self.cfg.interval;
+        loop {
+            match self.store.saved_setting(HEALTH_INTERVAL_SECS).await {
+                Ok(saved) => period = saved.map_or(self.cfg.interval, Duration::from_secs),
+                // Keeps the last interval it knew.
+                Err(e) => tracing::warn!(error = %e, "could not read the health interval"),
             }
-        })
-        .await;
+            let round = async {
+                if period.is_zero() {
+                    return std::future::pending().await;
+                }
+                let mut ticks = tokio::time::interval(period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    if let Err(e) = self.probe_all().await {
+                        tracing::error!(error = %e, "health round failed");
+                    }
+                }
+            };
+            tokio::select! {
+                () = round => {}
+                () = settings_saved(&mut changes) => {}
+                () = schedule::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+}
+
+/// Resolves at the next saved setting (or when changes may have been missed).
+async fn settings_saved(changes: &mut tokio::sync::broadcast::Receiver<Change>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(Change::Settings | Change::Unknown) | Err(RecvError::Lagged(_)) => return,
+            Ok(_) => {}
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
     }
 }

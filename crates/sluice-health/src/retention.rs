@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_store::settings::EVENT_RETENTION_DAYS;
 use sluice_store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -19,7 +20,8 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Prunes entries older than `max_age`, `batch` rows per statement.
+    /// Prunes entries older than `max_age` (unless an operator saved another,
+    /// `event_retention_days`), `batch` rows per statement.
     pub fn new(store: Store, clock: Arc<dyn Clock>, max_age: Duration, batch: i64) -> Self {
         Self {
             store,
@@ -32,7 +34,11 @@ impl Retention {
     /// Deletes every entry past the retention period, batch by batch (yielding between
     /// batches); returns how many went.
     pub async fn prune(&self) -> Result<u64, StoreError> {
-        let cutoff = self.clock.now_us() - self.max_age.as_micros() as i64;
+        let max_age = match self.store.saved_setting(EVENT_RETENTION_DAYS).await? {
+            Some(days) => Duration::from_secs(86_400 * days),
+            None => self.max_age,
+        };
+        let cutoff = self.clock.now_us() - max_age.as_micros() as i64;
         let mut total = 0;
         loop {
             let n = self.store.prune_log_entries(cutoff, self.batch).await?;

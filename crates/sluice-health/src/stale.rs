@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_core::clock::{to_rfc3339, Micros};
+use sluice_store::settings::STALE_THRESHOLD_DAYS;
 use sluice_store::{ChannelHealth, EventLog, Severity, Source, Store, StoreError};
 use tokio::sync::watch;
 
@@ -15,6 +16,7 @@ use crate::schedule;
 
 /// Channels read per page.
 const PAGE: i64 = 500;
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// Whether a channel counts as stale at `now` with `threshold`.
 pub fn is_stale(h: &ChannelHealth, now: Micros, threshold: Duration) -> bool {
@@ -30,7 +32,8 @@ pub struct StaleDetector {
 }
 
 impl StaleDetector {
-    /// A detector calling a channel stale after `threshold` without traffic.
+    /// A detector calling a channel stale after `threshold` without traffic, unless an
+    /// operator saved another (`stale_threshold_days`).
     pub fn new(store: Store, events: EventLog, clock: Arc<dyn Clock>, threshold: Duration) -> Self {
         Self {
             store,
@@ -43,12 +46,16 @@ impl StaleDetector {
     /// Checks every channel once; returns how many became stale (and were logged).
     pub async fn check(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_us();
+        let threshold = match self.store.saved_setting(STALE_THRESHOLD_DAYS).await? {
+            Some(days) => DAY * days as u32,
+            None => self.threshold,
+        };
         let mut logged = 0;
         let mut after = None;
         loop {
             let page = self.store.list_channel_health(after, PAGE).await?;
             for h in &page {
-                let stale = is_stale(h, now, self.threshold);
+                let stale = is_stale(h, now, threshold);
                 if stale && !h.stale_logged {
                     self.store.set_stale_logged(h.channel_id, true).await?;
                     let name = self
@@ -57,7 +64,7 @@ impl StaleDetector {
                         .await?
                         .map(|c| c.name)
                         .unwrap_or_default();
-                    let days = self.threshold.as_secs_f64() / 86_400.0;
+                    let days = threshold.as_secs_f64() / 86_400.0;
                     self.events.emit(
                         Severity::Warn,
                         Source::Health,
@@ -73,7 +80,7 @@ impl StaleDetector {
                 } else if !stale
                     && h.stale_logged
                     && h.last_request_at
-                        .is_some_and(|t| now - t <= self.threshold.as_micros() as i64)
+                        .is_some_and(|t| now - t <= threshold.as_micros() as i64)
                 {
                     // Traffic since it was logged: it may be logged again the next time.
                     self.store.set_stale_logged(h.channel_id, false).await?;

@@ -10,6 +10,7 @@ use sluice_health::clock::ManualClock;
 use sluice_health::retention::Retention;
 use sluice_health::stale::StaleDetector;
 use sluice_store::requests::LedgerOp;
+use sluice_store::settings::{EVENT_RETENTION_DAYS, STALE_THRESHOLD_DAYS};
 use sluice_store::{EventLog, LogEntry, LogFilter, LogPage, Severity, Source, Store, StoreOptions};
 use uuid::Uuid;
 
@@ -180,6 +181,38 @@ async fn retention_prunes_old_entries_in_batches() {
     let days: Vec<&str> = left.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(days, ["day 60", "day 50", "day 40"]);
     assert_eq!(job.prune().await.unwrap(), 0);
+    // An operator keeps a week only: the job reads it at its next round.
+    s.save_settings(&[(EVENT_RETENTION_DAYS, Some(7))], "user:ops")
+        .await
+        .unwrap();
+    assert_eq!(job.prune().await.unwrap(), 2, "days 40 and 50 go");
     clock.advance(Duration::from_secs(86_400 * 100));
-    assert_eq!(job.prune().await.unwrap(), 3);
+    assert_eq!(job.prune().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_saved_stale_threshold_replaces_the_command_lines_at_the_next_check() {
+    let l = ledger().await;
+    let s = &l.store;
+    let quiet = channel(s, "quiet", true).await;
+    request_at(s, &quiet, T0).await;
+    let clock = Arc::new(ManualClock::new(T0 + 3 * DAY));
+    let (log, _w) = EventLog::start(s.clone(), 64).await.unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    let detector = StaleDetector::new(s.clone(), log.clone(), clock.clone(), week);
+    assert_eq!(
+        detector.check().await.unwrap(),
+        0,
+        "three days is not a week"
+    );
+    s.save_settings(&[(STALE_THRESHOLD_DAYS, Some(2))], "user:ops")
+        .await
+        .unwrap();
+    assert_eq!(
+        detector.check().await.unwrap(),
+        1,
+        "it is more than two days"
+    );
+    let logged = stale_entries(&log).await;
+    assert_eq!(logged[0].details["threshold_days"], 2.0);
 }

@@ -166,12 +166,13 @@ impl Store {
     }
 }
 
-/// An entry for a change made now by `actor`.
+/// An entry for a change made now by `actor` to the resource `id` (its id, or a setting's
+/// name).
 pub(crate) fn entry(
     actor: &str,
     action: &str,
     resource_type: &str,
-    id: Uuid,
+    id: impl std::fmt::Display,
     before: Option<Value>,
     after: Option<Value>,
 ) -> AuditEntry {

@@ -20,6 +20,8 @@ pub enum Change {
     AuthMethod(Uuid),
     /// A sink credential was created, changed (also by a token refresh) or deleted.
     Credential(Uuid),
+    /// An instance setting was saved (see `settings`).
+    Settings,
     /// Anything may have changed: notifications from other nodes were lost (the listening
     /// connection dropped); every cache starts afresh.
     Unknown,
@@ -32,6 +34,7 @@ impl Change {
             Change::Channel(id) => ("channel", id),
             Change::AuthMethod(id) => ("auth_method", id),
             Change::Credential(id) => ("credential", id),
+            Change::Settings => ("settings", Uuid::nil()),
             Change::Unknown => ("unknown", Uuid::nil()),
         };
         format!("{origin}|{kind}:{id}")
@@ -46,6 +49,7 @@ impl Change {
             "channel" => Change::Channel(id),
             "auth_method" => Change::AuthMethod(id),
             "credential" => Change::Credential(id),
+            "settings" => Change::Settings,
             "unknown" => Change::Unknown,
             _ => return None,
         };
@@ -121,6 +125,7 @@ mod tests {
             Change::Channel(id),
             Change::AuthMethod(id),
             Change::Credential(id),
+            Change::Settings,
             Change::Unknown,
         ] {
             assert_eq!(Change::parse(&c.payload(origin)), Some((origin, c)));

@@ -29,6 +29,7 @@ mod rollup;
 mod rows;
 pub mod secrets;
 pub mod sessions;
+pub mod settings;
 mod sqlite_writer;
 #[cfg(test)]
 mod test_support;

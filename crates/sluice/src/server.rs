@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
 use sluice_admin::schemas::BundledSchemas;
+use sluice_admin::settings::SettingDefaults;
 use sluice_admin::{AdminState, AuthSettings};
 use sluice_core::clock::now_us;
 use sluice_core::hops::{Hop, OwnAddresses};
@@ -131,7 +132,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         validator: Validator::new(ValidatorConfig::default()),
         events: events.clone(),
-        stale_threshold: Duration::from_secs(86_400) * args.stale_threshold_days,
+        setting_defaults: SettingDefaults {
+            health_interval: args.health_interval,
+            stale_threshold_days: args.stale_threshold_days,
+            event_retention_days: args.event_retention_days,
+        },
         schemas: std::sync::Arc::new(BundledSchemas::new()),
         auth: AuthSettings {
             session_limits: SessionLimits {

@@ -483,6 +483,12 @@ async fn cell(w: &World, method: &Method, route: &str, who: Who) -> (Need, Strin
             fill(route, &fresh(w, "auth-method").await),
             None,
         ),
+        ("GET", "/settings") => (Need::Superuser, route.into(), None),
+        ("PATCH", "/settings") => (
+            Need::Superuser,
+            route.into(),
+            Some(json!({ "stale_threshold_days": 8 })),
+        ),
         ("POST", "/validate") => (
             Need::EditorSomewhere,
             route.into(),

@@ -425,3 +425,92 @@ async fn health_readiness_and_cli_channel_list() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn instance_settings_are_saved_checked_audited_and_returned_to_their_default() {
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--stale-threshold-days", "9"],
+    )
+    .await;
+    let item = |page: &Value, name: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let (status, page) = send(&s, Method::GET, "/settings", None).await;
+    assert_eq!(status, 200);
+    let stale = item(&page, "stale_threshold_days");
+    assert_eq!(
+        (&stale["value"], &stale["default"], &stale["saved"]),
+        (&json!(9), &json!(9), &json!(false)),
+        "the command line's value is the default: {stale}"
+    );
+    assert_eq!(item(&page, "event_retention_days")["value"], 30);
+
+    let (status, page) = send(
+        &s,
+        Method::PATCH,
+        "/settings",
+        Some(json!({ "stale_threshold_days": 2 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let stale = item(&page, "stale_threshold_days");
+    assert_eq!(
+        (&stale["value"], &stale["saved"]),
+        (&json!(2), &json!(true))
+    );
+    let (_, again) = send(&s, Method::GET, "/settings", None).await;
+    assert_eq!(item(&again, "stale_threshold_days")["value"], 2, "kept");
+
+    for (body, field) in [
+        (json!({ "stale_threshold_days": 0 }), "stale_threshold_days"),
+        (
+            json!({ "health_interval_secs": -1 }),
+            "health_interval_secs",
+        ),
+        (
+            json!({ "event_retention_days": "ten" }),
+            "event_retention_days",
+        ),
+        (json!({ "no_such_thing": 1 }), "no_such_thing"),
+    ] {
+        let (status, problem) = send(&s, Method::PATCH, "/settings", Some(body)).await;
+        assert_eq!(status, 422, "{problem}");
+        assert!(
+            problem["details"]["fields"][field].is_string(),
+            "names {field}: {problem}"
+        );
+    }
+    let (_, unchanged) = send(&s, Method::GET, "/settings", None).await;
+    assert_eq!(
+        item(&unchanged, "stale_threshold_days")["value"],
+        2,
+        "refusals change nothing"
+    );
+
+    let (_, audit) = send(&s, Method::GET, "/audit?resource_type=setting", None).await;
+    let entries = audit["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["resource_id"], "stale_threshold_days");
+    assert_eq!(entries[0]["before"], json!({ "value": null }));
+    assert_eq!(entries[0]["after"], json!({ "value": 2 }));
+
+    let (_, page) = send(
+        &s,
+        Method::PATCH,
+        "/settings",
+        Some(json!({ "stale_threshold_days": null })),
+    )
+    .await;
+    let stale = item(&page, "stale_threshold_days");
+    assert_eq!(
+        (&stale["value"], &stale["saved"]),
+        (&json!(9), &json!(false))
+    );
+}

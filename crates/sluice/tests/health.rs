@@ -573,3 +573,43 @@ async fn bad_health_settings_stop_serve_with_a_message() {
         assert!(err.contains(flag) && err.contains(says), "{err}");
     }
 }
+
+/// Settings saved through the API take effect at once, without a restart: a monitor that was
+/// off starts probing, and stops again when the interval is set back to 0.
+#[tokio::test]
+async fn a_saved_health_interval_starts_and_stops_probing_without_a_restart() {
+    let sink = upstream::start().await;
+    let s = Sluice::start_in(Arc::new(TempDir::new()), &["--health-interval", "0"]).await;
+    let ch = s.create_channel(&sink.url("/"), json!({})).await;
+    let cid = id(&ch);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        channel(&s, &cid).await["health_status"],
+        "unknown",
+        "no probes while off"
+    );
+
+    let patch = |secs: u64| {
+        s.api(Method::PATCH, "/settings")
+            .json(&json!({ "health_interval_secs": secs }))
+            .send()
+    };
+    assert_eq!(patch(1).await.unwrap().status(), 200);
+    wait_status(&s, &cid, "healthy").await;
+    // Probed every second: the verdict's time moves on.
+    let first = channel(&s, &cid).await["health_checked_at"].clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while channel(&s, &cid).await["health_checked_at"] == first {
+        assert!(Instant::now() < deadline, "probed once only");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(patch(0).await.unwrap().status(), 200);
+    let stopped = channel(&s, &cid).await["health_checked_at"].clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        channel(&s, &cid).await["health_checked_at"],
+        stopped,
+        "no probes once set back to 0"
+    );
+}

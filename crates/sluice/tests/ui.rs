@@ -700,6 +700,7 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
         ("audit", "/ui/audit".to_string()),
         ("users", "/ui/admin/users".to_string()),
         ("projects", "/ui/admin/projects".to_string()),
+        ("settings", "/ui/admin/settings".to_string()),
         (
             "members",
             format!("/ui/projects/{}/members", default_project(s).await),
@@ -1201,8 +1202,10 @@ async fn a_superuser_adds_people_and_projects_and_the_audit_shows_each_change() 
     assert!(b.text(".who").await.contains("editor"));
     // No administration for her, and the page says no when she goes there anyway.
     assert_eq!(b.count("nav a[href='/ui/admin/users']").await, 0);
-    b.goto(&format!("{}/ui/admin/users", s.base)).await;
-    assert!(b.text("h1").await.starts_with("403"));
+    for page in ["users", "settings"] {
+        b.goto(&format!("{}/ui/admin/{page}", s.base)).await;
+        assert!(b.text("h1").await.starts_with("403"), "{page}");
+    }
     b.goto(&format!("{}/ui/channels?project={project}", s.base))
         .await;
     b.click("a[href^='/ui/channels/new']").await;
@@ -1266,5 +1269,64 @@ async fn a_superuser_adds_people_and_projects_and_the_audit_shows_each_change() 
     assert_eq!(res.status(), 401);
     b.click("tr[data-user=nia] button[value=reset]").await;
     assert_ne!(b.text("#one-time-password").await, once);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_changes_a_setting_in_its_form_and_a_bad_value_is_named() {
+    let s = sluice_with_ops().await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/admin/users", s.base)).await;
+    b.click(".subnav a[href='/ui/admin/settings']").await;
+    assert_eq!(b.text("h1").await, "Settings");
+    let field = "#s-stale_threshold_days";
+    let value = || b.js("return document.querySelector('#s-stale_threshold_days').value");
+    assert_eq!(value().await, "", "at its default");
+    assert_eq!(
+        b.js("return document.querySelector('#s-stale_threshold_days').placeholder")
+            .await,
+        "7"
+    );
+
+    b.fill(field, "soon").await;
+    b.click("#settings-form button[type=submit]").await;
+    assert!(b.text("#problem").await.contains("stale_threshold_days"));
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#s-stale_threshold_days').getAttribute('aria-invalid')"
+        )
+        .await,
+        "true"
+    );
+    assert_eq!(
+        value().await,
+        "soon",
+        "what was typed stays to be corrected"
+    );
+
+    b.fill(field, "3").await;
+    b.click("#settings-form button[type=submit]").await;
+    assert_eq!(b.text("#saved").await, "Saved.");
+    let saved = s.get_json("/settings").await;
+    let stale = saved["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "stale_threshold_days")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&stale["value"], &stale["saved"]),
+        (&json!(3), &json!(true))
+    );
+    b.goto(&format!("{}/ui/admin/settings", s.base)).await;
+    assert_eq!(value().await, "3");
+
+    b.fill(field, "").await;
+    b.click("#settings-form button[type=submit]").await;
+    assert_eq!(value().await, "", "back to its default");
     b.close().await;
 }

@@ -1,5 +1,6 @@
-//! Administration: users (create with a one-time password, disable, reset the password) and
-//! projects (create, delete) for superusers; a project's members and their roles for its admins.
+//! Administration: users (create with a one-time password, disable, reset the password),
+//! projects (create, delete) and instance settings for superusers; a project's members and
+//! their roles for its admins.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -10,6 +11,7 @@ use super::format;
 use super::view::{is_refusal, problem_text, render, Layout, Submitted, UiResult, Viewer};
 use crate::error::ApiError;
 use crate::projects::{self, ProjectInput};
+use crate::settings;
 use crate::users::{self, CreateUser, PatchUser};
 use crate::AdminState;
 
@@ -315,6 +317,102 @@ pub async fn change_members(
         Ok(()) => Ok(Redirect::to(&format!("/ui/projects/{id}/members")).into_response()),
         Err(e) if is_refusal(&e) => {
             let page = members_page(&state, viewer, &id, problem_text(&e)).await?;
+            Ok((e.status(), render(&page)?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+struct SettingRow {
+    name: &'static str,
+    label: &'static str,
+    /// The saved value, empty at the default.
+    saved: String,
+    default: String,
+    min: u64,
+    max: u64,
+    problem: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    rows: Vec<SettingRow>,
+    saved: bool,
+    problem: String,
+}
+
+/// The settings page; with `entered` values (and their problems) when a form was refused.
+async fn settings_page(
+    state: &AdminState,
+    viewer: &Viewer,
+    entered: Option<(&Submitted, &ApiError)>,
+) -> UiResult<SettingsPage> {
+    viewer
+        .caller
+        .allow(Right::ManageInstance, None, "setting")?;
+    let problems = entered.map(|(_, e)| e.field_problems()).unwrap_or_default();
+    let rows = settings::current(state)
+        .await?
+        .into_iter()
+        .map(|v| SettingRow {
+            name: v.spec.name,
+            label: v.spec.label,
+            saved: match entered {
+                Some((form, _)) => form.get(v.spec.name).unwrap_or_default().to_string(),
+                None if v.saved => v.value.to_string(),
+                None => String::new(),
+            },
+            default: v.default.to_string(),
+            min: v.spec.min,
+            max: v.spec.max,
+            problem: problems
+                .iter()
+                .find(|(f, _)| f == v.spec.name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(SettingsPage {
+        layout: viewer.layout("Settings", "admin", viewer.pick_project(None).map(|p| p.id)),
+        rows,
+        saved: false,
+        problem: entered.map(|(_, e)| problem_text(e)).unwrap_or_default(),
+    })
+}
+
+/// `GET /ui/admin/settings`
+pub async fn settings_form(State(state): State<AdminState>, viewer: Viewer) -> UiResult<Response> {
+    Ok(render(&settings_page(&state, &viewer, None).await?)?.into_response())
+}
+
+/// `POST /ui/admin/settings`: every setting of the form; an empty field returns one to its
+/// default.
+pub async fn save_settings(State(state): State<AdminState>, form: Submitted) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let body: serde_json::Map<String, serde_json::Value> = form
+        .fields
+        .iter()
+        .filter(|(k, _)| k != "csrf_token")
+        .map(|(k, v)| {
+            let v = v.trim();
+            let value = match v.parse::<u64>() {
+                _ if v.is_empty() => serde_json::Value::Null,
+                Ok(n) => n.into(),
+                Err(_) => v.into(),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    match settings::save(&state, &viewer.caller, &body).await {
+        Ok(_) => {
+            let mut page = settings_page(&state, viewer, None).await?;
+            page.saved = true;
+            Ok(render(&page)?.into_response())
+        }
+        Err(e) if is_refusal(&e) => {
+            let page = settings_page(&state, viewer, Some((&form, &e))).await?;
             Ok((e.status(), render(&page)?).into_response())
         }
         Err(e) => Err(e.into()),

@@ -58,6 +58,7 @@ pub async fn project_channels(state: &AdminState, project: Uuid) -> UiResult<Vec
     let ids: Vec<Uuid> = list.iter().map(|c| c.id).collect();
     let now = now_us();
     let health = state.store.channel_health(&ids).await?;
+    let threshold = state.stale_threshold().await?;
     let counts = state
         .store
         .counts_by_state_since(&ids, now - DAY_US)
@@ -83,7 +84,7 @@ pub async fn project_channels(state: &AdminState, project: Uuid) -> UiResult<Vec
                 health: h.map_or("unknown", |h| h.status.as_str()),
                 failure: h.and_then(|h| h.failure.clone()).unwrap_or_default(),
                 hint: h.and_then(|h| h.hint.clone()).unwrap_or_default(),
-                stale: h.is_some_and(|h| is_stale(h, now, state.stale_threshold)),
+                stale: h.is_some_and(|h| is_stale(h, now, threshold)),
                 last_activity: h
                     .map(|h| format::ago(h.last_activity(), now))
                     .unwrap_or_default(),

@@ -82,6 +82,10 @@ pub fn routes() -> Router<AdminState> {
         )
         .route("/ui/admin/users/{id}", post(admin::change_user))
         .route(
+            "/ui/admin/settings",
+            get(admin::settings_form).post(admin::save_settings),
+        )
+        .route(
             "/ui/admin/projects",
             get(admin::projects).post(admin::create_project),
         )

@@ -67,8 +67,8 @@ pub(crate) fn in_list(from: usize, n: usize) -> String {
 }
 
 /// The columns of a channel's health, with when its newest request started: in its rows or
-/// in flight (a request in the SQLite journal only shows once its row commits, milliseconds
-/// later).
+/// in flight (a request only in the SQLite journal is added by [`Store::channel_health`]; the
+/// stale check, reading days back, does without it).
 const HEALTH_COLUMNS: &str =
     "id, enabled, health_status, health_checked_at, health_failure, health_hint, \
      stale_logged, created_at, (SELECT MAX(t) FROM ( \
@@ -142,11 +142,19 @@ impl Store {
         for id in ids {
             q = q.bind(id.to_string());
         }
-        q.fetch_all(&self.pool)
+        let mut health: HashMap<Uuid, ChannelHealth> = q
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| health_from_row(r).map(|h| (h.channel_id, h)))
-            .collect()
+            .collect::<Result<_>>()?;
+        // Requests only in the SQLite journal (finished, their rows not yet committed).
+        for r in self.inflight.records() {
+            if let Some(h) = health.get_mut(&r.channel_id) {
+                h.last_request_at = h.last_request_at.max(Some(r.started_at));
+            }
+        }
+        Ok(health)
     }
 
     /// Health of every channel, ordered by id, after `after`, at most `limit`.

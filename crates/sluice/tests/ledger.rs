@@ -456,4 +456,8 @@ async fn a_finished_request_counts_in_the_statistics_before_its_row_commits() {
         .unwrap()
         .clone();
     assert_eq!(listed["requests_24h"]["failed"], 1, "{listed}");
+    assert!(
+        listed["last_request_at"].is_string(),
+        "its last activity too: {listed}"
+    );
 }

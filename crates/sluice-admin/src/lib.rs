@@ -10,6 +10,7 @@ pub mod config_history;
 pub mod credentials;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod history;
 pub mod ops;
 pub mod projects;
@@ -164,6 +165,12 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             get(config_history::get_snapshot),
         ),
         (Method::GET, "/requests/{id}", get(history::get)),
+        (Method::GET, "/requests/{id}/export", get(export::one)),
+        (
+            Method::GET,
+            "/channels/{id}/requests/export",
+            get(export::history),
+        ),
         (Method::GET, "/audit", get(config_history::list_audit)),
         (Method::GET, "/credentials", get(credentials::list)),
         (Method::POST, "/credentials", post(credentials::create)),

@@ -112,6 +112,8 @@ struct HistoryPage {
     live_url: String,
     chart: String,
     latency_chart: String,
+    /// The export's address with the form's filters (a `format` is added).
+    export_url: String,
     window_title: &'static str,
     day_url: String,
     hour_url: String,
@@ -149,6 +151,15 @@ fn api_query(q: &HashMap<String, String>) -> HashMap<String, String> {
             (k.to_string(), v)
         })
         .collect()
+}
+
+/// The history export's address for channel `id` with the form's filters as the API takes them.
+fn export_url(id: Uuid, q: &HashMap<String, String>) -> String {
+    let mut filters: Vec<(String, String)> = api_query(q).into_iter().collect();
+    filters.sort();
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    out.extend_pairs(filters);
+    format!("/api/v1/channels/{id}/requests/export?{}", out.finish())
 }
 
 /// `a=1&b=2` of the form's non-empty filters.
@@ -253,6 +264,7 @@ pub async fn page(
             bin,
             "requests by state over time",
         ),
+        export_url: export_url(ch.id, &q),
         latency_chart: charts::latency_lines(
             &latencies,
             from,
@@ -387,6 +399,8 @@ struct DetailPage {
     request_id: String,
     error_text: String,
     forwarded_url: String,
+    /// The request as a `curl` command ("Copy as cURL").
+    curl: String,
     client: String,
     auth: String,
     completed: String,
@@ -423,17 +437,10 @@ pub async fn detail(
     .await
     .map_err(|_| ApiError::not_found("request"))?;
     let snapshot = state.store.get_snapshot(req.snapshot_id).await?;
-    let forwarded_url = snapshot
-        .as_ref()
-        .and_then(|s| url::Url::parse(&s.config.sink_url).ok())
-        .map(|u| {
-            let target = match &req.query {
-                Some(q) => format!("{}?{q}", req.path),
-                None => req.path.clone(),
-            };
-            format!("{}{target}", u.origin().ascii_serialization())
-        })
+    let forwarded_url = crate::export::forwarded_url(&state.store, &req)
+        .await?
         .unwrap_or_default();
+    let curl = crate::export::curl(&req, ev.as_ref(), &forwarded_url);
     let snapshot_note = match &snapshot {
         Some(s) if s.lock_version != ch.lock_version => format!(
             "The channel has changed since: this request ran under version {}, the channel is now at version {}.",
@@ -488,6 +495,7 @@ pub async fn detail(
             .map(format::explain_error)
             .unwrap_or_default(),
         forwarded_url,
+        curl,
         client: req.client_identity.clone(),
         auth: match (&req.source_auth_type, req.source_auth_method_id) {
             (Some(kind), Some(id)) => format!("{kind} ({id})"),

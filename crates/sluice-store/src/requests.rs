@@ -758,6 +758,66 @@ impl Store {
         Ok(RequestPage { items: out, next })
     }
 
+    /// The newest requests of `channels` that did not succeed (`failed`, `timeout`, `error`)
+    /// started from `since` on, at most `limit`, newest first, those only in flight included.
+    /// One statement reads the newest few of each channel and state along its index, where a
+    /// history read per channel and state cost a round trip each (60 for 20 channels).
+    pub async fn recent_unsuccessful(
+        &self,
+        channels: &[Uuid],
+        since: Micros,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>> {
+        if channels.is_empty() || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        const UNSUCCESSFUL: [RequestState; 3] = [
+            RequestState::Failed,
+            RequestState::Timeout,
+            RequestState::Error,
+        ];
+        let flying = self.in_flight(channels, since).await?;
+        let index = match self.backend() {
+            Backend::Sqlite => " INDEXED BY requests_channel_state",
+            Backend::Postgres => "",
+        };
+        let columns = column_list(RECORD_COLUMNS);
+        let mut parts = Vec::new();
+        for (i, _) in channels.iter().enumerate() {
+            for (j, _) in UNSUCCESSFUL.iter().enumerate() {
+                let n = 3 + 2 * (i * UNSUCCESSFUL.len() + j);
+                parts.push(format!(
+                    "SELECT * FROM (SELECT {columns} FROM requests{index} WHERE channel_id = ${n} \
+                     AND state = ${} AND started_at >= $1 ORDER BY started_at DESC LIMIT $2) AS p{n}",
+                    n + 1
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT * FROM ({}) AS u ORDER BY started_at DESC, id DESC LIMIT $2",
+            parts.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(&sql).bind(since).bind(limit);
+        for c in channels {
+            for st in UNSUCCESSFUL {
+                q = q.bind(c.to_string()).bind(st.as_str());
+            }
+        }
+        let mut out = Vec::new();
+        for r in q.fetch_all(&self.pool).await? {
+            out.push(request_row::decode_record(&r)?);
+        }
+        let mut seen: HashSet<Uuid> = out.iter().map(|r| r.id).collect();
+        out.extend(
+            flying
+                .into_iter()
+                .filter(|r| UNSUCCESSFUL.contains(&r.state) && seen.insert(r.id)),
+        );
+        out.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
     /// The finished requests `ids`.
     async fn records_by_id(&self, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
         if ids.is_empty() {

@@ -2047,6 +2047,28 @@ async fn the_ledgers_history_reads_back_whole_through_every_reader() {
                 );
             }
         }
+        // The dashboard's latest failures: the newest unsuccessful ones of both channels.
+        let mut unsuccessful: Vec<&RequestRecord> = expected
+            .iter()
+            .filter(|r| r.started_at >= since)
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RequestState::Failed | RequestState::Timeout | RequestState::Error
+                )
+            })
+            .collect();
+        unsuccessful.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+        let want: Vec<Uuid> = unsuccessful.iter().take(4).map(|r| r.id).collect();
+        assert_eq!(want.len(), 4, "the data holds some");
+        let got: Vec<Uuid> = s
+            .recent_unsuccessful(&[ch.id, quiet.id], since, 4)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got, want);
         let newest = expected.iter().map(|r| r.started_at).max();
         assert_eq!(s.last_request_at(ch.id).await.unwrap(), newest);
         let health = s.channel_health(&[ch.id]).await.unwrap();

@@ -8,8 +8,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use sluice_core::clock::now_us;
-use sluice_core::RequestState;
-use sluice_store::{ChannelScope, LogFilter, LogPage, RequestFilter, Severity};
+use sluice_store::{ChannelScope, LogFilter, LogPage, Severity};
 use uuid::Uuid;
 
 use super::channels::{project_channels, totals, ChannelRow, Totals, Window};
@@ -111,23 +110,10 @@ async fn recent_failures(
     names: &HashMap<Uuid, String>,
     since: sluice_core::clock::Micros,
 ) -> UiResult<Vec<RowView>> {
-    let mut found = Vec::new();
-    for id in channels {
-        for st in [
-            RequestState::Failed,
-            RequestState::Timeout,
-            RequestState::Error,
-        ] {
-            let filter = RequestFilter {
-                state: Some(st),
-                since: Some(since),
-                ..RequestFilter::default()
-            };
-            found.extend(state.store.list_requests(*id, &filter, None, 5).await?);
-        }
-    }
-    found.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
-    found.truncate(RECENT_FAILURES);
+    let found = state
+        .store
+        .recent_unsuccessful(channels, since, RECENT_FAILURES as i64)
+        .await?;
     Ok(found
         .iter()
         .map(|r| {

@@ -46,8 +46,10 @@ started=$(date +%s.%N)
 api_get "/channels/${chans[0]}/requests/export?format=ndjson" | wc -l >"$work/rows" &
 export_pid=$!
 peak=$before
+samples=()
 while kill -0 "$export_pid" 2>/dev/null; do
   now=$(rss); [ "$now" -gt "$peak" ] && peak=$now
+  samples+=("$((now / 1024))")
   sleep 0.2
 done
 wait "$export_pid"
@@ -56,4 +58,6 @@ after=$(rss)
 rows=$(cat "$work/rows")
 echo "exported $rows rows of $((ROWS + 1)) in $took s"
 echo "sluice RSS: before $((before / 1024)) MiB, highest during $((peak / 1024)) MiB, after $((after / 1024)) MiB"
+# Every second's sample (MiB), to see whether it grows with the rows sent or levels off.
+echo "RSS each second (MiB): $(printf '%s\n' "${samples[@]}" | awk 'NR % 5 == 1' | paste -sd' ')"
 [ "$rows" -eq $((ROWS + 1)) ] || { echo "rows missing" >&2; exit 1; }

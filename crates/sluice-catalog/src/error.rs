@@ -55,6 +55,11 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    pub(crate) fn config(setting: &'static str, reason: impl ToString) -> Self {
+        let reason = reason.to_string();
+        CatalogError::Config { setting, reason }
+    }
+
     pub(crate) fn malformed(at: impl ToString, reason: impl ToString) -> Self {
         let (at, reason) = (at.to_string(), reason.to_string());
         CatalogError::Malformed { at, reason }

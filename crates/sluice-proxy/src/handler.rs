@@ -43,8 +43,9 @@ fn split_channel_path(path: &str) -> Option<(&str, &str)> {
     })
 }
 
-/// Most of a refused request's body read (and dropped) before the refusal is sent.
-const DRAIN_BYTES: usize = 1 << 20;
+/// Most of a refused request's body read (and dropped) before the refusal is sent: past what
+/// the sockets' buffers hold (a few MiB on loopback), an unread body resets the connection.
+const DRAIN_BYTES: usize = 32 << 20;
 /// Longest wait for it.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -65,6 +66,12 @@ async fn drain(body: Body) {
     .await;
 }
 
+/// `res`, once the body the caller is still sending has been drained (see [`drain`]).
+async fn refuse(body: Body, res: Response<Body>) -> Response<Body> {
+    drain(body).await;
+    res
+}
+
 fn with_request_id(mut res: Response<Body>, id: &HeaderValue) -> Response<Body> {
     res.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
     res
@@ -78,10 +85,10 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     let (mut parts, body) = req.into_parts();
 
     let Some((id_text, rest)) = split_channel_path(parts.uri.path()) else {
-        return reply::error(StatusCode::NOT_FOUND);
+        return refuse(body, reply::error(StatusCode::NOT_FOUND)).await;
     };
     let Ok(channel_id) = Uuid::parse_str(id_text) else {
-        return reply::error(StatusCode::NOT_FOUND);
+        return refuse(body, reply::error(StatusCode::NOT_FOUND)).await;
     };
     if let Some(seconds) = proxy.auth_failures.retry_after(&peer_ip, channel_id) {
         return reply::too_many_failures(seconds);
@@ -96,7 +103,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         Ok(Some(r)) if r.channel.enabled => r,
         Ok(_) => {
             proxy.auth_failures.failed(&peer_ip, channel_id, None);
-            return reply::error(StatusCode::NOT_FOUND);
+            return refuse(body, reply::error(StatusCode::NOT_FOUND)).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "channel lookup failed");
@@ -124,13 +131,13 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     let admitted = match verdict {
         Verdict::Public => None,
         Verdict::Admitted(id, kind) => Some((id, kind)),
-        Verdict::Unauthorized => return reply::unauthorized(),
+        Verdict::Unauthorized => return refuse(body, reply::unauthorized()).await,
         Verdict::Hidden => {
             let presented = source_auth::presented_kinds(&parts.headers);
             proxy
                 .auth_failures
                 .failed(&peer_ip, channel_id, Some(&presented));
-            return reply::error(StatusCode::NOT_FOUND);
+            return refuse(body, reply::error(StatusCode::NOT_FOUND)).await;
         }
     };
     // After the verdict: a caller who may not see the channel learns nothing from it.
@@ -165,24 +172,19 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            drain(body).await;
-            return with_request_id(
-                reply::refused(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is larger than this channel forwards",
-                ),
-                &request_id_header,
+            let res = reply::refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this channel forwards",
             );
+            return refuse(body, with_request_id(res, &request_id_header)).await;
         }
     }
     if climbs_above_base(rest) {
-        return with_request_id(
-            reply::refused(
-                StatusCode::BAD_REQUEST,
-                "the path climbs above the sink URL's path (a '..' segment)",
-            ),
-            &request_id_header,
+        let res = reply::refused(
+            StatusCode::BAD_REQUEST,
+            "the path climbs above the sink URL's path (a '..' segment)",
         );
+        return refuse(body, with_request_id(res, &request_id_header)).await;
     }
     let path_and_query = join_path_and_query(
         &route.base_path,
@@ -236,11 +238,8 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         // The ledger logs why, and tells the event log (at most once per interval); another
         // error line here per refused request would only double the log under load.
         tracing::debug!(error = %e, channel = %channel_id, "pending record not durable; refusing request");
-        drain(body).await;
-        return with_request_id(
-            reply::error(StatusCode::SERVICE_UNAVAILABLE),
-            &request_id_header,
-        );
+        let res = reply::error(StatusCode::SERVICE_UNAVAILABLE);
+        return refuse(body, with_request_id(res, &request_id_header)).await;
     }
     proxy
         .metrics

@@ -725,9 +725,20 @@ async fn sinks_that_reset_early_close_mid_body_or_drip_are_recorded_exactly() {
     let head: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf";
     let closing = scripted_sink(vec![(0, head)], false).await;
     let closing = s.create_channel(&closing, timeouts.clone()).await;
-    let (res, id) = send(closing.clone()).await;
-    assert_eq!(res.status(), 200, "the head was the sink's");
-    assert!(res.bytes().await.is_err(), "the caller sees the body cut");
+    let id = common::rid();
+    let answer = s
+        .http()
+        .get(s.proxy_url(&closing, "/"))
+        .header("x-request-id", &id)
+        .send()
+        .await;
+    // The sink's head and the end of its connection come together: the caller gets the head
+    // and a cut body, or (when the cut comes before the head is written) no answer; never a
+    // whole one.
+    if let Ok(res) = answer {
+        assert_eq!(res.status(), 200, "the head was the sink's");
+        assert!(res.bytes().await.is_err(), "the caller sees the body cut");
+    }
     let rec = s.finished(&closing, &id).await;
     assert_eq!(
         (rec["state"].as_str(), rec["error"].as_str()),
@@ -807,4 +818,41 @@ async fn a_body_past_the_channels_limit_answers_413_declared_or_streamed() {
         .unwrap();
     let lifted: Value = res.json().await.unwrap();
     assert!(lifted["max_request_bytes"].is_null(), "{lifted}");
+}
+
+/// A caller whose request is refused before anything is forwarded (unknown channel, wrong
+/// credentials) still gets the refusal while it is sending a large body: the body is read (a
+/// bounded amount) before answering, where closing with it unread resets the connection and
+/// the caller sees a broken pipe instead of the answer.
+#[tokio::test]
+async fn refusals_reach_a_caller_still_sending_its_body() {
+    let up = upstream::start().await;
+    let s = Sluice::start().await;
+    let res = s
+        .api(reqwest::Method::POST, "/auth-methods")
+        .json(&json!({ "name": "k", "type": "api_key" }))
+        .send()
+        .await
+        .unwrap();
+    let key: Value = res.json().await.unwrap();
+    let guarded = s
+        .create_channel(
+            &up.url("/"),
+            json!({ "source_auth_method_ids": [key["id"]] }),
+        )
+        .await;
+    let body = vec![b'x'; 8 << 20];
+    let unknown = format!("{}/channels/{}/x", s.base, uuid::Uuid::new_v4());
+    for (url, status) in [(unknown, 404), (s.proxy_url(&guarded, "/x"), 401)] {
+        for _ in 0..5 {
+            // A client of its own each time: a fresh connection.
+            let res = reqwest::Client::new()
+                .post(&url)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert_eq!(res.status(), status, "{url}");
+        }
+    }
 }

@@ -38,6 +38,9 @@ pub struct NpmConfig {
     pub fetch_concurrency: usize,
     /// Most icon requests in flight at once.
     pub icon_concurrency: usize,
+    /// PEM certificates trusted besides the web roots: a mirror behind a private or
+    /// intercepting certificate authority (sluice's `--extra-ca-file`).
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl NpmConfig {
@@ -52,6 +55,7 @@ impl NpmConfig {
             timeout: Duration::from_secs(30),
             fetch_concurrency: 8,
             icon_concurrency: 20,
+            extra_ca_pem: None,
         }
     }
 }
@@ -107,7 +111,18 @@ impl NpmStrategy {
             }
             base_url("schema_url", &fill(pattern, "@openfn/language-x", "1.0.0"))?;
         }
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        if let Some(pem) = &config.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| CatalogError::config("extra_ca_pem", e))?;
+            if certs.is_empty() {
+                return Err(CatalogError::config("extra_ca_pem", "holds no certificate"));
+            }
+            for cert in certs {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        let client = client
             .timeout(config.timeout)
             .user_agent(concat!("sluice-catalog/", env!("CARGO_PKG_VERSION")))
             .build()

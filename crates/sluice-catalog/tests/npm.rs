@@ -251,7 +251,11 @@ async fn unusable_settings_are_refused() {
         ..NpmConfig::new("http://127.0.0.1:1")
     };
     let ftp = NpmConfig::new("ftp://127.0.0.1:1");
-    for config in [zero, no_version, ftp, NpmConfig::new("not a url")] {
+    let no_ca = NpmConfig {
+        extra_ca_pem: Some(b"not a certificate".to_vec()),
+        ..NpmConfig::new("http://127.0.0.1:1")
+    };
+    for config in [zero, no_version, ftp, no_ca, NpmConfig::new("not a url")] {
         let err = NpmStrategy::new(config).unwrap_err();
         assert!(matches!(err, CatalogError::Config { .. }), "{err}");
     }

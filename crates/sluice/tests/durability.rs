@@ -12,6 +12,23 @@ use common::{rid, upstream, Sluice};
 use full_disk::FullDisk;
 use serde_json::{json, Value};
 
+/// Waits (at most `within`) for `/readyz` to answer 200.
+async fn until_ready(s: &Sluice, within: Duration) {
+    let deadline = Instant::now() + within;
+    while s
+        .http()
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_ledger_that_refuses_writes_yields_503_and_nothing_reaches_the_sink() {
     let up = upstream::start().await;
@@ -136,19 +153,7 @@ async fn a_ledger_file_out_of_room_stops_forwarding_until_room_returns_and_loses
     assert_eq!(stuck.len(), 1, "{errors}");
 
     disk.free();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s
-        .http()
-        .get(s.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ready(&s, Duration::from_secs(10)).await;
     assert_eq!(send().await.unwrap().status(), 200);
     let done = s.finished_n(&ch, answered + 1).await;
     assert_eq!(
@@ -332,19 +337,7 @@ async fn a_postgres_ledger_stopped_and_started_refuses_meanwhile_and_loses_nothi
     assert_eq!(why["error"], "database unreachable", "{why}");
 
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s
-        .http()
-        .get(s.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ready(&s, Duration::from_secs(20)).await;
     assert_eq!(get("/after").await.unwrap().status(), 200);
 
     let done = s.finished_n(&ch, 3).await;

@@ -100,7 +100,11 @@ async fn call(s: &Sluice, ch: &Value, headers: &[(&str, &str)]) -> (u16, String,
 #[tokio::test]
 async fn api_key_correct_wrong_missing() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--health-interval", "0"], // its probes would count as hits
+    )
+    .await;
     let (method, key) = api_key_method(&s, "shop").await;
     assert!(key.len() >= 40, "high-entropy key: {key}");
     let ch = s
@@ -497,7 +501,11 @@ async fn oauth_client_credentials_and_refusals() {
     let up = upstream::start().await;
     let refused = token_server::start(401, json!({"error": "invalid_grant"}), Duration::ZERO).await;
     let cc = token_server::start(200, json!({"access_token": "cc-token"}), Duration::ZERO).await;
-    let s = Sluice::start().await;
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--health-interval", "0"], // its probes would count as hits
+    )
+    .await;
 
     let cred = credential(
         &s,

@@ -9,6 +9,15 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
+/// A sluice without the health monitor, whose probes of the sink would count as its hits.
+async fn quiet_sluice() -> Sluice {
+    Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--health-interval", "0"],
+    )
+    .await
+}
+
 async fn export(s: &Sluice, path: &str) -> (u16, String, String) {
     let res = s.api(Method::GET, path).send().await.unwrap();
     let status = res.status().as_u16();
@@ -58,7 +67,7 @@ async fn send_one(s: &Sluice, up: &upstream::Upstream) -> (Value, String, String
 #[tokio::test]
 async fn a_curl_export_run_by_curl_reaches_the_sink_as_the_original_did() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let s = quiet_sluice().await;
     let (echo, id, secret) = send_one(&s, &up).await;
     let (status, kind, command) = export(&s, &format!("/requests/{id}/export?format=curl")).await;
     assert_eq!(status, 200, "{command}");
@@ -87,7 +96,7 @@ async fn a_curl_export_run_by_curl_reaches_the_sink_as_the_original_did() {
 #[tokio::test]
 async fn a_har_export_is_valid_har_and_holds_the_exchange() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let s = quiet_sluice().await;
     let (echo, id, secret) = send_one(&s, &up).await;
     let (status, kind, text) = export(&s, &format!("/requests/{id}/export?format=har")).await;
     assert_eq!(status, 200, "{text}");
@@ -138,7 +147,7 @@ async fn a_har_export_is_valid_har_and_holds_the_exchange() {
 #[tokio::test]
 async fn a_filtered_history_exports_as_ndjson_csv_and_har() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let s = quiet_sluice().await;
     let ch = s
         .create_channel(&up.url("/"), json!({ "name": "many" }))
         .await;

@@ -92,7 +92,11 @@ async fn paths_join_without_double_or_missing_slashes() {
 #[tokio::test]
 async fn unknown_bad_and_disabled_channels_answer_404_json() {
     let up = upstream::start().await;
-    let s = Sluice::start().await;
+    let s = Sluice::start_in(
+        std::sync::Arc::new(common::TempDir::new()),
+        &["--health-interval", "0"], // its probes would count as hits
+    )
+    .await;
     let disabled = s
         .create_channel(&up.url("/"), json!({ "enabled": false }))
         .await;

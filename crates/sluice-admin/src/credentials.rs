@@ -143,7 +143,8 @@ pub async fn create_credential(
         id: Uuid::now_v7(),
         project_id,
         name: input.name,
-        schema: input.schema,
+        // One spelling whatever the caller used (`@openfn/language-dhis2` is `dhis2`).
+        schema: schema.as_ref().map_or(input.schema, |s| s.name.clone()),
         body,
         key_id: String::new(),
         version: 1,

@@ -162,6 +162,59 @@ impl SchemaSource for BundledSchemas {
     }
 }
 
+/// The scope and prefix of adaptor package names; a credential type may be named either way
+/// (`dhis2` or `@openfn/language-dhis2`).
+const ADAPTOR_PREFIX: &str = "@openfn/language-";
+
+/// The adaptor catalogue's credential schemas over the bundled ones: a type the catalogue has
+/// comes from it, the bundled ones stay for the rest (`oauth`, and credentials made before).
+pub struct CatalogSchemas {
+    catalogue: HashMap<String, Arc<CredentialSchema>>,
+    bundled: BundledSchemas,
+}
+
+impl CatalogSchemas {
+    /// Compiles `adaptors` (package name, `configuration-schema.json` text); returns the
+    /// schemas and, for each one that did not compile, why.
+    pub fn new(adaptors: Vec<(String, String)>) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut catalogue = HashMap::new();
+        for (package, text) in adaptors {
+            let name = package.strip_prefix(ADAPTOR_PREFIX).unwrap_or(&package);
+            // serde_json keeps the text's key order: the form follows the schema's own.
+            let compiled = serde_json::from_str::<Value>(&text)
+                .map_err(|e| format!("schema {name}: {e}"))
+                .and_then(|doc| CredentialSchema::compile(name, doc));
+            match compiled {
+                Ok(schema) => {
+                    catalogue.insert(name.to_string(), Arc::new(schema));
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        let bundled = BundledSchemas::new();
+        (Self { catalogue, bundled }, problems)
+    }
+}
+
+impl SchemaSource for CatalogSchemas {
+    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
+        let name = name.strip_prefix(ADAPTOR_PREFIX).unwrap_or(name);
+        self.catalogue
+            .get(name)
+            .cloned()
+            .or_else(|| self.bundled.schema(name))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.catalogue.keys().cloned().collect();
+        v.extend(self.bundled.names());
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// PEM bundle trusted for sinks in addition to the web roots.
     #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,
+    /// Directory of adaptor packages (`packages/<name>/configuration-schema.json`, the adaptors
+    /// monorepo's layout) whose schemas become credential types, read at start; repeatable, the
+    /// first directory wins for a package found twice. Never touches the network.
+    #[arg(
+        long = "catalog-dir",
+        env = "SLUICE_CATALOG_DIR",
+        value_delimiter = ','
+    )]
+    pub catalog_dirs: Vec<PathBuf>,
     /// Default connect timeout towards sinks, in milliseconds.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub connect_timeout_ms: u64,

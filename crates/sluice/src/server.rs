@@ -2,15 +2,17 @@
 //! gracefully (stop accepting, finish in-flight exchanges, flush the ledger).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
-use sluice_admin::schemas::BundledSchemas;
+use sluice_admin::schemas::{BundledSchemas, CatalogSchemas, SchemaSource};
 use sluice_admin::settings::SettingDefaults;
 use sluice_admin::{AdminState, AuthSettings};
+use sluice_catalog::{LocalStrategy, Strategy};
 use sluice_core::clock::now_us;
 use sluice_core::hops::{Hop, OwnAddresses};
 use sluice_health::passive::HealthBoard;
@@ -137,7 +139,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stale_threshold_days: args.stale_threshold_days,
             event_retention_days: args.event_retention_days,
         },
-        schemas: std::sync::Arc::new(BundledSchemas::new()),
+        schemas: credential_schemas(&args.catalog_dirs).await?,
         auth: AuthSettings {
             session_limits: SessionLimits {
                 idle_us: micros(args.session_idle_timeout),
@@ -230,4 +232,39 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(releases);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The credential types: the bundled schemas, with those of the adaptor packages in
+/// `catalog_dirs` over them (the local catalogue; see `sluice-catalog`).
+async fn credential_schemas(catalog_dirs: &[PathBuf]) -> anyhow::Result<Arc<dyn SchemaSource>> {
+    if catalog_dirs.is_empty() {
+        return Ok(Arc::new(BundledSchemas::new()));
+    }
+    let local = LocalStrategy::new(catalog_dirs.to_vec());
+    let names = local
+        .list()
+        .await
+        .context("reading the adaptor catalogue's directories")?;
+    let mut adaptors = Vec::new();
+    for name in &names {
+        let schema = match local.package(name).await {
+            Ok(p) => local.schema(name, &p.latest).await,
+            Err(e) => Err(e),
+        };
+        match schema {
+            Ok(Some(text)) => adaptors.push((name.clone(), text)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(package = %name, error = %e, "adaptor skipped"),
+        }
+    }
+    let (schemas, problems) = CatalogSchemas::new(adaptors);
+    for p in problems {
+        tracing::warn!(problem = %p, "adaptor schema skipped");
+    }
+    tracing::info!(
+        packages = names.len(),
+        types = schemas.names().len(),
+        "credential types read from the adaptor catalogue"
+    );
+    Ok(Arc::new(schemas))
 }

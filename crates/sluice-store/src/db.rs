@@ -64,7 +64,7 @@ pub struct Store {
 }
 
 /// Why requests are refused while the database does not answer.
-const UNREACHABLE: &str = "database unreachable";
+pub(crate) const UNREACHABLE: &str = "database unreachable";
 /// Time between two pings of a database found unreachable.
 const OUTAGE_PROBE: Duration = Duration::from_millis(500);
 
@@ -83,11 +83,17 @@ impl Store {
     pub fn not_recording(&self) -> Option<&'static str> {
         if !self.inflight.recording() {
             Some(crate::ledger::STUCK)
-        } else if self.outage.load(std::sync::atomic::Ordering::Relaxed) {
+        } else if self.is_unreachable() {
             Some(UNREACHABLE)
         } else {
             None
         }
+    }
+
+    /// Whether the database is known to be unreachable now (one atomic load: the PostgreSQL
+    /// ledger asks it for every request).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        self.outage.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Marks the database unreachable (a write or ping failed for want of it) until a ping,

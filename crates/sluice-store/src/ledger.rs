@@ -319,10 +319,10 @@ impl Ledger {
                 store,
                 events,
             } => {
-                if let Some(why) = store.not_recording() {
+                if store.is_unreachable() {
                     // Known to fail: answered at once rather than after the pool's timeout.
-                    refused(events.as_ref(), why, 1);
-                    return Err(LedgerError::Unavailable(why.into()));
+                    refused(events.as_ref(), crate::db::UNREACHABLE, 1);
+                    return Err(LedgerError::Unavailable(crate::db::UNREACHABLE.into()));
                 }
                 jobs
             }

@@ -219,6 +219,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/adaptors/icons/{name}/{file}", get(ops::adaptor_icon))
         .merge(ui::routes())
         .with_state(state)
 }

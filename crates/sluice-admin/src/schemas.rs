@@ -117,6 +117,40 @@ pub trait SchemaSource: Send + Sync {
     fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>>;
     /// Every known schema name.
     fn names(&self) -> Vec<String>;
+    /// The square icon of type `name`, when its adaptor has one.
+    fn icon(&self, _name: &str) -> Option<Arc<AdaptorIcon>> {
+        None
+    }
+}
+
+/// An adaptor's square icon, served at `/adaptors/icons/{name}/{file}` and cached by browsers
+/// for good: its file name changes with its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdaptorIcon {
+    /// The image.
+    pub bytes: Vec<u8>,
+    /// Its media type (`image/png`, `image/svg+xml`).
+    pub content_type: String,
+    /// `square-<first 8 hex digits of its SHA-256>.<png|svg>`.
+    pub file: String,
+}
+
+impl AdaptorIcon {
+    /// The icon of `bytes`, named by their hash.
+    pub fn new(bytes: Vec<u8>, content_type: &str) -> Self {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let ext = if content_type.contains("svg") {
+            "svg"
+        } else {
+            "png"
+        };
+        Self {
+            file: format!("square-{}.{ext}", &sha[..8]),
+            content_type: content_type.to_string(),
+            bytes,
+        }
+    }
 }
 
 /// The schemas shipped inside the binary (`crates/sluice-admin/schemas/*.json`).
@@ -170,17 +204,22 @@ const ADAPTOR_PREFIX: &str = "@openfn/language-";
 /// comes from it, the bundled ones stay for the rest (`oauth`, and credentials made before).
 pub struct CatalogSchemas {
     catalogue: HashMap<String, Arc<CredentialSchema>>,
+    icons: HashMap<String, Arc<AdaptorIcon>>,
     bundled: BundledSchemas,
 }
 
 impl CatalogSchemas {
-    /// Compiles `adaptors` (package name, `configuration-schema.json` text); returns the
-    /// schemas and, for each one that did not compile, why.
-    pub fn new(adaptors: Vec<(String, String)>) -> (Self, Vec<String>) {
+    /// Compiles `adaptors` (package name, `configuration-schema.json` text, square icon);
+    /// returns the schemas and, for each one that did not compile, why.
+    pub fn new(adaptors: Vec<(String, String, Option<AdaptorIcon>)>) -> (Self, Vec<String>) {
         let mut problems = Vec::new();
         let mut catalogue = HashMap::new();
-        for (package, text) in adaptors {
+        let mut icons = HashMap::new();
+        for (package, text, icon) in adaptors {
             let name = package.strip_prefix(ADAPTOR_PREFIX).unwrap_or(&package);
+            if let Some(icon) = icon {
+                icons.insert(name.to_string(), Arc::new(icon));
+            }
             // serde_json keeps the text's key order: the form follows the schema's own.
             let compiled = serde_json::from_str::<Value>(&text)
                 .map_err(|e| format!("schema {name}: {e}"))
@@ -193,7 +232,12 @@ impl CatalogSchemas {
             }
         }
         let bundled = BundledSchemas::new();
-        (Self { catalogue, bundled }, problems)
+        let schemas = Self {
+            catalogue,
+            icons,
+            bundled,
+        };
+        (schemas, problems)
     }
 }
 
@@ -212,6 +256,11 @@ impl SchemaSource for CatalogSchemas {
         v.sort();
         v.dedup();
         v
+    }
+
+    fn icon(&self, name: &str) -> Option<Arc<AdaptorIcon>> {
+        let name = name.strip_prefix(ADAPTOR_PREFIX).unwrap_or(name);
+        self.icons.get(name).cloned()
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
-use sluice_admin::schemas::{BundledSchemas, CatalogSchemas, SchemaSource};
+use sluice_admin::schemas::{AdaptorIcon, BundledSchemas, CatalogSchemas, SchemaSource};
 use sluice_admin::settings::SettingDefaults;
 use sluice_admin::{AdminState, AuthSettings};
-use sluice_catalog::{LocalStrategy, Strategy};
+use sluice_catalog::{IconFetch, IconShape, LocalStrategy, Strategy};
 use sluice_core::clock::now_us;
 use sluice_core::hops::{Hop, OwnAddresses};
 use sluice_health::passive::HealthBoard;
@@ -251,11 +251,27 @@ async fn credential_schemas(catalog_dirs: &[PathBuf]) -> anyhow::Result<Arc<dyn 
             Ok(p) => local.schema(name, &p.latest).await,
             Err(e) => Err(e),
         };
-        match schema {
-            Ok(Some(text)) => adaptors.push((name.clone(), text)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(package = %name, error = %e, "adaptor skipped"),
-        }
+        let text = match schema {
+            Ok(Some(text)) => text,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(package = %name, error = %e, "adaptor skipped");
+                continue;
+            }
+        };
+        let icon = match local.icon(name, IconShape::Square, None).await {
+            Ok(IconFetch::Found {
+                bytes,
+                content_type,
+                ..
+            }) => Some(AdaptorIcon::new(bytes, content_type)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(package = %name, error = %e, "adaptor icon skipped");
+                None
+            }
+        };
+        adaptors.push((name.clone(), text, icon));
     }
     let (schemas, problems) = CatalogSchemas::new(adaptors);
     for p in problems {

@@ -111,3 +111,95 @@ fn a_catalogue_directory_that_is_not_there_stops_serve_with_a_message() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("adaptor catalogue"), "{said}");
 }
+
+#[tokio::test]
+async fn an_adaptors_icon_is_served_for_good_and_shown_in_the_type_picker() {
+    // A catalogue directory of its own: googlesheets with an icon, before the fixtures.
+    let own = TempDir::new();
+    let pkg = own.path().join("packages/googlesheets");
+    std::fs::create_dir_all(pkg.join("assets")).unwrap();
+    let fixture = fixtures().join("packages/googlesheets");
+    for f in ["package.json", "configuration-schema.json"] {
+        std::fs::copy(fixture.join(f), pkg.join(f)).unwrap();
+    }
+    let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="#0a0"/></svg>"##;
+    std::fs::write(pkg.join("assets/square.svg"), svg).unwrap();
+    let dirs = format!("{},{}", own.path().display(), fixtures().display());
+    let s = Sluice::start_in(Arc::new(TempDir::new()), &["--catalog-dir", &dirs]).await;
+
+    let file = format!("square-{}.svg", &common::sha256(svg)[..8]);
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = plain
+        .get(s.url(&format!("/adaptors/icons/googlesheets/{file}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/svg+xml");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(&res.bytes().await.unwrap()[..], &svg[..]);
+    let stale = plain
+        .get(s.url("/adaptors/icons/googlesheets/square-00000000.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status(),
+        302,
+        "an older file name leads to the current one"
+    );
+    assert_eq!(
+        stale.headers()["location"],
+        format!("/adaptors/icons/googlesheets/{file}").as_str()
+    );
+    let none = plain
+        .get(s.url("/adaptors/icons/dhis2/square-00000000.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404, "dhis2 has no icon here");
+
+    // The credential type picker shows it.
+    let res = s
+        .api(Method::POST, "/users")
+        .json(&json!({ "username": "ops", "password": "a long enough password 1", "superuser": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = s
+        .http()
+        .post(s.url("/api/v1/session"))
+        .json(&json!({ "username": "ops", "password": "a long enough password 1" }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = s
+        .http()
+        .get(s.url("/ui/credentials"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("src=\"/adaptors/icons/googlesheets/{file}\"")),
+        "{page}"
+    );
+}

@@ -33,7 +33,8 @@ struct Row {
 struct IndexPage {
     layout: Layout,
     rows: Vec<Row>,
-    schemas: Vec<String>,
+    /// Each credential type and its icon's address (empty without one).
+    schemas: Vec<(String, String)>,
     can_manage: bool,
     problem: String,
 }
@@ -86,8 +87,19 @@ async fn index_page(
         .list_credentials(Some(&[project]), None, wire::MAX_LIMIT)
         .await?;
     list.sort_by_key(|c| c.name.to_lowercase());
-    let mut schemas = state.schemas.names();
-    schemas.sort();
+    let mut names = state.schemas.names();
+    names.sort();
+    let schemas = names
+        .into_iter()
+        .map(|n| {
+            let icon = state
+                .schemas
+                .icon(&n)
+                .map(|i| format!("/adaptors/icons/{n}/{}", i.file))
+                .unwrap_or_default();
+            (n, icon)
+        })
+        .collect();
     Ok(IndexPage {
         layout: viewer.layout("Credentials", "credentials", Some(project)),
         rows: list.iter().map(|c| row(state, c)).collect(),

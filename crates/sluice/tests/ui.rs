@@ -22,6 +22,16 @@ async fn sluice_with_ops() -> Sluice {
     s
 }
 
+/// The adaptor fixtures: `../shared/` beside the repository, else the workplace's copy.
+fn adaptor_fixtures() -> std::path::PathBuf {
+    let beside =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/adaptors");
+    [beside, "/work/shared/fixtures/adaptors".into()]
+        .into_iter()
+        .find(|p| p.join("README.md").exists())
+        .expect("adaptor fixtures not found beside the repository nor in /work/shared")
+}
+
 /// Creates a user with [`PASSWORD`]; returns its id.
 async fn add_user(s: &Sluice, name: &str, superuser: bool) -> String {
     let res = s
@@ -711,7 +721,22 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
 
 #[tokio::test]
 async fn every_page_is_safe_self_contained_labelled_and_fits_a_phone() {
-    let s = sluice_with_ops().await;
+    // With a local adaptor catalogue: its types and an icon in the credential type picker.
+    let catalogue = TempDir::new();
+    let pkg = catalogue.path().join("packages/googlesheets");
+    std::fs::create_dir_all(pkg.join("assets")).unwrap();
+    let adaptors = adaptor_fixtures();
+    for f in ["package.json", "configuration-schema.json"] {
+        std::fs::copy(adaptors.join("packages/googlesheets").join(f), pkg.join(f)).unwrap();
+    }
+    std::fs::write(
+        pkg.join("assets/square.svg"),
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1a7f37"/><path d="M4 5h8v2H4zm0 4h8v2H4z" fill="#fff"/></svg>"##,
+    )
+    .unwrap();
+    let dirs = format!("{},{}", catalogue.path().display(), adaptors.display());
+    let s = Sluice::start_in(Arc::new(TempDir::new()), &["--catalog-dir", &dirs]).await;
+    add_user(&s, "ops", true).await;
     let up = upstream::start().await;
     let pages = every_page(&s, &up).await;
     // Where screenshots go: docs/img/ui with SLUICE_SCREENSHOTS=1 (bench/screenshots.sh), a

@@ -1,4 +1,5 @@
-//! Taking requests out in standard formats: one request as a cURL command or a HAR 1.2 log
+//! Taking requests out: one request's body as it passed (`/requests/{id}/body/…`, when the
+//! ledger holds it whole), one request as a cURL command or a HAR 1.2 log
 //! (`/requests/{id}/export`), a channel's filtered history as NDJSON or CSV, streamed page by
 //! page so a million rows take no more memory than one page, or as HAR up to a cap
 //! (`/channels/{id}/requests/export`). Exports hold what the ledger holds: redacted header
@@ -324,6 +325,46 @@ pub async fn one(
             Body::from(har(vec![har_entry(&r, ev.as_ref(), &url)]).to_string()),
         ),
     })
+}
+
+/// `GET /api/v1/requests/{id}/body/{request|response}`: the body as it passed (a sink
+/// credential or caller key echoed in it stays redacted), with the content type it was sent
+/// with, when the ledger holds it whole (its preview took it all); 409 naming how much was
+/// kept when it holds only the start.
+pub async fn body(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, which)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
+    let (r, ev) = state
+        .store
+        .get_request(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request"))?;
+    load(&state, &caller, Right::Read, &r.channel_id.to_string())
+        .await
+        .map_err(|_| ApiError::not_found("request"))?;
+    let ev = ev.ok_or_else(|| ApiError::not_found("body"))?;
+    let (observed, headers) = match which.as_str() {
+        "request" => (&ev.request_body, &ev.request_headers),
+        "response" => (&ev.response_body, &ev.response_headers),
+        _ => return Err(ApiError::not_found("body")),
+    };
+    if observed.truncated {
+        return Err(ApiError::conflict(
+            "the body was recorded in part",
+            json!({ "captured": false, "reason": "too_large",
+                    "kept_bytes": observed.preview.len(), "size": observed.size }),
+        ));
+    }
+    let content_type = header_of(&headers.pairs(), "content-type")
+        .unwrap_or_else(|| "application/octet-stream".into());
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        observed.preview.clone(),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/channels/{id}/requests/export?format=ndjson|csv|har` with the history's

@@ -168,6 +168,11 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         (Method::GET, "/requests/{id}/export", get(export::one)),
         (
             Method::GET,
+            "/requests/{id}/body/{which}",
+            get(export::body),
+        ),
+        (
+            Method::GET,
             "/channels/{id}/requests/export",
             get(export::history),
         ),

@@ -451,6 +451,11 @@ async fn cell(w: &World, method: &Method, route: &str, who: Who) -> (Need, Strin
         | ("GET", "/channels/{id}/snapshots") => (Need::Read, fill(route, ch), None),
         ("GET", "/snapshots/{id}") => (Need::Read, fill(route, &w.snapshot), None),
         ("GET", "/requests/{id}") => (Need::Read, fill(route, &w.request), None),
+        ("GET", "/requests/{id}/body/{which}") => (
+            Need::Read,
+            fill(route, &w.request).replace("{which}", "response"),
+            None,
+        ),
         ("GET", "/requests/{id}/export") => (
             Need::Read,
             format!("{}?format=har", fill(route, &w.request)),

@@ -238,3 +238,60 @@ async fn a_filtered_history_exports_as_ndjson_csv_and_har() {
     assert_eq!(status, 400, "{problem}");
     assert!(problem.contains("format"), "{problem}");
 }
+
+#[tokio::test]
+async fn a_body_recorded_whole_is_served_as_it_passed_and_one_kept_in_part_is_refused() {
+    let up = upstream::start().await;
+    let s = quiet_sluice().await;
+    let (echo, id, _) = send_one(&s, &up).await;
+    let res = s
+        .api(Method::GET, &format!("/requests/{id}/body/request"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let sent = res.bytes().await.unwrap();
+    assert_eq!(common::sha256(&sent), echo["body_sha256"].as_str().unwrap());
+    let res = s
+        .api(Method::GET, &format!("/requests/{id}/body/response"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let answered: Value = res.json().await.unwrap();
+    assert_eq!(answered, echo, "the sink's answer, byte for byte");
+    let res = s
+        .api(Method::GET, &format!("/requests/{id}/body/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // A channel that keeps 16 bytes of each body: a longer one is not passed off as whole.
+    let ch = s
+        .create_channel(&up.url("/"), json!({ "preview_bytes": 16 }))
+        .await;
+    let rid = rid();
+    s.http()
+        .post(s.proxy_url(&ch, "/long"))
+        .header("x-request-id", &rid)
+        .body(vec![b'a'; 100])
+        .send()
+        .await
+        .unwrap();
+    let rec = s.finished(&ch, &rid).await;
+    let res = s
+        .api(
+            Method::GET,
+            &format!("/requests/{}/body/request", rec["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["details"]["kept_bytes"], 16, "{problem}");
+    assert_eq!(problem["details"]["size"], 100, "{problem}");
+    assert_eq!(problem["details"]["reason"], "too_large", "{problem}");
+}

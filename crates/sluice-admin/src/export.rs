@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::channels::load;
 use crate::error::{ApiError, ApiResult};
-use crate::history::{filter_from, request_json};
+use crate::history::{filter_from, readable_request, request_json};
 use crate::wire;
 use crate::AdminState;
 
@@ -301,15 +301,7 @@ pub async fn one(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let format = format_of(&q, &["curl", "har"])?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
-    let (r, ev) = state
-        .store
-        .get_request(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request"))?;
-    load(&state, &caller, Right::Read, &r.channel_id.to_string())
-        .await
-        .map_err(|_| ApiError::not_found("request"))?;
+    let (r, ev) = readable_request(&state, &caller, &id).await?;
     let url = forwarded_url(&state.store, &r)
         .await?
         .unwrap_or_else(|| r.path.clone());
@@ -336,15 +328,7 @@ pub async fn body(
     caller: Caller,
     Path((id, which)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
-    let (r, ev) = state
-        .store
-        .get_request(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request"))?;
-    load(&state, &caller, Right::Read, &r.channel_id.to_string())
-        .await
-        .map_err(|_| ApiError::not_found("request"))?;
+    let (_, ev) = readable_request(&state, &caller, &id).await?;
     let ev = ev.ok_or_else(|| ApiError::not_found("body"))?;
     let (observed, headers) = match which.as_str() {
         "request" => (&ev.request_body, &ev.request_headers),

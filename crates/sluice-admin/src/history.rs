@@ -156,18 +156,29 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("request"))?;
+    let (req, ev) = readable_request(&state, &caller, &id).await?;
+    let mut body = request_json(&req);
+    body["event"] = ev.as_ref().map(event_json).unwrap_or(Value::Null);
+    Ok(Json(body))
+}
+
+/// Request `id` and its event, if the caller may read its channel (404 alike for a request
+/// that does not exist and for one the caller may not see).
+pub(crate) async fn readable_request(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(RequestRecord, Option<EventRecord>)> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("request"))?;
     let (req, ev) = state
         .store
         .get_request(id)
         .await?
         .ok_or_else(|| ApiError::not_found("request"))?;
-    load(&state, &caller, Right::Read, &req.channel_id.to_string())
+    load(state, caller, Right::Read, &req.channel_id.to_string())
         .await
         .map_err(|_| ApiError::not_found("request"))?;
-    let mut body = request_json(&req);
-    body["event"] = ev.as_ref().map(event_json).unwrap_or(Value::Null);
-    Ok(Json(body))
+    Ok((req, ev))
 }
 
 /// `GET /api/v1/channels/{id}/stats?since=` (default: the last 24 hours)

@@ -53,20 +53,23 @@ const CSV_COLUMNS: [&str; 15] = [
     "client_identity",
 ];
 
-/// The URL a request was forwarded to: its snapshot's sink origin, then the path and query it
-/// was sent with (`None` when the snapshot is gone).
-pub async fn forwarded_url(store: &Store, r: &RequestRecord) -> ApiResult<Option<String>> {
-    let snapshot = store.get_snapshot(r.snapshot_id).await?;
-    Ok(snapshot
-        .and_then(|s| url::Url::parse(&s.config.sink_url).ok())
-        .map(|u| {
-            let query = r
-                .query
-                .as_ref()
-                .map(|q| format!("?{q}"))
-                .unwrap_or_default();
-            format!("{}{}{query}", u.origin().ascii_serialization(), r.path)
-        }))
+/// The URL a request was forwarded to: the origin of `sink_url` (its snapshot's), then the
+/// path and query it was sent with; its path alone when the snapshot is gone.
+pub fn forwarded_url(sink_url: Option<&str>, r: &RequestRecord) -> String {
+    let query = r
+        .query
+        .as_ref()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    match sink_url.and_then(|u| url::Url::parse(u).ok()) {
+        Some(u) => format!("{}{}{query}", u.origin().ascii_serialization(), r.path),
+        None => format!("{}{query}", r.path),
+    }
+}
+
+/// The sink URL of snapshot `id` (`None` when it is gone).
+async fn sink_url_of(store: &Store, id: Uuid) -> ApiResult<Option<String>> {
+    Ok(store.get_snapshot(id).await?.map(|s| s.config.sink_url))
 }
 
 /// `s` quoted for a POSIX shell: single quotes, or `$'…'` with `\xHH` escapes when it holds
@@ -302,9 +305,8 @@ pub async fn one(
 ) -> ApiResult<Response> {
     let format = format_of(&q, &["curl", "har"])?;
     let (r, ev) = readable_request(&state, &caller, &id).await?;
-    let url = forwarded_url(&state.store, &r)
-        .await?
-        .unwrap_or_else(|| r.path.clone());
+    let sink_url = sink_url_of(&state.store, r.snapshot_id).await?;
+    let url = forwarded_url(sink_url.as_deref(), &r);
     Ok(match format {
         "curl" => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -378,11 +380,17 @@ pub async fn history(
             .list_requests_page(ch.id, &filter, None, cap as i64)
             .await?;
         let mut entries = Vec::with_capacity(page.items.len());
+        // A channel's requests share a few snapshots: each is read once.
+        let mut sink_urls: HashMap<Uuid, Option<String>> = HashMap::new();
         for r in &page.items {
             let ev = state.store.get_request(r.id).await?.and_then(|(_, e)| e);
-            let url = forwarded_url(&state.store, r)
-                .await?
-                .unwrap_or_else(|| r.path.clone());
+            let sink_url = match sink_urls.entry(r.snapshot_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(sink_url_of(&state.store, r.snapshot_id).await?)
+                }
+            };
+            let url = forwarded_url(sink_url.as_deref(), r);
             entries.push(har_entry(r, ev.as_ref(), &url));
         }
         let body = Body::from(har(entries).to_string());

@@ -437,9 +437,8 @@ pub async fn detail(
     .await
     .map_err(|_| ApiError::not_found("request"))?;
     let snapshot = state.store.get_snapshot(req.snapshot_id).await?;
-    let forwarded_url = crate::export::forwarded_url(&state.store, &req)
-        .await?
-        .unwrap_or_default();
+    let forwarded_url =
+        crate::export::forwarded_url(snapshot.as_ref().map(|s| s.config.sink_url.as_str()), &req);
     let curl = crate::export::curl(&req, ev.as_ref(), &forwarded_url);
     let snapshot_note = match &snapshot {
         Some(s) if s.lock_version != ch.lock_version => format!(

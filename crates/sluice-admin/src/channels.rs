@@ -148,7 +148,7 @@ async fn check_references(
             }
             Some((_, schema)) => {
                 let supported = state
-                    .schemas
+                    .catalog
                     .schema(&schema)
                     .is_some_and(|s| s.has_injection_rule());
                 if !supported {

@@ -85,8 +85,9 @@ fn duplicate_name() -> ApiError {
     )
 }
 
+/// The schema of a credential type as known now (see [`crate::catalog::Catalog::schema`]).
 pub fn schema_of(state: &AdminState, name: &str) -> Option<std::sync::Arc<CredentialSchema>> {
-    state.schemas.schema(name)
+    state.catalog.schema(name)
 }
 
 /// `POST /api/v1/credentials`
@@ -116,7 +117,11 @@ pub async fn create_credential(
     let mut fields = Map::new();
     check_name(&input.name, &mut fields);
     let body = Value::Object(input.body);
-    let schema = schema_of(state, &input.schema);
+    // A type the seed lacks may wait (a bounded time) for the catalogue's first load.
+    let (schema, unloaded) = match state.catalog.credential_schema(&input.schema).await {
+        Ok(schema) => (schema, None),
+        Err(e) => (None, Some(e)),
+    };
     match &schema {
         Some(s) => {
             fields.extend(s.errors(&body));
@@ -125,11 +130,18 @@ pub async fn create_credential(
             }
         }
         None => {
+            let known: Vec<String> = state
+                .catalog
+                .credential_types()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            let why = unloaded.map(|e| format!(" ({e})")).unwrap_or_default();
             fields.insert(
                 "schema".into(),
                 format!(
-                    "unknown credential schema; known: {}",
-                    state.schemas.names().join(", ")
+                    "unknown credential schema{why}; known: {}",
+                    known.join(", ")
                 )
                 .into(),
             );

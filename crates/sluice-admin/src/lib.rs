@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod auth_methods;
+pub mod catalog;
 pub mod channel_health;
 pub mod channels;
 pub mod config_history;
@@ -77,8 +78,8 @@ pub struct AdminState {
     pub events: EventLog,
     /// The command line's instance settings, which saved ones override.
     pub setting_defaults: settings::SettingDefaults,
-    /// Credential schemas by name.
-    pub schemas: Arc<dyn schemas::SchemaSource>,
+    /// The adaptor catalogue: credential types, their schemas and icons.
+    pub catalog: Arc<catalog::Catalog>,
     /// Session settings.
     pub auth: AuthSettings,
     /// Failed sign-ins remembered for throttling.
@@ -197,6 +198,15 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             "/auth-methods/{id}",
             delete(auth_methods::delete),
         ),
+        (Method::GET, "/catalog", get(catalog::api::status)),
+        (Method::GET, "/catalog/adaptors", get(catalog::api::list)),
+        (Method::GET, "/catalog/adaptors/{name}", get(catalog::api::get)),
+        (
+            Method::GET,
+            "/catalog/adaptors/{name}/schema",
+            get(catalog::api::schema),
+        ),
+        (Method::POST, "/catalog/refresh", post(catalog::api::refresh)),
         (Method::GET, "/settings", get(settings::get)),
         (Method::PATCH, "/settings", patch(settings::patch)),
         (Method::POST, "/validate", post(ops::validate)),
@@ -224,7 +234,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/adaptors/icons/{name}/{file}", get(ops::adaptor_icon))
+        .route("/adaptors/icons/{name}/{file}", get(catalog::api::icon))
         .merge(ui::routes())
         .with_state(state)
 }

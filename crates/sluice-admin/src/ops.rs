@@ -93,30 +93,3 @@ pub async fn test_destination(
     }
     Ok(state.validator.validate(url).await)
 }
-
-/// `GET /adaptors/icons/{name}/{file}`: an adaptor's icon, cached for good (its file name
-/// changes with its content); an older file name answers 302 to the current one.
-pub async fn adaptor_icon(
-    State(state): State<AdminState>,
-    axum::extract::Path((name, file)): axum::extract::Path<(String, String)>,
-) -> ApiResult<axum::response::Response> {
-    let icon = state
-        .schemas
-        .icon(&name)
-        .ok_or_else(|| ApiError::not_found("icon"))?;
-    if file != icon.file {
-        let current = format!("/adaptors/icons/{name}/{}", icon.file);
-        return Ok((StatusCode::FOUND, [(header::LOCATION, current)]).into_response());
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, icon.content_type.clone()),
-            (
-                header::CACHE_CONTROL,
-                "public, max-age=31536000, immutable".to_string(),
-            ),
-        ],
-        icon.bytes.clone(),
-    )
-        .into_response())
-}

@@ -1,6 +1,6 @@
-//! Credential schemas: the one interface through which credential types are looked up
-//! ([`SchemaSource`]), the schemas bundled with sluice (`http`, `dhis2`, `oauth`), validation of
-//! bodies against them, and which fields are secret.
+//! Credential schemas: the schemas bundled with sluice (`http`, `dhis2`, `oauth`; the seed of
+//! the adaptor catalogue, see `catalog`), validation of bodies against a schema, and which
+//! fields are secret.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,48 +111,6 @@ pub fn secret_by_name(field: &str) -> bool {
         .any(|w| f.contains(w))
 }
 
-/// Where credential schemas come from. The bundled set now; the adaptor catalogue later.
-pub trait SchemaSource: Send + Sync {
-    /// The schema called `name`, if known.
-    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>>;
-    /// Every known schema name.
-    fn names(&self) -> Vec<String>;
-    /// The square icon of type `name`, when its adaptor has one.
-    fn icon(&self, _name: &str) -> Option<Arc<AdaptorIcon>> {
-        None
-    }
-}
-
-/// An adaptor's square icon, served at `/adaptors/icons/{name}/{file}` and cached by browsers
-/// for good: its file name changes with its content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdaptorIcon {
-    /// The image.
-    pub bytes: Vec<u8>,
-    /// Its media type (`image/png`, `image/svg+xml`).
-    pub content_type: String,
-    /// `square-<first 8 hex digits of its SHA-256>.<png|svg>`.
-    pub file: String,
-}
-
-impl AdaptorIcon {
-    /// The icon of `bytes`, named by their hash.
-    pub fn new(bytes: Vec<u8>, content_type: &str) -> Self {
-        use sha2::Digest;
-        let sha = hex::encode(sha2::Sha256::digest(&bytes));
-        let ext = if content_type.contains("svg") {
-            "svg"
-        } else {
-            "png"
-        };
-        Self {
-            file: format!("square-{}.{ext}", &sha[..8]),
-            content_type: content_type.to_string(),
-            bytes,
-        }
-    }
-}
-
 /// The schemas shipped inside the binary (`crates/sluice-admin/schemas/*.json`).
 pub struct BundledSchemas {
     by_name: HashMap<String, Arc<CredentialSchema>>,
@@ -184,83 +142,17 @@ impl Default for BundledSchemas {
     }
 }
 
-impl SchemaSource for BundledSchemas {
-    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
+impl BundledSchemas {
+    /// The bundled schema called `name`.
+    pub fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
         self.by_name.get(name).cloned()
     }
 
-    fn names(&self) -> Vec<String> {
+    /// The bundled schemas' names, sorted.
+    pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.by_name.keys().cloned().collect();
         v.sort();
         v
-    }
-}
-
-/// The scope and prefix of adaptor package names; a credential type may be named either way
-/// (`dhis2` or `@openfn/language-dhis2`).
-const ADAPTOR_PREFIX: &str = "@openfn/language-";
-
-/// The adaptor catalogue's credential schemas over the bundled ones: a type the catalogue has
-/// comes from it, the bundled ones stay for the rest (`oauth`, and credentials made before).
-pub struct CatalogSchemas {
-    catalogue: HashMap<String, Arc<CredentialSchema>>,
-    icons: HashMap<String, Arc<AdaptorIcon>>,
-    bundled: BundledSchemas,
-}
-
-impl CatalogSchemas {
-    /// Compiles `adaptors` (package name, `configuration-schema.json` text, square icon);
-    /// returns the schemas and, for each one that did not compile, why.
-    pub fn new(adaptors: Vec<(String, String, Option<AdaptorIcon>)>) -> (Self, Vec<String>) {
-        let mut problems = Vec::new();
-        let mut catalogue = HashMap::new();
-        let mut icons = HashMap::new();
-        for (package, text, icon) in adaptors {
-            let name = package.strip_prefix(ADAPTOR_PREFIX).unwrap_or(&package);
-            if let Some(icon) = icon {
-                icons.insert(name.to_string(), Arc::new(icon));
-            }
-            // serde_json keeps the text's key order: the form follows the schema's own.
-            let compiled = serde_json::from_str::<Value>(&text)
-                .map_err(|e| format!("schema {name}: {e}"))
-                .and_then(|doc| CredentialSchema::compile(name, doc));
-            match compiled {
-                Ok(schema) => {
-                    catalogue.insert(name.to_string(), Arc::new(schema));
-                }
-                Err(e) => problems.push(e),
-            }
-        }
-        let bundled = BundledSchemas::new();
-        let schemas = Self {
-            catalogue,
-            icons,
-            bundled,
-        };
-        (schemas, problems)
-    }
-}
-
-impl SchemaSource for CatalogSchemas {
-    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
-        let name = name.strip_prefix(ADAPTOR_PREFIX).unwrap_or(name);
-        self.catalogue
-            .get(name)
-            .cloned()
-            .or_else(|| self.bundled.schema(name))
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.catalogue.keys().cloned().collect();
-        v.extend(self.bundled.names());
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    fn icon(&self, name: &str) -> Option<Arc<AdaptorIcon>> {
-        let name = name.strip_prefix(ADAPTOR_PREFIX).unwrap_or(name);
-        self.icons.get(name).cloned()
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::strategy::{schema_text, short_name, ICON_FORMATS, PACKAGE_PREFIX};
-use crate::{CatalogError, IconFetch, IconShape, PackageInfo, Strategy, VersionInfo};
+use crate::{CatalogError, IconFetch, IconShape, Listed, PackageInfo, Strategy, VersionInfo};
 
 /// Reads adaptor packages from `<dir>/packages/<short name>/{package.json,
 /// configuration-schema.json,assets/*}` in one or more directories, and never touches the
@@ -58,7 +58,7 @@ impl LocalStrategy {
 impl Strategy for LocalStrategy {
     /// Every `packages/*/package.json` naming an `@openfn/language-*` package from its own
     /// directory (`packages/http` for `@openfn/language-http`), the same rule lookups use.
-    async fn list(&self) -> Result<Vec<String>, CatalogError> {
+    async fn list(&self) -> Result<Vec<Listed>, CatalogError> {
         let mut names = Vec::new();
         for dir in &self.dirs {
             let packages = dir.join("packages");
@@ -77,13 +77,15 @@ impl Strategy for LocalStrategy {
                     .strip_prefix(PACKAGE_PREFIX)
                     .is_some_and(|short| entry.file_name().to_str() == Some(short));
                 if own_dir {
-                    names.push(manifest.name);
+                    names.push(Listed {
+                        name: manifest.name,
+                        version: Some(manifest.version),
+                    });
                 }
             }
         }
-        names.sort();
-        names.dedup();
-        Ok(names)
+        // A stable sort: of a package in several directories, the first directory's is kept.
+        Ok(Listed::tidy(names))
     }
 
     async fn package(&self, name: &str) -> Result<PackageInfo, CatalogError> {

@@ -9,9 +9,10 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::strategy::{schema_text, short_name, ICON_FORMATS, PACKAGE_PREFIX};
+use crate::strategy::{schema_text, short_name, ICON_FORMATS};
 use crate::{
-    integrity, packument, tarball, CatalogError, IconFetch, IconShape, PackageInfo, Strategy,
+    integrity, packument, tarball, CatalogError, IconFetch, IconShape, Listed, PackageInfo,
+    Strategy,
 };
 
 /// The registry's search page size (npm's maximum).
@@ -178,7 +179,7 @@ impl NpmStrategy {
     }
 
     /// Lists through `/-/v1/search`, page by page; `None` when the registry has no such endpoint.
-    async fn search(&self) -> Result<Option<Vec<String>>, CatalogError> {
+    async fn search(&self) -> Result<Option<Vec<Listed>>, CatalogError> {
         #[derive(Deserialize)]
         struct Page {
             objects: Vec<Object>,
@@ -191,6 +192,7 @@ impl NpmStrategy {
         #[derive(Deserialize)]
         struct Named {
             name: String,
+            version: Option<String>,
         }
         let mut names = Vec::new();
         loop {
@@ -212,7 +214,10 @@ impl NpmStrategy {
             let page: Page =
                 serde_json::from_slice(&fetched.ok()?).map_err(|e| CatalogError::json(at, e))?;
             let last = page.objects.is_empty();
-            names.extend(page.objects.into_iter().map(|o| o.package.name));
+            names.extend(page.objects.into_iter().map(|o| Listed {
+                name: o.package.name,
+                version: o.package.version,
+            }));
             if last || page.total.is_none_or(|t| names.len() >= t) {
                 return Ok(Some(names));
             }
@@ -262,19 +267,23 @@ impl NpmStrategy {
 
 #[async_trait]
 impl Strategy for NpmStrategy {
-    async fn list(&self) -> Result<Vec<String>, CatalogError> {
-        let mut names = match self.search().await? {
+    async fn list(&self) -> Result<Vec<Listed>, CatalogError> {
+        let listed = match self.search().await? {
             Some(found) => found,
-            None if !self.packages.is_empty() => self.packages.clone(),
+            None if !self.packages.is_empty() => self
+                .packages
+                .iter()
+                .map(|name| Listed {
+                    name: name.clone(),
+                    version: None,
+                })
+                .collect(),
             None => {
                 let reason = "the registry has no search endpoint and no package list is set";
                 return Err(CatalogError::config("packages", reason));
             }
         };
-        names.retain(|n| n.starts_with(PACKAGE_PREFIX));
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(Listed::tidy(listed))
     }
 
     async fn package(&self, name: &str) -> Result<PackageInfo, CatalogError> {

@@ -13,8 +13,9 @@ pub const PACKAGE_PREFIX: &str = "@openfn/language-";
 /// `Box<dyn Strategy>` chosen by configuration (npm or local).
 #[async_trait]
 pub trait Strategy: Send + Sync {
-    /// The names of all `@openfn/language-*` packages, sorted, without duplicates.
-    async fn list(&self) -> Result<Vec<String>, CatalogError>;
+    /// All `@openfn/language-*` packages, sorted by name, without duplicates: the one call a
+    /// refresh makes when nothing changed.
+    async fn list(&self) -> Result<Vec<Listed>, CatalogError>;
 
     /// One package's metadata and versions.
     async fn package(&self, name: &str) -> Result<PackageInfo, CatalogError>;
@@ -32,6 +33,26 @@ pub trait Strategy: Send + Sync {
         shape: IconShape,
         if_none_match: Option<&str>,
     ) -> Result<IconFetch, CatalogError>;
+}
+
+/// A package as a listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The full name, e.g. `@openfn/language-http`.
+    pub name: String,
+    /// Its latest version when the listing tells (a search result, a local `package.json`);
+    /// `None` when only its packument would (a configured list), so it must be read.
+    pub version: Option<String>,
+}
+
+impl Listed {
+    /// Sorts by name and drops everything but the first of each name and non-adaptors.
+    pub(crate) fn tidy(mut listed: Vec<Listed>) -> Vec<Listed> {
+        listed.retain(|l| l.name.starts_with(PACKAGE_PREFIX));
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        listed.dedup_by(|a, b| a.name == b.name);
+        listed
+    }
 }
 
 /// A package as the catalogue offers it.

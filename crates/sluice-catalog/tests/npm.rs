@@ -31,10 +31,13 @@ fn latest(short: &str) -> String {
 #[tokio::test]
 async fn search_lists_every_adaptor_and_only_adaptors() {
     let fake = Fake::start().await;
-    let names = npm(&fake, |_| ()).list().await.unwrap();
+    let listed = npm(&fake, |_| ()).list().await.unwrap();
+    let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
     let mut want: Vec<String> = fake::tsv().into_iter().map(|r| r.0).collect();
     want.sort();
     assert_eq!(want.len(), 108);
+    let http = listed.iter().find(|l| l.name == HTTP).unwrap();
+    assert_eq!(http.version, Some(latest("http")), "search tells each version");
     assert_eq!(
         names, want,
         "@openfn/cli and @openfn/runtime are no adaptors"
@@ -46,8 +49,8 @@ async fn search_lists_every_adaptor_and_only_adaptors() {
 async fn search_follows_pages_when_the_registry_caps_their_size() {
     let fake = Fake::start().await;
     fake.switches().page_limit = Some(40);
-    let names = npm(&fake, |_| ()).list().await.unwrap();
-    assert_eq!(names.len(), 108);
+    let listed = npm(&fake, |_| ()).list().await.unwrap();
+    assert_eq!(listed.len(), 108);
     assert_eq!(fake.calls(|p| p == "/-/v1/search"), 3);
 }
 
@@ -57,8 +60,10 @@ async fn without_search_the_configured_list_is_used() {
     fake.switches().search_off = true;
     let listed = [HTTP, "@openfn/language-dhis2", "@openfn/cli", HTTP];
     let strategy = npm(&fake, |c| c.packages = listed.map(String::from).to_vec());
-    let names = strategy.list().await.unwrap();
+    let listed = strategy.list().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["@openfn/language-dhis2", HTTP]);
+    assert!(listed.iter().all(|l| l.version.is_none()), "a list tells no version");
     assert_eq!(fake.calls(|p| p == "/-/v1/search"), 1);
     assert_eq!(fake.calls(|_| true), 1, "listing reads no packument");
 

@@ -181,7 +181,7 @@ fn invalidate_on_change(routes: &Routes, change: Change) {
     match change {
         Change::Channel(id) => routes.invalidate(id),
         Change::AuthMethod(id) => routes.invalidate_auth_method(id),
-        Change::Credential(_) | Change::Settings => {}
+        Change::Credential(_) | Change::Settings | Change::Catalog => {}
         Change::Unknown => routes.clear(),
     }
 }

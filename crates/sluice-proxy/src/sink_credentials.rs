@@ -257,6 +257,6 @@ fn forget_on_change(me: &SinkCredentials, change: Change) {
     match change {
         Change::Credential(id) => me.forget(Some(id)),
         Change::Unknown => me.forget(None),
-        Change::Channel(_) | Change::AuthMethod(_) | Change::Settings => {}
+        Change::Channel(_) | Change::AuthMethod(_) | Change::Settings | Change::Catalog => {}
     }
 }

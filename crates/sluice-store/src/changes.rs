@@ -22,6 +22,8 @@ pub enum Change {
     Credential(Uuid),
     /// An instance setting was saved (see `settings`).
     Settings,
+    /// The adaptor catalogue changed (a refresh fetched something new; see `catalog`).
+    Catalog,
     /// Anything may have changed: notifications from other nodes were lost (the listening
     /// connection dropped); every cache starts afresh.
     Unknown,
@@ -35,6 +37,7 @@ impl Change {
             Change::AuthMethod(id) => ("auth_method", id),
             Change::Credential(id) => ("credential", id),
             Change::Settings => ("settings", Uuid::nil()),
+            Change::Catalog => ("catalog", Uuid::nil()),
             Change::Unknown => ("unknown", Uuid::nil()),
         };
         format!("{origin}|{kind}:{id}")
@@ -50,6 +53,7 @@ impl Change {
             "auth_method" => Change::AuthMethod(id),
             "credential" => Change::Credential(id),
             "settings" => Change::Settings,
+            "catalog" => Change::Catalog,
             "unknown" => Change::Unknown,
             _ => return None,
         };

@@ -203,6 +203,11 @@ impl Store {
         crate::upgrade::run(self).await
     }
 
+    /// The PostgreSQL URL, when the ledger is PostgreSQL.
+    pub(crate) fn pg_url(&self) -> Option<&str> {
+        self.pg_url.as_deref()
+    }
+
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -288,6 +293,19 @@ impl Store {
                 }
             });
         }
+    }
+
+    /// Tells other nodes of a change and waits until the database took the notification (a
+    /// one-shot command exits right after; [`Store::publish`] would send it too late).
+    pub async fn announce(&self, change: Change) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::changes::NOTIFY_CHANNEL)
+                .bind(change.payload(self.origin))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether this node runs the background jobs, followed until `shutdown`: on PostgreSQL the

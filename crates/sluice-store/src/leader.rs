@@ -72,3 +72,25 @@ pub(crate) async fn hold(
     }
     lead.send_replace(false);
 }
+
+/// Leadership taken once, by a one-shot command (`sluice catalog refresh`): held until dropped.
+pub struct LeaderGuard {
+    // The session holding the advisory lock (PostgreSQL); closing it releases the lock.
+    _conn: Option<PgConnection>,
+}
+
+impl crate::db::Store {
+    /// Takes leadership now if no serving node holds it (`None` when one does). On SQLite
+    /// there is one node and this process may act for it.
+    pub async fn try_lead_once(&self) -> crate::error::Result<Option<LeaderGuard>> {
+        let Some(url) = self.pg_url() else {
+            return Ok(Some(LeaderGuard { _conn: None }));
+        };
+        let mut conn = PgConnection::connect(url).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then_some(LeaderGuard { _conn: Some(conn) }))
+    }
+}

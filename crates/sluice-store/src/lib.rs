@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth_methods;
 pub mod backup;
+pub mod catalog;
 pub mod changes;
 pub mod channels;
 pub mod credentials;

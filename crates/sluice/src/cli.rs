@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage the keys that seal secrets at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The adaptor catalogue.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Benchmark toolkit: mock sink and load generator.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -134,15 +137,9 @@ pub struct ServeArgs {
     /// PEM bundle trusted for sinks in addition to the web roots.
     #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,
-    /// Directory of adaptor packages (`packages/<name>/configuration-schema.json`, the adaptors
-    /// monorepo's layout) whose schemas become credential types, read at start; repeatable, the
-    /// first directory wins for a package found twice. Never touches the network.
-    #[arg(
-        long = "catalog-dir",
-        env = "SLUICE_CATALOG_DIR",
-        value_delimiter = ','
-    )]
-    pub catalog_dirs: Vec<PathBuf>,
+    /// The adaptor catalogue.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Default connect timeout towards sinks, in milliseconds.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub connect_timeout_ms: u64,
@@ -188,6 +185,88 @@ pub struct ServeArgs {
     /// A sign-in session ends this long after it began, whatever happens (`7d`, …).
     #[arg(long, env = "SLUICE_SESSION_MAX_AGE", default_value = "7d", value_parser = crate::parse::parse)]
     pub session_max_age: std::time::Duration,
+}
+
+/// Where the adaptor catalogue (credential types, their schemas and icons) comes from.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// `npm` (a registry or mirror) or `local` (directories, never the network). Default:
+    /// `local` when `--catalog-dir` is given, else `npm`.
+    #[arg(long, env = "SLUICE_CATALOG_STRATEGY", value_enum)]
+    pub catalog_strategy: Option<CatalogStrategy>,
+    /// Directory laid out like the adaptors monorepo (`packages/<name>/package.json`,
+    /// `configuration-schema.json`, `assets/`); repeatable, the first directory wins for a
+    /// package found twice.
+    #[arg(long = "catalog-dir", env = "SLUICE_CATALOG_DIR", value_delimiter = ',')]
+    pub catalog_dirs: Vec<PathBuf>,
+    /// The npm registry or mirror.
+    #[arg(
+        long,
+        env = "SLUICE_CATALOG_REGISTRY_URL",
+        default_value = "https://registry.npmjs.org"
+    )]
+    pub catalog_registry_url: String,
+    /// Packages to read when the registry has no search endpoint: a comma-separated list, or
+    /// a file with one name per line (the first column of a TSV).
+    #[arg(long, env = "SLUICE_CATALOG_PACKAGES")]
+    pub catalog_packages: Option<String>,
+    /// Schema URL pattern with `{name}` and `{version}` (a CDN, e.g.
+    /// `https://cdn.jsdelivr.net/npm/{name}@{version}/configuration-schema.json`); without it
+    /// schemas come from the package tarballs.
+    #[arg(long, env = "SLUICE_CATALOG_SCHEMA_URL")]
+    pub catalog_schema_url: Option<String>,
+    /// Raw-file base URL of the adaptors monorepo, for icons (`packages/<name>/assets/`).
+    #[arg(
+        long,
+        env = "SLUICE_CATALOG_ICONS_URL",
+        default_value = "https://raw.githubusercontent.com/OpenFn/adaptors/main"
+    )]
+    pub catalog_icons_url: String,
+    /// Time between refreshes (`1h`, `30m`, …); `0` refreshes only on demand.
+    #[arg(long, env = "SLUICE_CATALOG_REFRESH_INTERVAL", default_value = "1h", value_parser = crate::parse::parse)]
+    pub catalog_refresh_interval: std::time::Duration,
+    /// Longest wait of a read for catalogue data not loaded yet.
+    #[arg(long, env = "SLUICE_CATALOG_WAIT", default_value = "15s", value_parser = crate::parse::parse)]
+    pub catalog_wait: std::time::Duration,
+    /// Limit on each upstream request.
+    #[arg(long, env = "SLUICE_CATALOG_TIMEOUT", default_value = "30s", value_parser = crate::parse::parse)]
+    pub catalog_timeout: std::time::Duration,
+    /// Upstream listing, packument, schema and tarball requests in flight at once.
+    #[arg(long, env = "SLUICE_CATALOG_FETCH_CONCURRENCY", default_value_t = 8)]
+    pub catalog_fetch_concurrency: usize,
+    /// Upstream icon requests in flight at once.
+    #[arg(long, env = "SLUICE_CATALOG_ICON_CONCURRENCY", default_value_t = 20)]
+    pub catalog_icon_concurrency: usize,
+}
+
+/// The catalogue's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatalogStrategy {
+    /// The npm registry or a mirror of it.
+    Npm,
+    /// Local directories (air-gapped).
+    Local,
+}
+
+/// `sluice catalog …`
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Refresh the catalogue now and print what changed. Exit status: 0 done, 1 failed, 3 not
+    /// the leader (a serving node of the cluster runs the refreshes) and nothing done.
+    Refresh {
+        /// Ledger location.
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The upstream.
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// PEM bundle trusted for the upstream in addition to the web roots.
+        #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
+        extra_ca_file: Option<PathBuf>,
+        /// Refresh only this adaptor (short or package name), whatever its version.
+        #[arg(long)]
+        package: Option<String>,
+    },
 }
 
 /// `sluice token …`

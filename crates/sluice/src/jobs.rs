@@ -1,8 +1,8 @@
 //! The background jobs of `serve`: the health monitor, the reporter of flips caused by traffic,
-//! the stale-channel check and event-log retention. Each stops when `shutdown` turns `true`.
+//! the stale-channel check, event-log retention and the adaptor catalogue's refresh. Each stops when `shutdown` turns `true`.
 //!
 //! The reporter runs on every node (it reports what this node's traffic saw); the monitor, the
-//! stale check and retention run only while this node leads (one node of a cluster, see
+//! stale check, retention and the catalogue refresh run only while this node leads (one node of a cluster, see
 //! `sluice_store::leader`), and move to another node when it stops leading.
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use sluice_health::retention::Retention;
 use sluice_health::stale::StaleDetector;
 use sluice_health::webhooks::{Notifier, WebhookConfig};
 use sluice_health::Validator;
+use sluice_admin::catalog::Catalog;
 use sluice_store::{EventLog, Store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,10 +32,13 @@ const RETENTION_BATCH: i64 = 1000;
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// Starts every job; the handles finish after `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     args: &ServeArgs,
     store: &Store,
     events: &EventLog,
+    leading: watch::Receiver<bool>,
+    catalog: Arc<Catalog>,
     validator: Validator,
     board: Option<(Arc<HealthBoard>, mpsc::UnboundedReceiver<Flip>)>,
     shutdown: &watch::Receiver<bool>,
@@ -48,12 +52,12 @@ pub fn spawn(
     // Without passive health the board still decides the monitor's flips; nothing feeds it.
     let (board, flips) = board.unwrap_or_else(|| HealthBoard::new(u32::MAX));
     let mut tasks = vec![tokio::spawn(reporter.clone().run(flips, shutdown.clone()))];
-    let leading = store.follow_leadership(shutdown.clone());
     let (store, events) = (store.clone(), events.clone());
     let monitor_cfg = MonitorConfig {
         interval: args.health_interval,
         concurrency: args.health_concurrency.max(1),
     };
+    let catalog_every = args.catalog.catalog_refresh_interval;
     let (stale_after, retain) = (
         DAY * args.stale_threshold_days,
         DAY * args.event_retention_days,
@@ -69,11 +73,15 @@ pub fn spawn(
         );
         let stale = StaleDetector::new(store.clone(), events.clone(), clock.clone(), stale_after);
         let retention = Retention::new(store.clone(), clock.clone(), retain, RETENTION_BATCH);
-        vec![
+        let mut jobs = vec![
             tokio::spawn(monitor.run(term.clone())),
             tokio::spawn(stale.run(STALE_CHECK_EVERY, term.clone())),
-            tokio::spawn(retention.run(RETENTION_EVERY, term)),
-        ]
+        ];
+        if !catalog_every.is_zero() {
+            jobs.push(tokio::spawn(catalog.clone().run(catalog_every, term.clone())));
+        }
+        jobs.push(tokio::spawn(retention.run(RETENTION_EVERY, term)));
+        jobs
     };
     tasks.push(tokio::spawn(while_leading(
         leading,

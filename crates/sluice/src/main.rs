@@ -1,5 +1,6 @@
 //! The `sluice` binary: parse the command line, build the pieces, run.
 
+mod catalog;
 mod cli;
 mod commands;
 mod config;
@@ -71,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Command::User(cmd) => user_commands::user(cmd).await,
         Command::Channel(cmd) => commands::channel(cmd).await,
         Command::Secrets(cmd) => commands::secrets(cmd).await,
+        Command::Catalog(cmd) => catalog::command(cmd).await,
         Command::Bench(BenchCommand::Sink(args)) => sluice_bench::sink::run_sink(args).await,
         Command::Bench(BenchCommand::Load(args)) => {
             sluice_bench::load::run_load(*args).await.map(|_| ())

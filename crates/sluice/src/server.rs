@@ -2,17 +2,14 @@
 //! gracefully (stop accepting, finish in-flight exchanges, flush the ledger).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use sluice_admin::prometheus::Metrics;
-use sluice_admin::schemas::{AdaptorIcon, BundledSchemas, CatalogSchemas, SchemaSource};
 use sluice_admin::settings::SettingDefaults;
 use sluice_admin::{AdminState, AuthSettings};
-use sluice_catalog::{IconFetch, IconShape, LocalStrategy, Strategy};
 use sluice_core::clock::now_us;
 use sluice_core::hops::{Hop, OwnAddresses};
 use sluice_health::passive::HealthBoard;
@@ -119,6 +116,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     );
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let leading = store.follow_leadership(stop_rx.clone());
+    let catalog = crate::catalog::start(
+        &args.catalog,
+        args.extra_ca_file.as_deref(),
+        &store,
+        &args.ledger.data_dir,
+        node_id.clone(),
+        Some(events.clone()),
+        leading.clone(),
+    )
+    .await?;
+
     let (listener, local) = bind(args.listen).await?;
     let public_url = args
         .public_url
@@ -139,7 +149,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stale_threshold_days: args.stale_threshold_days,
             event_retention_days: args.event_retention_days,
         },
-        schemas: credential_schemas(&args.catalog_dirs).await?,
+        catalog: catalog.clone(),
         auth: AuthSettings {
             session_limits: SessionLimits {
                 idle_us: micros(args.session_idle_timeout),
@@ -151,7 +161,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: Default::default(),
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     // The API and UI are served beside the proxy, or on an address of their own.
     let (fallback, admin_apart) = match args.admin_listen {
         Some(addr) => (not_found_router(), Some((bind(addr).await?, admin))),
@@ -188,6 +197,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args,
         &store,
         &events,
+        leading,
+        catalog,
         Validator::new(ValidatorConfig::default()),
         passive,
         &stop_rx,
@@ -232,55 +243,4 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(releases);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The credential types: the bundled schemas, with those of the adaptor packages in
-/// `catalog_dirs` over them (the local catalogue; see `sluice-catalog`).
-async fn credential_schemas(catalog_dirs: &[PathBuf]) -> anyhow::Result<Arc<dyn SchemaSource>> {
-    if catalog_dirs.is_empty() {
-        return Ok(Arc::new(BundledSchemas::new()));
-    }
-    let local = LocalStrategy::new(catalog_dirs.to_vec());
-    let names = local
-        .list()
-        .await
-        .context("reading the adaptor catalogue's directories")?;
-    let mut adaptors = Vec::new();
-    for name in &names {
-        let schema = match local.package(name).await {
-            Ok(p) => local.schema(name, &p.latest).await,
-            Err(e) => Err(e),
-        };
-        let text = match schema {
-            Ok(Some(text)) => text,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(package = %name, error = %e, "adaptor skipped");
-                continue;
-            }
-        };
-        let icon = match local.icon(name, IconShape::Square, None).await {
-            Ok(IconFetch::Found {
-                bytes,
-                content_type,
-                ..
-            }) => Some(AdaptorIcon::new(bytes, content_type)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(package = %name, error = %e, "adaptor icon skipped");
-                None
-            }
-        };
-        adaptors.push((name.clone(), text, icon));
-    }
-    let (schemas, problems) = CatalogSchemas::new(adaptors);
-    for p in problems {
-        tracing::warn!(problem = %p, "adaptor schema skipped");
-    }
-    tracing::info!(
-        packages = names.len(),
-        types = schemas.names().len(),
-        "credential types read from the adaptor catalogue"
-    );
-    Ok(Arc::new(schemas))
 }

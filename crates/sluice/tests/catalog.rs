@@ -84,7 +84,8 @@ async fn a_catalogue_adaptors_schema_is_a_credential_type_validated_as_published
 }
 
 #[tokio::test]
-async fn without_a_catalogue_only_the_bundled_types_exist() {
+async fn while_the_catalogue_cannot_load_only_the_seed_types_exist_and_the_422_says_why() {
+    // The harness points the npm registry at a closed port.
     let s = Sluice::start().await;
     let (status, problem) = create(
         &s,
@@ -92,10 +93,16 @@ async fn without_a_catalogue_only_the_bundled_types_exist() {
     )
     .await;
     assert_eq!(status, 422, "{problem}");
-    assert!(problem["details"]["fields"]["schema"]
-        .as_str()
-        .unwrap()
-        .contains("dhis2, http, oauth"));
+    let said = problem["details"]["fields"]["schema"].as_str().unwrap();
+    assert!(said.contains("known: dhis2, http, oauth"), "{said}");
+    assert!(said.contains("could not load"), "{said}");
+    // A bundled type needs no catalogue.
+    let (status, made) = create(
+        &s,
+        json!({ "name": "h", "schema": "http", "body": { "access_token": "t" } }),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
 }
 
 #[test]

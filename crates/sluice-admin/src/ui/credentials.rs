@@ -87,18 +87,14 @@ async fn index_page(
         .list_credentials(Some(&[project]), None, wire::MAX_LIMIT)
         .await?;
     list.sort_by_key(|c| c.name.to_lowercase());
-    let mut names = state.schemas.names();
-    names.sort();
-    let schemas = names
+    // The picker offers the catalogue's types once it has loaded; until then (or if it
+    // cannot), the seed's.
+    let _ = state.catalog.loaded().await;
+    let schemas = state
+        .catalog
+        .credential_types()
         .into_iter()
-        .map(|n| {
-            let icon = state
-                .schemas
-                .icon(&n)
-                .map(|i| format!("/adaptors/icons/{n}/{}", i.file))
-                .unwrap_or_default();
-            (n, icon)
-        })
+        .map(|(name, icon)| (name, icon.unwrap_or_default()))
         .collect();
     Ok(IndexPage {
         layout: viewer.layout("Credentials", "credentials", Some(project)),

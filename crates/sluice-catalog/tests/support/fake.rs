@@ -2,6 +2,8 @@
 //! fixtures: search listing, a packument and tarballs for each of the 108 packages of the TSV,
 //! schemas for the four fixture packages, and icons for `http`.
 
+#![allow(dead_code)] // shared with sluice's tests; each binary uses a different part
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,18 +54,76 @@ pub struct Switches {
     pub tamper: bool,
     /// Every answer waits this long.
     pub delay: Duration,
+    /// Search answers with no package at all.
+    pub empty_listing: bool,
+    /// Everything answers 503, as a registry that is down behind its load balancer.
+    pub down: bool,
 }
 
 #[derive(Default)]
 struct State {
     /// Body by request path (packuments under `/@openfn%2flanguage-*`).
-    files: HashMap<String, Bytes>,
+    files: Mutex<HashMap<String, Bytes>>,
     /// Search results: the adaptors plus other `@openfn` packages a real search also returns.
-    search: Vec<Value>,
+    search: Mutex<Vec<Value>>,
     switches: Mutex<Switches>,
     calls: Mutex<HashMap<String, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+}
+
+impl State {
+    /// Publishes `version` of `name` as its latest (besides [`OLD_VERSION`]): packument,
+    /// tarballs, CDN schema and search entry.
+    fn publish(&self, url: &str, name: &str, version: &str, schema: Option<Vec<u8>>) {
+        let short = name.strip_prefix("@openfn/language-").unwrap();
+        let mut files = self.files.lock().unwrap();
+        let mut versions = serde_json::Map::new();
+        for v in [OLD_VERSION, version] {
+            let tgz = tarball(name, v, schema.as_deref().filter(|_| v == version));
+            let path = format!("/{name}/-/language-{short}-{v}.tgz");
+            let deprecated = match v {
+                OLD_VERSION => format!("upgrade to {version}"),
+                _ if name == DEPRECATED => "Beyonic has shut down".into(),
+                _ => String::new(),
+            };
+            versions.insert(
+                v.to_string(),
+                json!({
+                    "name": name, "version": v,
+                    "dependencies": {"@openfn/language-common": "3.3.4"},
+                    "deprecated": deprecated,
+                    "dist": {
+                        "integrity": format!("sha512-{}", STANDARD.encode(Sha512::digest(&tgz))),
+                        "tarball": format!("{url}{path}"),
+                        "unpackedSize": 1000 + schema.as_ref().map_or(0, Vec::len),
+                    },
+                }),
+            );
+            files.insert(path, tgz.into());
+        }
+        let packument = json!({
+            "name": name,
+            "description": format!("OpenFn adaptor {short}"),
+            "dist-tags": {"latest": version},
+            "versions": versions,
+            "time": {
+                "created": "2020-01-01T00:00:00.000Z",
+                OLD_VERSION: "2020-01-01T00:00:00.000Z",
+                version: "2026-08-01T12:00:00.000Z",
+            },
+            "license": "LGPL-3.0",
+        });
+        let encoded = format!("/{}", name.replace('/', "%2f"));
+        files.insert(encoded, packument.to_string().into());
+        if let Some(schema) = schema {
+            let path = format!("/cdn/npm/{name}@{version}/configuration-schema.json");
+            files.insert(path, schema.into());
+        }
+        let mut search = self.search.lock().unwrap();
+        search.retain(|o| o["package"]["name"] != name);
+        search.push(json!({"package": {"name": name, "version": version}}));
+    }
 }
 
 /// The running fake. Paths: registry at `/`, CDN at `/cdn`, raw files at `/raw`.
@@ -76,68 +136,25 @@ impl Fake {
     pub async fn start() -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut state = State::default();
+        let state = State::default();
         for (name, version, has_schema) in tsv() {
             let short = name.strip_prefix("@openfn/language-").unwrap();
             let schema = format!("packages/{short}/configuration-schema.json");
             let schema = std::fs::read(fixtures().join(schema))
                 .ok()
                 .filter(|_| has_schema);
-            let mut versions = serde_json::Map::new();
-            for v in [OLD_VERSION, &version] {
-                let tgz = tarball(&name, v, schema.as_deref().filter(|_| v == version));
-                let path = format!("/{name}/-/language-{short}-{v}.tgz");
-                let deprecated = match v {
-                    OLD_VERSION => format!("upgrade to {version}"),
-                    _ if name == DEPRECATED => "Beyonic has shut down".into(),
-                    _ => String::new(),
-                };
-                versions.insert(
-                    v.to_string(),
-                    json!({
-                        "name": name, "version": v,
-                        "dependencies": {"@openfn/language-common": "3.3.4"},
-                        "deprecated": deprecated,
-                        "dist": {
-                            "integrity": format!("sha512-{}", STANDARD.encode(Sha512::digest(&tgz))),
-                            "tarball": format!("{url}{path}"),
-                            "unpackedSize": 1000 + schema.as_ref().map_or(0, Vec::len),
-                        },
-                    }),
-                );
-                state.files.insert(path, tgz.into());
-            }
-            let packument = json!({
-                "name": name,
-                "description": format!("OpenFn adaptor {short}"),
-                "dist-tags": {"latest": version},
-                "versions": versions,
-                "time": {
-                    "created": "2020-01-01T00:00:00.000Z",
-                    OLD_VERSION: "2020-01-01T00:00:00.000Z",
-                    &version: "2026-08-01T12:00:00.000Z",
-                },
-                "license": "LGPL-3.0",
-            });
-            let encoded = format!("/{}", name.replace('/', "%2f"));
-            state.files.insert(encoded, packument.to_string().into());
-            if let Some(schema) = schema {
-                let path = format!("/cdn/npm/{name}@{version}/configuration-schema.json");
-                state.files.insert(path, schema.into());
-            }
-            let object = json!({"package": {"name": name, "version": version}});
-            state.search.push(object);
+            state.publish(&url, &name, &version, schema);
         }
         for other in ["@openfn/cli", "@openfn/runtime"] {
             let object = json!({"package": {"name": other, "version": "1.0.0"}});
-            state.search.push(object);
+            state.search.lock().unwrap().push(object);
         }
         for (path, body) in [
             ("/raw/packages/http/assets/square.png", png()),
             ("/raw/packages/http/assets/square.svg", SVG.to_vec()),
             ("/raw/packages/http/assets/rectangle.svg", SVG.to_vec()),
         ] {
-            state.files.insert(path.into(), body.into());
+            state.files.lock().unwrap().insert(path.into(), body.into());
         }
         let state = Arc::new(state);
         let shared = state.clone();
@@ -157,6 +174,31 @@ impl Fake {
             }
         });
         Fake { url, state }
+    }
+
+    /// Publishes a new latest version of `name`, with `schema` (`None`: without one).
+    pub fn bump(&self, name: &str, version: &str, schema: Option<&[u8]>) {
+        self.state
+            .publish(&self.url, name, version, schema.map(<[u8]>::to_vec));
+    }
+
+    /// Unpublishes `name`: no longer searched, its packument 404.
+    pub fn remove(&self, name: &str) {
+        let encoded = format!("/{}", name.replace('/', "%2f"));
+        self.state.files.lock().unwrap().remove(&encoded);
+        let mut search = self.state.search.lock().unwrap();
+        search.retain(|o| o["package"]["name"] != name);
+    }
+
+    /// Replaces a raw file (an icon), so its ETag changes.
+    pub fn put_raw(&self, path: &str, body: Vec<u8>) {
+        let path = format!("/raw/{path}");
+        self.state.files.lock().unwrap().insert(path, body.into());
+    }
+
+    /// Forgets every call counted so far.
+    pub fn reset_calls(&self) {
+        self.state.calls.lock().unwrap().clear();
     }
 
     /// The switches, to flip.
@@ -189,6 +231,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 fn route(state: &State, req: &Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+    if state.switches.lock().unwrap().down {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, Bytes::new());
+    }
     if path == "/-/v1/search" {
         let switches = state.switches.lock().unwrap();
         if switches.search_off {
@@ -199,7 +244,10 @@ fn route(state: &State, req: &Request<Incoming>, path: &str) -> Response<Full<By
             let mut pairs = query.split('&').filter_map(|kv| kv.split_once('='));
             pairs.find(|(k, _)| *k == key)?.1.parse::<usize>().ok()
         };
-        let all = &state.search;
+        let mut all = state.search.lock().unwrap().clone();
+        if switches.empty_listing {
+            all.clear();
+        }
         let from = param("from").unwrap_or(0).min(all.len());
         let size = param("size")
             .unwrap_or(20)
@@ -208,7 +256,7 @@ fn route(state: &State, req: &Request<Incoming>, path: &str) -> Response<Full<By
         let body = json!({"objects": page, "total": all.len()});
         return answer(StatusCode::OK, body.to_string().into());
     }
-    let Some(body) = state.files.get(path) else {
+    let Some(body) = state.files.lock().unwrap().get(path).cloned() else {
         return answer(StatusCode::NOT_FOUND, Bytes::new());
     };
     if path.ends_with(".tgz") && state.switches.lock().unwrap().tamper {
@@ -217,14 +265,14 @@ fn route(state: &State, req: &Request<Incoming>, path: &str) -> Response<Full<By
         return answer(StatusCode::OK, bytes.into());
     }
     if !path.starts_with("/raw/") {
-        return answer(StatusCode::OK, body.clone());
+        return answer(StatusCode::OK, body);
     }
-    let etag = format!("\"{:x}\"", Sha256::digest(body));
+    let etag = format!("\"{:x}\"", Sha256::digest(&body));
     let sent = req.headers().get(header::IF_NONE_MATCH);
     let mut response = if sent.is_some_and(|t| t.as_bytes() == etag.as_bytes()) {
         answer(StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        answer(StatusCode::OK, body.clone())
+        answer(StatusCode::OK, body)
     };
     response
         .headers_mut()

@@ -38,6 +38,9 @@ impl Drop for TempDir {
     }
 }
 
+/// A loopback URL nothing listens on (the discard port): connections are refused at once.
+pub const CLOSED_PORT: &str = "http://127.0.0.1:9";
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sluice")
 }
@@ -98,6 +101,10 @@ impl Sluice {
             .args(&ledger)
             .args(extra)
             .env("RUST_LOG", "warn")
+            // Tests reach only loopback: the catalogue's default upstream is the public npm
+            // registry, so point it at a closed local port and refresh only when asked.
+            .env("SLUICE_CATALOG_REGISTRY_URL", CLOSED_PORT)
+            .env("SLUICE_CATALOG_REFRESH_INTERVAL", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -378,6 +385,8 @@ pub async fn serve_logged_under(wrapper: &[&str], data: &TempDir, extra: &[&str]
         .arg(data.path())
         .args(extra)
         .env("RUST_LOG", "info")
+        .env("SLUICE_CATALOG_REGISTRY_URL", CLOSED_PORT)
+        .env("SLUICE_CATALOG_REFRESH_INTERVAL", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

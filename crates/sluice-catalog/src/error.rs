@@ -26,7 +26,7 @@ pub enum CatalogError {
     #[error("{url}: no answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     /// The request failed before a status arrived (connection refused or reset, TLS, …).
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", chain(.source))]
     Http { url: String, source: reqwest::Error },
     /// Upstream answered with a status this request cannot use.
     #[error("{url}: HTTP {status}")]
@@ -69,4 +69,17 @@ impl CatalogError {
         let at = at.to_string();
         CatalogError::Json { at, source }
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own text names none of them, so
+/// "connection refused" or a TLS failure would be lost).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

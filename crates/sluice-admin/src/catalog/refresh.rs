@@ -239,6 +239,8 @@ impl Catalog {
             return;
         };
         let (severity, message) = match result {
+            // An operator's typo, answered 422; nothing upstream is wrong.
+            Err(RefreshError::UnknownPackage(_)) => return,
             Err(e) => (Severity::Error, format!("adaptor catalogue refresh failed: {e}")),
             Ok(r) if !r.failed.is_empty() => (
                 Severity::Warn,

@@ -70,6 +70,7 @@ struct State {
     calls: Mutex<HashMap<String, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    not_modified: AtomicUsize,
 }
 
 impl State {
@@ -199,6 +200,7 @@ impl Fake {
     /// Forgets every call counted so far.
     pub fn reset_calls(&self) {
         self.state.calls.lock().unwrap().clear();
+        self.state.not_modified.store(0, Ordering::SeqCst);
     }
 
     /// The switches, to flip.
@@ -210,6 +212,11 @@ impl Fake {
     pub fn calls(&self, pred: impl Fn(&str) -> bool) -> usize {
         let calls = self.state.calls.lock().unwrap();
         calls.iter().filter(|(p, _)| pred(p)).map(|(_, n)| n).sum()
+    }
+
+    /// Conditional requests answered 304.
+    pub fn not_modified(&self) -> usize {
+        self.state.not_modified.load(Ordering::SeqCst)
     }
 
     /// The most requests ever in flight at once.
@@ -270,6 +277,7 @@ fn route(state: &State, req: &Request<Incoming>, path: &str) -> Response<Full<By
     let etag = format!("\"{:x}\"", Sha256::digest(&body));
     let sent = req.headers().get(header::IF_NONE_MATCH);
     let mut response = if sent.is_some_and(|t| t.as_bytes() == etag.as_bytes()) {
+        state.not_modified.fetch_add(1, Ordering::SeqCst);
         answer(StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
         answer(StatusCode::OK, body)

@@ -1,5 +1,7 @@
 //! The adaptor fixtures and small icons the tests make.
 
+#![allow(dead_code)] // shared with sluice's tests; each binary uses a different part
+
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;

@@ -200,13 +200,21 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         ),
         (Method::GET, "/catalog", get(catalog::api::status)),
         (Method::GET, "/catalog/adaptors", get(catalog::api::list)),
-        (Method::GET, "/catalog/adaptors/{name}", get(catalog::api::get)),
+        (
+            Method::GET,
+            "/catalog/adaptors/{name}",
+            get(catalog::api::get),
+        ),
         (
             Method::GET,
             "/catalog/adaptors/{name}/schema",
             get(catalog::api::schema),
         ),
-        (Method::POST, "/catalog/refresh", post(catalog::api::refresh)),
+        (
+            Method::POST,
+            "/catalog/refresh",
+            post(catalog::api::refresh),
+        ),
         (Method::GET, "/settings", get(settings::get)),
         (Method::PATCH, "/settings", patch(settings::patch)),
         (Method::POST, "/validate", post(ops::validate)),

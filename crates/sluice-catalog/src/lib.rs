@@ -23,4 +23,6 @@ mod tarball;
 pub use error::CatalogError;
 pub use local::LocalStrategy;
 pub use npm::{NpmConfig, NpmStrategy};
-pub use strategy::{IconFetch, IconShape, Listed, PackageInfo, Strategy, VersionInfo, PACKAGE_PREFIX};
+pub use strategy::{
+    IconFetch, IconShape, Listed, PackageInfo, Strategy, VersionInfo, PACKAGE_PREFIX,
+};

@@ -43,7 +43,11 @@ async fn the_fixtures_list_their_four_packages_and_serve_their_schemas() {
     let want = FIXTURE_PACKAGES.map(|s| format!("@openfn/language-{s}"));
     assert_eq!(names, want);
     let http = listed.iter().find(|l| l.name == HTTP).unwrap();
-    assert_eq!(http.version.as_deref(), Some("7.2.10"), "listed with its version");
+    assert_eq!(
+        http.version.as_deref(),
+        Some("7.2.10"),
+        "listed with its version"
+    );
 
     for short in FIXTURE_PACKAGES {
         let name = format!("@openfn/language-{short}");
@@ -92,7 +96,11 @@ async fn the_first_directory_wins_and_serves_icons() {
     let listed = local.list().await.unwrap();
     let names: Vec<&str> = listed.iter().map(|l| l.name.as_str()).collect();
     let http = listed.iter().find(|l| l.name == HTTP).unwrap();
-    assert_eq!(http.version.as_deref(), Some("9.0.0"), "the front copy is listed");
+    assert_eq!(
+        http.version.as_deref(),
+        Some("9.0.0"),
+        "the front copy is listed"
+    );
     let want = ["dhis2", "extra", "googlesheets", "http", "msgraph"];
     let want = want.map(|s| format!("@openfn/language-{s}"));
     assert_eq!(

@@ -37,7 +37,11 @@ async fn search_lists_every_adaptor_and_only_adaptors() {
     want.sort();
     assert_eq!(want.len(), 108);
     let http = listed.iter().find(|l| l.name == HTTP).unwrap();
-    assert_eq!(http.version, Some(latest("http")), "search tells each version");
+    assert_eq!(
+        http.version,
+        Some(latest("http")),
+        "search tells each version"
+    );
     assert_eq!(
         names, want,
         "@openfn/cli and @openfn/runtime are no adaptors"
@@ -63,7 +67,10 @@ async fn without_search_the_configured_list_is_used() {
     let listed = strategy.list().await.unwrap();
     let names: Vec<&str> = listed.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["@openfn/language-dhis2", HTTP]);
-    assert!(listed.iter().all(|l| l.version.is_none()), "a list tells no version");
+    assert!(
+        listed.iter().all(|l| l.version.is_none()),
+        "a list tells no version"
+    );
     assert_eq!(fake.calls(|p| p == "/-/v1/search"), 1);
     assert_eq!(fake.calls(|_| true), 1, "listing reads no packument");
 

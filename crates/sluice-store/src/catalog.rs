@@ -202,8 +202,9 @@ impl Store {
         name: &str,
         version_: &str,
     ) -> Result<Option<AdaptorVersionRow>> {
-        let sql =
-            format!("SELECT {VERSION_COLUMNS} FROM adaptor_versions WHERE name = $1 AND version = $2");
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM adaptor_versions WHERE name = $1 AND version = $2"
+        );
         sqlx::query(&sql)
             .bind(name)
             .bind(version_)

@@ -20,10 +20,12 @@ fn strategy(
     args: &CatalogArgs,
     extra_ca: Option<&Path>,
 ) -> anyhow::Result<(Arc<dyn Strategy>, String)> {
-    let kind = args.catalog_strategy.unwrap_or(match args.catalog_dirs.is_empty() {
-        true => CatalogStrategy::Npm,
-        false => CatalogStrategy::Local,
-    });
+    let kind = args
+        .catalog_strategy
+        .unwrap_or(match args.catalog_dirs.is_empty() {
+            true => CatalogStrategy::Npm,
+            false => CatalogStrategy::Local,
+        });
     if kind == CatalogStrategy::Local {
         if args.catalog_dirs.is_empty() {
             anyhow::bail!("--catalog-strategy local needs at least one --catalog-dir");
@@ -127,7 +129,15 @@ async fn refresh(
     };
     let leading = watch::channel(true).1;
     let node = ledger.node_id()?;
-    let catalog = start(args, extra_ca.as_deref(), &store, &ledger.data_dir, node, None, leading);
+    let catalog = start(
+        args,
+        extra_ca.as_deref(),
+        &store,
+        &ledger.data_dir,
+        node,
+        None,
+        leading,
+    );
     let outcome = catalog.await?.refresh(Cause::Cli, package).await;
     let failed = match &outcome {
         Ok(report) => {

@@ -197,7 +197,11 @@ pub struct CatalogArgs {
     /// Directory laid out like the adaptors monorepo (`packages/<name>/package.json`,
     /// `configuration-schema.json`, `assets/`); repeatable, the first directory wins for a
     /// package found twice.
-    #[arg(long = "catalog-dir", env = "SLUICE_CATALOG_DIR", value_delimiter = ',')]
+    #[arg(
+        long = "catalog-dir",
+        env = "SLUICE_CATALOG_DIR",
+        value_delimiter = ','
+    )]
     pub catalog_dirs: Vec<PathBuf>,
     /// The npm registry or mirror.
     #[arg(

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_admin::catalog::Catalog;
 use sluice_health::clock::{Clock, SystemClock};
 use sluice_health::flips::FlipReporter;
 use sluice_health::monitor::{HealthMonitor, MonitorConfig};
@@ -16,7 +17,6 @@ use sluice_health::retention::Retention;
 use sluice_health::stale::StaleDetector;
 use sluice_health::webhooks::{Notifier, WebhookConfig};
 use sluice_health::Validator;
-use sluice_admin::catalog::Catalog;
 use sluice_store::{EventLog, Store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -78,7 +78,9 @@ pub fn spawn(
             tokio::spawn(stale.run(STALE_CHECK_EVERY, term.clone())),
         ];
         if !catalog_every.is_zero() {
-            jobs.push(tokio::spawn(catalog.clone().run(catalog_every, term.clone())));
+            jobs.push(tokio::spawn(
+                catalog.clone().run(catalog_every, term.clone()),
+            ));
         }
         jobs.push(tokio::spawn(retention.run(RETENTION_EVERY, term)));
         jobs

@@ -1,5 +1,5 @@
 //! The local adaptor catalogue (`--catalog-dir`): its packages' schemas become credential
-//! types beside the bundled ones, named short or by package.
+//! types beside the bundled ones, named short or by package; and `sluice catalog refresh`.
 
 mod common;
 
@@ -209,4 +209,125 @@ async fn an_adaptors_icon_is_served_for_good_and_shown_in_the_type_picker() {
         page.contains(&format!("src=\"/adaptors/icons/googlesheets/{file}\"")),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn the_local_strategy_lists_the_four_fixture_packages_and_serves_their_schemas_as_written() {
+    let dir = fixtures();
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &["--catalog-dir", dir.to_str().unwrap()],
+    )
+    .await;
+    // The first read loads the catalogue.
+    let list = s.get_json("/catalog/adaptors").await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dhis2", "googlesheets", "http", "msgraph"]);
+    for short in names {
+        let res = s
+            .api(Method::GET, &format!("/catalog/adaptors/{short}/schema"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let file = dir.join(format!("packages/{short}/configuration-schema.json"));
+        assert_eq!(
+            res.text().await.unwrap(),
+            std::fs::read_to_string(file).unwrap(),
+            "{short}: byte for byte, field order kept"
+        );
+    }
+    let other = s
+        .api(Method::GET, "/catalog/adaptors/http/schema?version=0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "no such version");
+    let status = s.get_json("/catalog").await;
+    assert_eq!(status["counts"]["offered"], 4, "{status}");
+    assert!(status["source"].as_str().unwrap().starts_with("local "));
+}
+
+/// Runs `sluice catalog refresh` with `args`; exit status, standard output and error.
+fn catalog_refresh(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["catalog", "refresh"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn catalog_refresh_prints_what_changed_and_its_exit_status_tells_the_outcome() {
+    let data = TempDir::new();
+    let dir = fixtures();
+    let ledger = ["--data-dir", data.path().to_str().unwrap()];
+    let local = ["--catalog-dir", dir.to_str().unwrap()];
+    let (code, out, err) = catalog_refresh(&[&ledger[..], &local[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["added"].as_array().unwrap().len(), 4, "{report}");
+
+    // Again: nothing changed.
+    let (code, out, _) = catalog_refresh(&[&ledger[..], &local[..]].concat());
+    assert_eq!(code, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["added"], json!([]));
+    assert_eq!(report["updated"], json!([]));
+
+    // One package that is not there: 1, and why.
+    let one = ["--package", "nope"];
+    let (code, _, err) = catalog_refresh(&[&ledger[..], &local[..], &one[..]].concat());
+    assert_eq!(code, 1);
+    assert!(err.contains("no such adaptor upstream"), "{err}");
+
+    // A server on that ledger sees what the command stored.
+    let s = Sluice::start_in(Arc::new(data), &local).await;
+    let list = s.get_json("/catalog/adaptors").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn catalog_refresh_leaves_the_work_to_a_serving_leader_with_status_3() {
+    let Some(db) = common::postgres::TestDatabase::create("sluice_catalog_cli").await else {
+        return;
+    };
+    let s = Sluice::start_on(Arc::new(TempDir::new()), Some(&db.url), &[]).await;
+    // Wait until the server leads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.get_json("/catalog").await["leading"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never leads"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let data = TempDir::new();
+    let dir = fixtures();
+    let args = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--catalog-dir",
+        dir.to_str().unwrap(),
+    ];
+    let (code, out, err) = catalog_refresh(&args);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("another node leads"), "{err}");
+    let status = s.get_json("/catalog").await;
+    assert_eq!(status["refreshes"], json!([]), "nothing was done");
+    drop(s);
+    db.drop().await;
 }

@@ -177,9 +177,16 @@ async fn first_load_fills_the_ledger_and_a_bump_fetches_only_that_package() {
     assert_eq!(got["latest"], "9.0.0");
 
     // The credential form follows the new schema at once.
-    let (status, problem) = create(&s, json!({"name": "h", "schema": "http", "body": {"zeta": 5}})).await;
+    let (status, problem) = create(
+        &s,
+        json!({"name": "h", "schema": "http", "body": {"zeta": 5}}),
+    )
+    .await;
     assert_eq!(status, 422, "{problem}");
-    assert!(problem["details"]["fields"]["body.zeta"].is_string(), "{problem}");
+    assert!(
+        problem["details"]["fields"]["body.zeta"].is_string(),
+        "{problem}"
+    );
 
     // Metrics tell calls, refresh time and cache use.
     let metrics = s.metrics_text().await;
@@ -211,7 +218,10 @@ async fn a_registry_without_search_is_read_through_the_package_list() {
     let s = start(&fake, &["--catalog-packages", &list]).await;
     let report = refreshed(&s).await;
     assert_eq!(report["added"], json!([SHEETS, HTTP]), "{report}");
-    assert_eq!(names(&s.get_json("/catalog/adaptors").await), [SHEETS, HTTP]);
+    assert_eq!(
+        names(&s.get_json("/catalog/adaptors").await),
+        [SHEETS, HTTP]
+    );
     // A list tells no version: each packument is read, and nothing changes.
     fake.reset_calls();
     let report = refreshed(&s).await;
@@ -226,12 +236,19 @@ async fn with_the_registry_down_sluice_starts_and_the_first_read_times_out_clean
     fake.switches().delay = Duration::from_secs(4);
     let s = start(&fake, &["--catalog-wait", "1s"]).await;
     let began = Instant::now();
-    let res = s.api(Method::GET, "/catalog/adaptors").send().await.unwrap();
+    let res = s
+        .api(Method::GET, "/catalog/adaptors")
+        .send()
+        .await
+        .unwrap();
     let waited = began.elapsed();
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("did not load within"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not load within"),
         "{body}"
     );
     assert!(waited < Duration::from_secs(3), "answered in {waited:?}");
@@ -253,7 +270,10 @@ async fn an_empty_or_failed_listing_changes_nothing() {
     fake.switches().empty_listing = true;
     let (status, body) = refresh(&s, json!({})).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no adaptor"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no adaptor"),
+        "{body}"
+    );
     fake.switches().empty_listing = false;
     fake.switches().down = true;
     let (status, body) = refresh(&s, json!({})).await;
@@ -265,7 +285,10 @@ async fn an_empty_or_failed_listing_changes_nothing() {
     let status = s.get_json("/catalog").await;
     let refreshes = status["refreshes"].as_array().unwrap();
     assert_eq!(
-        refreshes.iter().map(|r| r["ok"].clone()).collect::<Vec<_>>(),
+        refreshes
+            .iter()
+            .map(|r| r["ok"].clone())
+            .collect::<Vec<_>>(),
         [json!(false), json!(false), json!(true)]
     );
     assert_eq!(status["counts"]["adaptors"], 108);
@@ -324,14 +347,13 @@ async fn a_package_removed_upstream_is_hidden_but_its_schema_still_resolves() {
         .unwrap();
     assert_eq!(res.status(), 422, "{}", res.text().await.unwrap());
     // The type picker no longer offers it.
-    let (status, problem) = create(
-        &s,
-        json!({"name": "x", "schema": "nope", "body": {}}),
-    )
-    .await;
+    let (status, problem) = create(&s, json!({"name": "x", "schema": "nope", "body": {}})).await;
     assert_eq!(status, 422);
     let known = problem["details"]["fields"]["schema"].as_str().unwrap();
-    assert!(!known.contains("googlesheets") && known.contains("dhis2"), "{known}");
+    assert!(
+        !known.contains("googlesheets") && known.contains("dhis2"),
+        "{known}"
+    );
 }
 
 #[tokio::test]
@@ -347,7 +369,10 @@ async fn refreshing_one_package_reads_it_whatever_its_version_and_names_unknown_
     assert_eq!(fake.calls(|p| p == "/-/v1/search"), 0);
     let (status, problem) = refresh(&s, json!({"package": "no-such-thing"})).await;
     assert_eq!(status, 422, "{problem}");
-    assert!(problem["details"]["fields"]["package"].is_string(), "{problem}");
+    assert!(
+        problem["details"]["fields"]["package"].is_string(),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

@@ -711,6 +711,7 @@ async fn every_page(s: &Sluice, up: &upstream::Upstream) -> Vec<(&'static str, S
         ("users", "/ui/admin/users".to_string()),
         ("projects", "/ui/admin/projects".to_string()),
         ("settings", "/ui/admin/settings".to_string()),
+        ("catalog", "/ui/admin/catalog".to_string()),
         (
             "members",
             format!("/ui/projects/{}/members", default_project(s).await),
@@ -1353,5 +1354,39 @@ async fn a_superuser_changes_a_setting_in_its_form_and_a_bad_value_is_named() {
     b.fill(field, "").await;
     b.click("#settings-form button[type=submit]").await;
     assert_eq!(value().await, "", "back to its default");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_refreshes_the_catalogue_from_its_page_and_sees_what_changed() {
+    let adaptors = adaptor_fixtures();
+    let s = Sluice::start_in(
+        Arc::new(TempDir::new()),
+        &["--catalog-dir", adaptors.to_str().unwrap()],
+    )
+    .await;
+    add_user(&s, "ops", true).await;
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/admin/settings", s.base)).await;
+    b.click(".subnav a[href='/ui/admin/catalog']").await;
+    assert_eq!(b.text("h1").await, "Adaptor catalogue");
+    assert_eq!(b.text("#last-refresh").await, "Never refreshed.");
+
+    b.click("#refresh-form button[type=submit]").await;
+    let note = b.text("#refreshed").await;
+    assert!(note.contains("4 listed: 4 added"), "{note}");
+    let rows = b
+        .js("return document.querySelectorAll('#adaptors tbody tr[data-adaptor]').length.toString()")
+        .await;
+    assert_eq!(rows, "4");
+    assert!(b.text("#refreshes").await.contains("api"));
+    assert!(b.text("#counts").await.contains("offered as credential types"));
+
+    // Again: nothing new.
+    b.click("#refresh-form button[type=submit]").await;
+    assert!(b.text("#refreshed").await.contains("0 added, 0 updated"));
     b.close().await;
 }

@@ -32,11 +32,7 @@ pub(super) fn sha256(bytes: &[u8]) -> String {
 }
 
 fn path(dir: &Path, icon: &IconRef) -> PathBuf {
-    dir.join(format!(
-        "{}.{}",
-        icon.sha256,
-        extension(&icon.content_type)
-    ))
+    dir.join(format!("{}.{}", icon.sha256, extension(&icon.content_type)))
 }
 
 /// Writes an icon's file unless it is there already (its name is its content's hash).
@@ -93,7 +89,12 @@ impl Catalog {
 
     /// An icon's bytes from its file, or, on a node that lacks the file, from upstream (kept
     /// only if they still hash to what the ledger says).
-    async fn icon_bytes(&self, name: &str, shape: IconShape, icon: &IconRef) -> Result<Bytes, String> {
+    async fn icon_bytes(
+        &self,
+        name: &str,
+        shape: IconShape,
+        icon: &IconRef,
+    ) -> Result<Bytes, String> {
         let file = path(&self.config.icon_dir, icon);
         match tokio::fs::read(&file).await {
             Ok(bytes) => return Ok(bytes.into()),
@@ -102,7 +103,12 @@ impl Catalog {
         }
         let fetch = self.strategy.icon(name, shape, None);
         let fetched = match tokio::time::timeout(self.config.wait, fetch).await {
-            Err(_) => return Err(format!("upstream did not answer within {:?}", self.config.wait)),
+            Err(_) => {
+                return Err(format!(
+                    "upstream did not answer within {:?}",
+                    self.config.wait
+                ))
+            }
             Ok(result) => super::refresh::counted("icon", result).map_err(|e| e.to_string())?,
         };
         let IconFetch::Found { bytes, .. } = fetched else {

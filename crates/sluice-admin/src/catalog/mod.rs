@@ -137,10 +137,41 @@ impl Snapshot {
         Some(format!("/adaptors/icons/{short}/{}", icon.file(shape)))
     }
 
+    /// How many adaptors are in each state.
+    pub fn counts(&self) -> Counts {
+        let count = |f: &dyn Fn(&Adaptor) -> bool| self.adaptors.iter().filter(|a| f(a)).count();
+        let listed = |a: &Adaptor| a.row.hidden_at.is_none();
+        Counts {
+            adaptors: count(&listed),
+            offered: count(&Adaptor::offered),
+            deprecated: count(&|a| listed(a) && a.row.deprecated.is_some()),
+            hidden: count(&|a| !listed(a)),
+            with_schema: count(&|a| a.has_schema),
+            icons: self.icons.len(),
+        }
+    }
+
     /// Latest-version schemas that did not compile (shown on the maintenance page).
     pub fn problems(&self) -> &[String] {
         &self.problems
     }
+}
+
+/// How many adaptors are in each state.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Counts {
+    /// Listed upstream.
+    pub adaptors: usize,
+    /// Offered for new credentials (listed, not deprecated, with a schema).
+    pub offered: usize,
+    /// Listed and deprecated.
+    pub deprecated: usize,
+    /// Gone upstream.
+    pub hidden: usize,
+    /// With a credential schema (hidden ones included: they still resolve).
+    pub with_schema: usize,
+    /// Icons stored.
+    pub icons: usize,
 }
 
 /// Where a read stands against the loads: bumped when the snapshot is rebuilt, and when a
@@ -212,6 +243,16 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Where the catalogue reads from, in words.
+    pub fn source(&self) -> &str {
+        &self.config.source
+    }
+
+    /// Time between refreshes (zero: only on demand).
+    pub fn refresh_interval(&self) -> Duration {
+        self.config.refresh_interval
+    }
+
     /// Whether this node refreshes (it runs the background jobs).
     pub fn leads(&self) -> bool {
         *self.leading.borrow()
@@ -220,7 +261,6 @@ impl Catalog {
     /// The catalogue's state for its maintenance page: source, counts, recent refreshes.
     pub async fn status(&self) -> Result<serde_json::Value, StoreError> {
         let snapshot = self.snapshot();
-        let count = |f: &dyn Fn(&Adaptor) -> bool| snapshot.adaptors.iter().filter(|a| f(a)).count();
         let refreshes: Vec<serde_json::Value> = self
             .store
             .catalog_refreshes(20)
@@ -242,14 +282,7 @@ impl Catalog {
             "refresh_interval_secs": self.config.refresh_interval.as_secs(),
             "leading": self.leads(),
             "loaded": snapshot.loaded(),
-            "counts": {
-                "adaptors": count(&|a| a.row.hidden_at.is_none()),
-                "offered": count(&|a| a.offered()),
-                "deprecated": count(&|a| a.row.hidden_at.is_none() && a.row.deprecated.is_some()),
-                "hidden": count(&|a| a.row.hidden_at.is_some()),
-                "with_schema": count(&|a| a.has_schema),
-                "icons": snapshot.icons.len(),
-            },
+            "counts": snapshot.counts(),
             "problems": snapshot.problems,
             "refreshes": refreshes,
         }))
@@ -357,7 +390,8 @@ impl Catalog {
     fn recently_failed(&self) -> Option<String> {
         let loads = self.loads.borrow();
         let at = loads.failed_at?;
-        (at.elapsed() < RETRY_FIRST_LOAD_AFTER).then(|| loads.last_error.clone().unwrap_or_default())
+        (at.elapsed() < RETRY_FIRST_LOAD_AFTER)
+            .then(|| loads.last_error.clone().unwrap_or_default())
     }
 
     /// The credential schema called `name` (short or package name) if the catalogue or the seed
@@ -390,7 +424,12 @@ impl Catalog {
             .adaptors
             .iter()
             .filter(|a| a.offered())
-            .map(|a| (a.short.clone(), snapshot.icon_url(&a.short, IconShape::Square)))
+            .map(|a| {
+                (
+                    a.short.clone(),
+                    snapshot.icon_url(&a.short, IconShape::Square),
+                )
+            })
             .collect();
         for name in self.bundled.names() {
             if !types.iter().any(|(n, _)| *n == name) {
@@ -442,9 +481,15 @@ impl Catalog {
             SchemaState::Absent => return Ok(None),
             SchemaState::Unfetched => {}
         }
-        let fetched = tokio::time::timeout(self.config.wait, self.strategy.schema(package, version));
+        let fetched =
+            tokio::time::timeout(self.config.wait, self.strategy.schema(package, version));
         let text = match fetched.await {
-            Err(_) => return Err(format!("upstream did not answer within {:?}", self.config.wait)),
+            Err(_) => {
+                return Err(format!(
+                    "upstream did not answer within {:?}",
+                    self.config.wait
+                ))
+            }
             Ok(result) => refresh::counted("schema", result).map_err(|e| e.to_string())?,
         };
         let saved = self
@@ -473,7 +518,8 @@ fn follow_changes(catalog: &Arc<Catalog>) {
     tokio::spawn(async move {
         loop {
             match changes.recv().await {
-                Ok(Change::Catalog | Change::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(Change::Catalog | Change::Unknown)
+                | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             }

@@ -241,7 +241,10 @@ impl Catalog {
         let (severity, message) = match result {
             // An operator's typo, answered 422; nothing upstream is wrong.
             Err(RefreshError::UnknownPackage(_)) => return,
-            Err(e) => (Severity::Error, format!("adaptor catalogue refresh failed: {e}")),
+            Err(e) => (
+                Severity::Error,
+                format!("adaptor catalogue refresh failed: {e}"),
+            ),
             Ok(r) if !r.failed.is_empty() => (
                 Severity::Warn,
                 format!(
@@ -391,11 +394,15 @@ impl Catalog {
         let stored = self.store.catalog_versions(name).await?;
         let rows = version_rows(&info);
         let latest_fetched = stored.iter().any(|v| {
-            v.version == info.latest && v.schema_state != sluice_store::catalog::SchemaState::Unfetched
+            v.version == info.latest
+                && v.schema_state != sluice_store::catalog::SchemaState::Unfetched
         });
         let schema = match latest_fetched {
             true => None,
-            false => Some(counted("schema", self.strategy.schema(name, &info.latest).await)?),
+            false => Some(counted(
+                "schema",
+                self.strategy.schema(name, &info.latest).await,
+            )?),
         };
         let row = AdaptorRow {
             name: name.to_string(),
@@ -418,7 +425,9 @@ impl Catalog {
         if same_row && same_versions && schema.is_none() {
             return Ok(false);
         }
-        let latest_schema = schema.as_ref().map(|s| (info.latest.as_str(), s.as_deref()));
+        let latest_schema = schema
+            .as_ref()
+            .map(|s| (info.latest.as_str(), s.as_deref()));
         self.store.save_adaptor(&row, &rows, latest_schema).await?;
         Ok(true)
     }
@@ -448,7 +457,8 @@ impl Catalog {
             sha256: sha256(&bytes),
             content_type: content_type.to_string(),
         };
-        let same = stored.is_some_and(|s| (&s.sha256, &s.content_type) == (&icon.sha256, &icon.content_type));
+        let same = stored
+            .is_some_and(|s| (&s.sha256, &s.content_type) == (&icon.sha256, &icon.content_type));
         if same && stored.is_some_and(|s| s.etag == etag) {
             return Ok(false);
         }

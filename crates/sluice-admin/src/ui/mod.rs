@@ -6,6 +6,7 @@ mod admin;
 mod assets;
 mod audit;
 mod auth_methods;
+mod catalog;
 mod channel_form;
 mod channels;
 mod charts;
@@ -89,6 +90,8 @@ pub fn routes() -> Router<AdminState> {
             "/ui/admin/projects",
             get(admin::projects).post(admin::create_project),
         )
+        .route("/ui/admin/catalog", get(catalog::show))
+        .route("/ui/admin/catalog/refresh", post(catalog::refresh))
         .route(
             "/ui/admin/projects/{id}/delete",
             post(admin::delete_project),

@@ -1,5 +1,5 @@
-//! Credential types come through one interface (`SchemaSource`): a source that knows a schema
-//! without an injection rule lets such credentials be stored, but no channel may use one
+//! Credential types come from the adaptor catalogue: an adaptor whose schema has no injection
+//! rule lets such credentials be stored, but no channel may use one
 //! (422 `unsupported_credential_schema`). Runs the real API router over a real SQLite ledger.
 
 use std::sync::Arc;
@@ -7,33 +7,31 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
+use sluice_admin::catalog::{Catalog, CatalogConfig, Cause};
 use sluice_admin::prometheus::Metrics;
-use sluice_admin::schemas::{BundledSchemas, CredentialSchema, SchemaSource};
 use sluice_admin::AdminState;
+use sluice_catalog::LocalStrategy;
 use sluice_core::keyring::generate_key;
 use sluice_health::{Validator, ValidatorConfig};
 use sluice_store::{Role, Secrets, Store, StoreOptions};
 use tower::ServiceExt;
 
-/// The bundled schemas plus `mailchimp`, whose credential is an `apiKey` sluice cannot inject.
-struct WithMailchimp {
-    bundled: BundledSchemas,
-    mailchimp: Arc<CredentialSchema>,
-}
-
-impl SchemaSource for WithMailchimp {
-    fn schema(&self, name: &str) -> Option<Arc<CredentialSchema>> {
-        match name {
-            "mailchimp" => Some(self.mailchimp.clone()),
-            other => self.bundled.schema(other),
-        }
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v = self.bundled.names();
-        v.push("mailchimp".into());
-        v
-    }
+/// A local catalogue directory holding `mailchimp`, whose credential is an `apiKey` sluice
+/// cannot inject.
+fn mailchimp_catalogue(dir: &std::path::Path) {
+    let pkg = dir.join("packages/mailchimp");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let manifest = json!({"name": "@openfn/language-mailchimp", "version": "1.0.0"});
+    std::fs::write(pkg.join("package.json"), manifest.to_string()).unwrap();
+    let schema = json!({
+        "properties": {
+            "apiKey": {"type": "string", "writeOnly": true},
+            "username": {"type": "string"}
+        },
+        "type": "object",
+        "required": ["apiKey"]
+    });
+    std::fs::write(pkg.join("configuration-schema.json"), schema.to_string()).unwrap();
 }
 
 async fn send(
@@ -75,19 +73,25 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
     let store = store.with_secrets(Arc::new(Secrets::given(&generate_key()).unwrap()));
     let project = store.ensure_default_project().await.unwrap();
     let (_, token) = store.create_api_token("t", Role::Admin).await.unwrap();
-    let mailchimp = CredentialSchema::compile(
-        "mailchimp",
-        json!({
-            "properties": {
-                "apiKey": {"type": "string", "writeOnly": true},
-                "username": {"type": "string"}
-            },
-            "type": "object",
-            "required": ["apiKey"]
-        }),
+    mailchimp_catalogue(&dir);
+    let catalog = Catalog::start(
+        store.clone(),
+        Arc::new(LocalStrategy::new(vec![dir.clone()])),
+        CatalogConfig {
+            source: "local".into(),
+            refresh_interval: std::time::Duration::ZERO,
+            node: "test".into(),
+            icon_dir: dir.join("adaptor-icons"),
+            wait: std::time::Duration::from_secs(5),
+        },
+        None,
+        tokio::sync::watch::channel(true).1,
     )
+    .await
     .unwrap();
-    assert!(!mailchimp.has_injection_rule());
+    let report = catalog.refresh(Cause::Api, None).await.unwrap();
+    assert_eq!(report.added, ["@openfn/language-mailchimp"]);
+    assert!(!catalog.schema("mailchimp").unwrap().has_injection_rule());
     let (events, _writer) = sluice_store::EventLog::start(store.clone(), 16)
         .await
         .unwrap();
@@ -104,10 +108,7 @@ async fn a_credential_without_an_injection_rule_cannot_be_attached_to_a_channel(
         default_project: project.id,
         metrics: Metrics::with_recorder().0,
         validator: Validator::new(ValidatorConfig::default()),
-        schemas: Arc::new(WithMailchimp {
-            bundled: BundledSchemas::new(),
-            mailchimp: Arc::new(mailchimp),
-        }),
+        catalog,
         auth: Default::default(),
         throttle: Default::default(),
     });

@@ -96,8 +96,8 @@ async fn packument_fields_are_parsed() {
     assert_eq!(http.latest, latest("http"));
     assert_eq!(http.deprecated, None);
     let versions: Vec<&str> = http.versions.iter().map(|v| v.version.as_str()).collect();
-    assert_eq!(versions, [OLD_VERSION, &http.latest]);
-    let (old, new) = (&http.versions[0], &http.versions[1]);
+    assert_eq!(versions, [&http.latest, OLD_VERSION], "upstream's order");
+    let (new, old) = (&http.versions[0], &http.versions[1]);
     assert_eq!(old.deprecated, Some(format!("upgrade to {}", http.latest)));
     assert_eq!(new.deprecated, None, "an empty message is no deprecation");
     assert_eq!(old.published.as_deref(), Some("2020-01-01T00:00:00.000Z"));

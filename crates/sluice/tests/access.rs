@@ -211,7 +211,15 @@ async fn world(database_url: Option<&str>) -> World {
     let up = upstream::start().await;
     let sink = up.url("/");
     std::mem::forget(up);
-    let s = Sluice::start_on(std::sync::Arc::new(TempDir::new()), database_url, &[]).await;
+    // A local adaptor catalogue, so its reads answer.
+    let adaptors =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/adaptors");
+    let adaptors = [adaptors, "/work/shared/fixtures/adaptors".into()]
+        .into_iter()
+        .find(|p| p.join("README.md").exists())
+        .expect("adaptor fixtures not found beside the repository nor in /work/shared");
+    let catalog = ["--catalog-dir", adaptors.to_str().unwrap()];
+    let s = Sluice::start_on(std::sync::Arc::new(TempDir::new()), database_url, &catalog).await;
     let p = su(&s, Method::POST, "/projects", json!({ "name": "p" })).await["id"]
         .as_str()
         .unwrap()
@@ -503,6 +511,16 @@ async fn cell(w: &World, method: &Method, route: &str, who: Who) -> (Need, Strin
             Need::Superuser,
             route.into(),
             Some(json!({ "stale_threshold_days": 8 })),
+        ),
+        ("GET", "/catalog") => (Need::Superuser, route.into(), None),
+        ("GET", "/catalog/adaptors") => (Need::Anyone, route.into(), None),
+        ("GET", "/catalog/adaptors/{name}") | ("GET", "/catalog/adaptors/{name}/schema") => {
+            (Need::Anyone, route.replace("{name}", "http"), None)
+        }
+        ("POST", "/catalog/refresh") => (
+            Need::Superuser,
+            route.into(),
+            Some(json!({ "package": "http" })),
         ),
         ("POST", "/validate") => (
             Need::EditorSomewhere,

@@ -424,3 +424,67 @@ async fn two_nodes_on_postgres_one_refreshes_and_the_other_sees_it_within_a_seco
     drop((a, b));
     db.drop().await;
 }
+
+#[tokio::test]
+async fn the_interval_refresh_is_due_at_the_last_one_plus_the_interval_across_restarts() {
+    let fake = Fake::start().await;
+    let data = Arc::new(TempDir::new());
+    let mut flags = npm_flags(&fake);
+    flags.extend(["--catalog-refresh-interval", "1h"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    // A ledger never refreshed: the first tick is due at once.
+    let s = Sluice::start_in(data.clone(), &flags).await;
+    let began = Instant::now();
+    while s.get_json("/catalog").await["refreshes"] == json!([]) {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "no refresh at start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = s.get_json("/catalog").await;
+    assert_eq!(status["refreshes"][0]["cause"], "interval");
+    drop(s);
+
+    // Restarted a moment later: the next tick is an hour after that one, not now.
+    fake.reset_calls();
+    let s = Sluice::start_in(data, &flags).await;
+    assert_eq!(
+        names(&s.get_json("/catalog/adaptors").await).len(),
+        108,
+        "warm from the ledger"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.calls(|_| true), 0, "nothing fetched after the restart");
+    assert_eq!(
+        s.get_json("/catalog").await["refreshes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_icon_host_fails_the_icons_not_the_packages() {
+    let fake = Fake::start().await;
+    let mut flags = npm_flags(&fake);
+    let icons = flags
+        .iter()
+        .position(|f| f == "--catalog-icons-url")
+        .unwrap();
+    flags[icons + 1] = common::CLOSED_PORT.to_string();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = Sluice::start_in(Arc::new(TempDir::new()), &flags).await;
+    let report = refreshed(&s).await;
+    assert_eq!(report["added"].as_array().unwrap().len(), 108, "{report}");
+    let failed = report["failed"].as_object().unwrap();
+    assert_eq!(failed.len(), 216, "each package's two icons");
+    assert!(failed.contains_key(&format!("{HTTP}/square")));
+    assert!(failed[&format!("{HTTP}/square")]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1:9"));
+    assert_eq!(s.get_json("/catalog").await["counts"]["offered"], json!(4));
+}

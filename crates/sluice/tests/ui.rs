@@ -1383,7 +1383,10 @@ async fn a_superuser_refreshes_the_catalogue_from_its_page_and_sees_what_changed
         .await;
     assert_eq!(rows, "4");
     assert!(b.text("#refreshes").await.contains("api"));
-    assert!(b.text("#counts").await.contains("offered as credential types"));
+    assert!(b
+        .text("#counts")
+        .await
+        .contains("offered as credential types"));
 
     // Again: nothing new.
     b.click("#refresh-form button[type=submit]").await;

@@ -295,6 +295,7 @@ impl Catalog {
 
     /// Reads the ledger into a new snapshot and drops the cached version schemas.
     async fn rebuild(&self) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
         let rows = self.store.catalog_adaptors().await?;
         let latest = self.store.catalog_latest_schemas().await?;
         let mut problems = Vec::new();
@@ -347,6 +348,7 @@ impl Catalog {
         });
         self.schemas.invalidate_all();
         self.loads.send_modify(|l| l.rebuilt += 1);
+        tracing::debug!(elapsed = ?began.elapsed(), "adaptor catalogue reread from the ledger");
         Ok(())
     }
 

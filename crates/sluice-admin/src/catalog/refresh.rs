@@ -60,7 +60,8 @@ pub struct RefreshReport {
     pub shown: Vec<String>,
     /// Icons changed, as `<package>/<shape>`.
     pub icons: Vec<String>,
-    /// Packages that could not be refreshed, with why (the rest were).
+    /// Packages (or `<package>/<shape>` icons) that could not be refreshed, with why (the rest
+    /// were).
     pub failed: BTreeMap<String, String>,
     /// How long it took.
     pub duration_ms: u64,
@@ -134,6 +135,7 @@ pub(super) fn counted<T: Outcome>(
 ) -> Result<T, CatalogError> {
     let outcome = match &result {
         Ok(v) => v.outcome(),
+        Err(CatalogError::UnknownPackage(_)) => "missing",
         Err(_) => "error",
     };
     metrics::counter!("sluice_catalog_upstream_calls_total", "kind" => kind, "outcome" => outcome)
@@ -147,6 +149,8 @@ struct PackageChange {
     added: bool,
     updated: bool,
     icons: Vec<String>,
+    /// Icons that could not be revalidated (`<package>/<shape>`, why): the package stands.
+    icon_failures: Vec<(String, String)>,
 }
 
 /// A version's fields that upstream owns, to tell whether a packument changed anything.
@@ -329,6 +333,7 @@ impl Catalog {
                         report.updated.push(name.clone());
                     }
                     report.icons.extend(change.icons);
+                    report.failed.extend(change.icon_failures);
                 }
                 Err(PackageError::Unknown) if forced => {
                     return Err(RefreshError::UnknownPackage(name))
@@ -375,8 +380,11 @@ impl Catalog {
             if stored.is_none() && !fetched {
                 continue;
             }
-            if self.refresh_icon(name, shape, stored, now).await? {
-                change.icons.push(format!("{name}/{}", shape.as_str()));
+            let key = format!("{name}/{}", shape.as_str());
+            match self.refresh_icon(name, shape, stored, now).await {
+                Ok(true) => change.icons.push(key),
+                Ok(false) => {}
+                Err(e) => change.icon_failures.push((key, e.to_string())),
             }
         }
         Ok(change)
@@ -417,11 +425,12 @@ impl Catalog {
             (&k.description, &k.latest, &k.deprecated)
                 == (&row.description, &row.latest, &row.deprecated)
         });
+        // Upstream's order and the ledger's may differ: compare version by version.
         let same_versions = stored.len() == rows.len()
-            && stored
-                .iter()
-                .zip(&rows)
-                .all(|(a, b)| version_key(a) == version_key(b));
+            && rows.iter().all(|b| {
+                let a = stored.iter().find(|a| a.version == b.version);
+                a.is_some_and(|a| version_key(a) == version_key(b))
+            });
         if same_row && same_versions && schema.is_none() {
             return Ok(false);
         }

@@ -80,7 +80,8 @@ impl State {
         let short = name.strip_prefix("@openfn/language-").unwrap();
         let mut files = self.files.lock().unwrap();
         let mut versions = serde_json::Map::new();
-        for v in [OLD_VERSION, version] {
+        // Newest first, as some registries answer: not the order of publication.
+        for v in [version, OLD_VERSION] {
             let tgz = tarball(name, v, schema.as_deref().filter(|_| v == version));
             let path = format!("/{name}/-/language-{short}-{v}.tgz");
             let deprecated = match v {

@@ -137,6 +137,13 @@ pub struct ServeArgs {
     /// PEM bundle trusted for sinks in addition to the web roots.
     #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with, on every listener (with `--tls-key`); read
+    /// again on SIGHUP or when the file changes, without dropping connections.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The adaptor catalogue.
     #[command(flatten)]
     pub catalog: CatalogArgs,

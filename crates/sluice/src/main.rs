@@ -9,6 +9,7 @@ mod jobs;
 mod parse;
 mod proxy_threads;
 mod server;
+mod tls;
 mod user_commands;
 
 use clap::Parser;

@@ -24,9 +24,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use sluice_proxy::service::MakeConnService;
 
-use crate::connections::{Clock, ConnectionLimits, Tracked, Watched};
+use crate::connections::{Clock, ConnectionLimits, Expired, Tracked, Watched};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// An accepted connection on its way to a thread: the socket, the caller's address, and its
@@ -40,11 +41,13 @@ type Accepted = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 const MAX_READ_BUFFER: usize = 256 << 10;
 
 /// Serves the connections arriving on `rx` until `stop` turns true (or the acceptor is gone),
-/// then waits for the exchanges in flight on them to finish.
+/// then waits for the exchanges in flight on them to finish. With `tls`, each connection's
+/// handshake comes first, under the same header-read deadline as a request's head.
 async fn serve(
     mut rx: mpsc::UnboundedReceiver<Accepted>,
     app: MakeConnService,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -66,33 +69,85 @@ async fn serve(
             }
         };
         let clock = Clock::new();
-        let service = Tracked::new(app.connection(peer), clock.clone())
-            .map_request(|req: Request<Incoming>| req.map(Body::new));
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(Watched::new(tcp, clock.clone())),
-                TowerToHyperService::new(service),
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let io = Watched::new(tcp, clock.clone());
+        let conn = Conn {
+            builder: builder.clone(),
+            app: app.clone(),
+            peer,
+            clock,
+            limits,
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _open = permit;
             let open = metrics::gauge!("sluice_connections_open");
             open.increment(1.0);
-            tokio::select! {
-                ended = conn => if let Err(e) = ended {
-                    tracing::trace!(error = %e, "connection ended with an error");
-                },
-                why = clock.expired(&limits) => {
-                    metrics::counter!("sluice_connections_closed_total", "reason" => why.as_str())
-                        .increment(1);
-                    tracing::debug!(%peer, reason = why.as_str(), "connection closed");
+            match &tls {
+                None => conn.run(io).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        done = tls.accept(io) => done,
+                        why = conn.clock.expired(&limits) => {
+                            closed(peer, why);
+                            open.decrement(1.0);
+                            return;
+                        }
+                    };
+                    match handshake {
+                        Ok(io) => conn.run(io).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    }
                 }
             }
             open.decrement(1.0);
         });
     }
     graceful.shutdown().await;
+}
+
+/// One caller's connection, ready to be served over plain TCP or TLS.
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    app: MakeConnService,
+    peer: SocketAddr,
+    clock: Arc<Clock>,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Conn {
+    /// Serves requests on `io` until the caller closes it, its clock runs out, or shutdown.
+    async fn run<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            builder,
+            app,
+            peer,
+            clock,
+            limits,
+            watcher,
+        } = self;
+        let service = Tracked::new(app.connection(peer), clock.clone())
+            .map_request(|req: Request<Incoming>| req.map(Body::new));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        tokio::select! {
+            ended = watcher.watch(conn) => if let Err(e) = ended {
+                tracing::trace!(error = %e, "connection ended with an error");
+            },
+            why = clock.expired(&limits) => closed(peer, why),
+        }
+    }
+}
+
+/// Counts and logs a connection closed by its clock.
+fn closed(peer: SocketAddr, why: Expired) {
+    metrics::counter!("sluice_connections_closed_total", "reason" => why.as_str()).increment(1);
+    tracing::debug!(%peer, reason = why.as_str(), "connection closed");
 }
 
 /// The running threads.
@@ -112,6 +167,7 @@ pub fn spawn(
     app: MakeConnService,
     threads: u16,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<ProxyThreads> {
     let (release, released) = watch::channel(());
@@ -121,6 +177,7 @@ pub fn spawn(
         let (tx, rx) = mpsc::unbounded_channel();
         let (done, end) = oneshot::channel();
         let (app, stop, mut released) = (app.clone(), stop.clone(), released.clone());
+        let tls = tls.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -128,7 +185,7 @@ pub fn spawn(
             .name(format!("sluice-proxy-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    serve(rx, app, limits, stop).await;
+                    serve(rx, app, limits, tls, stop).await;
                     let _ = done.send(());
                     // Nothing is ever sent: this returns once the sender is dropped.
                     let _ = released.changed().await;

@@ -129,11 +129,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Certificate::load(cert, key)?),
+        _ => None,
+    };
+    let tls = certificate.as_ref().map(|c| c.acceptor()).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
     let (listener, local) = bind(args.listen).await?;
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"))
+        .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_string();
     let admin = sluice_admin::router(AdminState {
@@ -176,23 +183,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         proxy.service(fallback),
         args.proxy_threads,
         limits,
+        tls.clone(),
         stop_rx.clone(),
     )?;
     let mut servers = vec![threads.served];
     let mut releases = vec![threads.release];
-    println!("listening: http://{local}");
+    println!("listening: {scheme}://{local}");
     if let Some(((admin_listener, admin_local), admin)) = admin_apart {
         let admin = proxy_threads::spawn(
             admin_listener,
             MakeConnService::router_only(admin),
             1,
             limits,
+            tls.clone(),
             stop_rx.clone(),
         )?;
         servers.push(admin.served);
         releases.push(admin.release);
-        println!("admin listening: http://{admin_local}");
+        println!("admin listening: {scheme}://{admin_local}");
     }
+    let reloads = certificate
+        .map(|c| c.watch(events.clone(), stop_rx.clone()))
+        .transpose()?;
     let jobs = crate::jobs::spawn(
         &args,
         &store,
@@ -231,7 +243,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("in-flight exchanges outlived the shutdown grace period"),
         }
     }
-    for job in jobs {
+    for job in jobs.into_iter().chain(reloads) {
         let _ = job.await;
     }
     drop(ledger);

@@ -309,7 +309,8 @@ impl Drop for Sluice {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+/// Sends signal `sig` (`TERM`, `HUP`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
         .status()

@@ -4,6 +4,8 @@
 # `sluice bench load`, and prints throughput, p50 and p99 for both, the ratios sluice/nginx and
 # sluice's memory delta. Every process it starts is stopped on exit.
 set -euo pipefail
+# The benchmark sinks listen on loopback, which the egress policy refuses by default.
+export SLUICE_EGRESS_ALLOW="${SLUICE_EGRESS_ALLOW:-127.0.0.0/8,::1}"
 
 usage() {
   cat <<USAGE

@@ -7,6 +7,8 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
 SINK_BIN=${SINK_BIN:-$BIN}
+# The benchmark sinks listen on loopback, which the egress policy refuses by default.
+export SLUICE_EGRESS_ALLOW="${SLUICE_EGRESS_ALLOW:-127.0.0.0/8,::1}"
 
 for tool in "$@"; do
   command -v "$tool" >/dev/null || { echo "missing $tool (the script's header says what to install)" >&2; exit 1; }

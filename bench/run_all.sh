@@ -8,7 +8,8 @@ usage() {
   cat <<USAGE
 Usage: bench/run_all.sh [options]
 
-Assumes sluice (sluice serve) and the mock sink (sluice bench sink) are already running.
+Assumes sluice (sluice serve --egress-allow 127.0.0.1, the sink being on loopback) and the mock
+sink (sluice bench sink) are already running.
 
   --target URL         sluice base URL             (env SLUICE_TARGET, default http://127.0.0.1:4000)
   --sink URL           mock sink base URL          (env SLUICE_SINK,   default http://127.0.0.1:4001)

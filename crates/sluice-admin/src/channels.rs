@@ -97,6 +97,11 @@ async fn validate(state: &AdminState, ch: &Channel) -> Result<(), ApiError> {
             "names this sluice's own proxy: requests would loop back into it".into(),
         );
     }
+    if !fields.contains_key("sink_url") {
+        if let Err(denied) = state.validator.egress_check(&ch.sink_url).await {
+            fields.insert("sink_url".into(), denied.to_string().into());
+        }
+    }
     if fields.is_empty() {
         Ok(())
     } else {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod channel;
 pub mod clock;
+pub mod egress;
 pub mod event_kind;
 pub mod exchange;
 pub mod header_list;

@@ -53,6 +53,9 @@ pub enum ExchangeError {
     /// Completion could not be persisted.
     #[error("persistence_failed")]
     PersistenceFailed,
+    /// The egress policy refused the sink's address: answered 403.
+    #[error("egress_denied")]
+    EgressDenied,
     /// A sink-credential failure, with its contract string.
     #[error("{0}")]
     Credential(String),
@@ -74,13 +77,14 @@ impl ExchangeError {
         }
     }
 
-    /// The status answered to the caller: 400 and 408 for the caller's faults, 504 for the
-    /// sink's timeouts, 502 otherwise.
+    /// The status answered to the caller: 400 and 408 for the caller's faults, 403 for an
+    /// address the egress policy refuses, 504 for the sink's timeouts, 502 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
             ExchangeError::ClientError => 400,
             ExchangeError::ClientTimeout => 408,
             ExchangeError::RequestTooLarge => 413,
+            ExchangeError::EgressDenied => 403,
             _ if self.state() == RequestState::Timeout => 504,
             _ => 502,
         }
@@ -95,7 +99,17 @@ impl ExchangeError {
         let mut saw_dns = false;
         let mut saw_tls = false;
         while let Some(e) = cur {
+            if e.is::<crate::egress::Denied>() {
+                return ExchangeError::EgressDenied;
+            }
             if let Some(io) = e.downcast_ref::<io::Error>() {
+                // An io::Error's source skips the error it wraps: look at that one too.
+                if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<crate::egress::Denied>())
+                {
+                    return ExchangeError::EgressDenied;
+                }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => return ExchangeError::Econnrefused,
                     io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {

@@ -85,3 +85,13 @@ mod tests {
         assert!(http_protocol().contains("scheme"));
     }
 }
+
+/// Hint for a sink whose address the egress policy refuses.
+pub fn egress_denied(denied: &sluice_core::egress::Denied) -> String {
+    format!(
+        "sluice does not connect to {} addresses unless allowed: pick a public address, or start \
+         sluice with --egress-allow {} (a network, an address or a host name) or \
+         --egress-allow-private.",
+        denied.kind, denied.host
+    )
+}

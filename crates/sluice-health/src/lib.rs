@@ -21,6 +21,7 @@
 
 pub mod classify;
 pub mod clock;
+pub mod egress;
 pub mod flips;
 pub mod hints;
 pub mod monitor;

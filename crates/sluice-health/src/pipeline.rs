@@ -2,18 +2,23 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use sluice_core::egress::{Denied, EgressPolicy};
 
 use tokio::net::{lookup_host, TcpStream};
 use tokio::time::timeout;
 
 use crate::classify::{self, ConnectFailure, HttpFailure};
+use crate::egress::PolicyResolver;
 use crate::hints;
 use crate::report::{elapsed_ms, ProbeOutcome, Step, StepResult, ValidationReport};
 use crate::syntax::{self, Target, TargetHost};
 
-/// Timeouts of the validation steps; the total time of a validation is bounded by their sum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Timeouts of the validation steps (the total time of a validation is bounded by their sum),
+/// and the egress policy.
+#[derive(Debug, Clone)]
 pub struct ValidatorConfig {
     /// Bound on the DNS lookup (default 5 s).
     pub dns_timeout: Duration,
@@ -21,6 +26,8 @@ pub struct ValidatorConfig {
     pub tcp_timeout: Duration,
     /// Bound on the whole HTTP GET up to the response head (default 10 s).
     pub http_timeout: Duration,
+    /// Which addresses may be probed (default: any; `serve` passes its `--egress-allow`).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for ValidatorConfig {
@@ -29,6 +36,7 @@ impl Default for ValidatorConfig {
             dns_timeout: Duration::from_secs(5),
             tcp_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(10),
+            egress: Arc::new(EgressPolicy::open()),
         }
     }
 }
@@ -60,6 +68,7 @@ impl Validator {
             .connect_timeout(cfg.tcp_timeout)
             .timeout(cfg.http_timeout)
             .user_agent(concat!("sluice-health/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(PolicyResolver(cfg.egress.clone())))
             .build()
             .expect("building the validation HTTP client");
         Validator { cfg, client }
@@ -81,6 +90,12 @@ impl Validator {
             steps,
             total_ms,
         }
+    }
+
+    /// Whether every address `url` resolves to is allowed by the egress policy (a channel's
+    /// sink at save); `Err` says why not.
+    pub async fn egress_check(&self, url: &str) -> Result<(), Denied> {
+        crate::egress::check_url(&self.cfg.egress, url).await
     }
 
     /// Validates `url` and condenses the report into a health verdict.
@@ -119,8 +134,24 @@ impl Validator {
         steps.push(self.http(&target, t).await);
     }
 
-    /// Every address the target's host resolves to, in the resolver's order.
+    /// Every address the target's host resolves to, in the resolver's order, each allowed by
+    /// the egress policy.
     async fn dns(&self, target: &Target) -> StepOutcome<Vec<SocketAddr>> {
+        let (addrs, detail) = self.resolve(target).await?;
+        let host = match &target.host {
+            TargetHost::Ip(ip) => ip.to_string(),
+            TargetHost::Domain(name) => name.clone(),
+        };
+        for addr in &addrs {
+            if let Err(denied) = self.cfg.egress.check(&host, addr.ip()) {
+                return Err((denied.to_string(), hints::egress_denied(&denied)));
+            }
+        }
+        Ok((addrs, detail))
+    }
+
+    /// Every address the target's host resolves to, in the resolver's order.
+    async fn resolve(&self, target: &Target) -> StepOutcome<Vec<SocketAddr>> {
         let name = match &target.host {
             TargetHost::Ip(ip) => {
                 let addr = SocketAddr::new(*ip, target.port);

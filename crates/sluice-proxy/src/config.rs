@@ -35,6 +35,8 @@ pub struct ProxyConfig {
     pub auth_failures: u32,
     /// The window source-auth failures are counted (and summed in the event log) over.
     pub auth_failure_window: Duration,
+    /// Which sink and token-endpoint addresses may be connected to (default: any).
+    pub egress: Arc<sluice_core::egress::EgressPolicy>,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +52,7 @@ impl Default for ProxyConfig {
             hop: Hop::new(&uuid::Uuid::new_v4().to_string()),
             auth_failures: 10,
             auth_failure_window: Duration::from_secs(60),
+            egress: Arc::new(sluice_core::egress::EgressPolicy::open()),
         }
     }
 }

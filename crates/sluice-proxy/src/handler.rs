@@ -258,12 +258,15 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
                         Severity::Error,
                         Source::Auth,
                         Some(channel_id),
-                        "the sink credential is unusable; callers get 502",
+                        "the sink credential is unusable; callers get 502 (403 for a token \
+                         endpoint the egress policy refuses)",
                         serde_json::json!({ "credential_id": id, "error": err.to_string() }),
                     );
                 }
+                let status =
+                    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
                 exchange.finish(Outcome::Failed(err));
-                return with_request_id(reply::error(StatusCode::BAD_GATEWAY), &request_id_header);
+                return with_request_id(reply::error(status), &request_id_header);
             }
         },
         None => None,

@@ -50,6 +50,7 @@ impl Proxy {
             sink_credentials: sink_credentials::SinkCredentials::new(
                 store.clone(),
                 cfg.events.clone(),
+                cfg.egress.clone(),
             ),
             auth_failures: auth_failures::AuthFailures::new(
                 cfg.auth_failures,
@@ -57,7 +58,7 @@ impl Proxy {
                 cfg.events.clone(),
             ),
             routes: Routes::new(store, cfg.clone()),
-            upstream: Upstream::new(tls),
+            upstream: Upstream::new(tls, cfg.egress.clone()),
             ledger,
             cfg,
             metrics: Arc::new(ProxyMetrics::default()),

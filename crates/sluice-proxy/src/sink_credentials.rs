@@ -116,12 +116,17 @@ pub struct SinkCredentials {
     tokens: moka::future::Cache<(Uuid, i64), Refreshed>,
     http: reqwest::Client,
     events: Option<EventLog>,
+    egress: Arc<sluice_core::egress::EgressPolicy>,
 }
 
 impl SinkCredentials {
     /// Credentials read from `store`, forgotten when its change feed says they changed;
     /// refused OAuth credentials are reported to `events`.
-    pub fn new(store: Store, events: Option<EventLog>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        events: Option<EventLog>,
+        egress: Arc<sluice_core::egress::EgressPolicy>,
+    ) -> Arc<Self> {
         let me = Arc::new(Self {
             opened: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -131,10 +136,14 @@ impl SinkCredentials {
                 .build(),
             http: reqwest::Client::builder()
                 .timeout(TOKEN_TIMEOUT)
+                .dns_resolver(Arc::new(sluice_health::egress::PolicyResolver(
+                    egress.clone(),
+                )))
                 .build()
                 .expect("building the token endpoint client"),
             store: store.clone(),
             events,
+            egress,
         });
         store.on_change(&me, forget_on_change);
         me
@@ -188,6 +197,13 @@ impl SinkCredentials {
         let token_url =
             field(body, "token_url").ok_or_else(|| fail("credential_missing_auth_fields"))?;
         let form = token_request_form(body)?;
+        let denied = reqwest::Url::parse(token_url)
+            .ok()
+            .and_then(|u| sluice_health::egress::check_literal(&self.egress, &u).err());
+        if let Some(denied) = denied {
+            tracing::warn!(credential = %c.id, error = %denied, "token endpoint refused");
+            return Err(ExchangeError::EgressDenied);
+        }
         let res = self
             .http
             .post(token_url)
@@ -198,7 +214,10 @@ impl SinkCredentials {
             .await
             .map_err(|e| {
                 tracing::warn!(credential = %c.id, error = %e, "token endpoint unreachable");
-                fail("oauth_refresh_failed")
+                match ExchangeError::classify(&e, true) {
+                    ExchangeError::EgressDenied => ExchangeError::EgressDenied,
+                    _ => fail("oauth_refresh_failed"),
+                }
             })?;
         let status = res.status().as_u16();
         if status == 400 || status == 401 {

@@ -26,9 +26,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use sluice_core::egress::EgressPolicy;
 use sluice_core::ExchangeError;
 use tokio::net::TcpStream;
 use tokio::runtime::RuntimeFlavor;
@@ -99,6 +101,35 @@ impl Conn {
     }
 }
 
+/// The system resolver, keeping only the addresses the egress policy allows: what is dialled is
+/// what was checked, whatever the name resolved to when the channel was saved.
+#[derive(Clone)]
+struct PolicyResolver {
+    egress: Arc<EgressPolicy>,
+    gai: GaiResolver,
+}
+
+impl Service<Name> for PolicyResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.gai.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let (egress, mut gai) = (self.egress.clone(), self.gai.clone());
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found = gai.call(name).await?.collect();
+            sluice_health::egress::allowed(&egress, &host, found)
+                .map(Vec::into_iter)
+                .map_err(|denied| io::Error::new(io::ErrorKind::PermissionDenied, denied))
+        })
+    }
+}
+
 /// Why a request got no response head from the sink.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -130,7 +161,8 @@ pub struct Sent {
 
 /// The pooled connections to every sink, and the connector that opens new ones.
 pub struct Upstream {
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<HttpConnector<PolicyResolver>>,
+    egress: Arc<EgressPolicy>,
     /// Per [`home_thread`].
     idle: Mutex<HashMap<Option<ThreadId>, Idle>>,
     /// The sweep task has been started.
@@ -138,9 +170,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A pool whose TLS connections trust `tls`.
-    pub fn new(tls: rustls::ClientConfig) -> Arc<Self> {
-        let mut http = HttpConnector::new();
+    /// A pool whose TLS connections trust `tls`, connecting only where `egress` allows.
+    pub fn new(tls: rustls::ClientConfig, egress: Arc<EgressPolicy>) -> Arc<Self> {
+        let resolver = PolicyResolver {
+            egress: egress.clone(),
+            gai: GaiResolver::new(),
+        };
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         let connector = HttpsConnectorBuilder::new()
@@ -150,6 +186,7 @@ impl Upstream {
             .wrap_connector(http);
         Arc::new(Self {
             connector,
+            egress,
             idle: Mutex::new(HashMap::default()),
             sweeping: AtomicBool::new(false),
         })
@@ -225,6 +262,13 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|e| UpstreamError::Connect(e.into()))?;
+        // An address literal never reaches the resolver: check it here.
+        let host = key.1.host();
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            if let Err(denied) = self.egress.check(host, ip) {
+                return Err(UpstreamError::Connect(Box::new(denied)));
+            }
+        }
         let mut connector = self.connector.clone();
         let io = match tokio::time::timeout(timeout, connector.call(uri)).await {
             Ok(Ok(io)) => io,

@@ -137,6 +137,18 @@ pub struct ServeArgs {
     /// PEM bundle trusted for sinks in addition to the web roots.
     #[arg(long, env = "SLUICE_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,
+    /// Networks (`10.0.0.0/8`), addresses or host names (`dhis2.lan`) sinks, health probes and
+    /// OAuth token calls may reach although loopback, private, link-local, CGNAT or unspecified;
+    /// repeatable, or comma-separated.
+    #[arg(
+        long = "egress-allow",
+        env = "SLUICE_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
+    /// Allow every address, private ones included (sluice's behaviour before egress policies).
+    #[arg(long, env = "SLUICE_EGRESS_ALLOW_PRIVATE")]
+    pub egress_allow_private: bool,
     /// PEM certificate chain to serve HTTPS with, on every listener (with `--tls-key`); read
     /// again on SIGHUP or when the file changes, without dropping connections.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]

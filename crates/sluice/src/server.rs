@@ -11,6 +11,7 @@ use sluice_admin::prometheus::Metrics;
 use sluice_admin::settings::SettingDefaults;
 use sluice_admin::{AdminState, AuthSettings};
 use sluice_core::clock::now_us;
+use sluice_core::egress::EgressPolicy;
 use sluice_core::hops::{Hop, OwnAddresses};
 use sluice_health::passive::HealthBoard;
 use sluice_health::{Validator, ValidatorConfig};
@@ -99,6 +100,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let passive =
         (args.passive_health_failures > 0).then(|| HealthBoard::new(args.passive_health_failures));
     let tls = sluice_proxy::upstream::tls_config(args.extra_ca_file.as_deref())?;
+    let egress = Arc::new(match args.egress_allow_private {
+        true => EgressPolicy::open(),
+        false => EgressPolicy::allowing(&args.egress_allow)
+            .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
+    });
+    let validator = Validator::new(ValidatorConfig {
+        egress: egress.clone(),
+        ..ValidatorConfig::default()
+    });
     let proxy = Proxy::new(
         store.clone(),
         ledger.clone(),
@@ -111,6 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             hop: Hop::new(&node_id),
             auth_failures: args.source_auth_failures,
             auth_failure_window: args.source_auth_window,
+            egress,
             ..ProxyConfig::default()
         },
         tls,
@@ -149,7 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         own_addresses: Arc::new(OwnAddresses::new(vec![local], &public_url)),
         default_project: project.id,
         metrics,
-        validator: Validator::new(ValidatorConfig::default()),
+        validator: validator.clone(),
         events: events.clone(),
         setting_defaults: SettingDefaults {
             health_interval: args.health_interval,
@@ -206,14 +217,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|c| c.watch(events.clone(), stop_rx.clone()))
         .transpose()?;
     let jobs = crate::jobs::spawn(
-        &args,
-        &store,
-        &events,
-        leading,
-        catalog,
-        Validator::new(ValidatorConfig::default()),
-        passive,
-        &stop_rx,
+        &args, &store, &events, leading, catalog, validator, passive, &stop_rx,
     );
     events.emit(
         Severity::Info,

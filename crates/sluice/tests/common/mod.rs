@@ -38,6 +38,9 @@ impl Drop for TempDir {
     }
 }
 
+/// The networks of the tests' own sinks, allowed through the egress policy.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1";
+
 /// A loopback URL nothing listens on (the discard port): connections are refused at once.
 pub const CLOSED_PORT: &str = "http://127.0.0.1:9";
 
@@ -105,6 +108,8 @@ impl Sluice {
             // registry, so point it at a closed local port and refresh only when asked.
             .env("SLUICE_CATALOG_REGISTRY_URL", CLOSED_PORT)
             .env("SLUICE_CATALOG_REFRESH_INTERVAL", "0")
+            // The tests' sinks listen on loopback, which the egress policy refuses by default.
+            .env("SLUICE_EGRESS_ALLOW", LOOPBACK)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -388,6 +393,7 @@ pub async fn serve_logged_under(wrapper: &[&str], data: &TempDir, extra: &[&str]
         .env("RUST_LOG", "info")
         .env("SLUICE_CATALOG_REGISTRY_URL", CLOSED_PORT)
         .env("SLUICE_CATALOG_REFRESH_INTERVAL", "0")
+        .env("SLUICE_EGRESS_ALLOW", LOOPBACK)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

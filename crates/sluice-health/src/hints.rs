@@ -49,6 +49,16 @@ pub fn http_protocol() -> String {
         .to_owned()
 }
 
+/// Hint for a sink whose address the egress policy refuses.
+pub fn egress_denied(denied: &sluice_core::egress::Denied) -> String {
+    format!(
+        "sluice does not connect to {} addresses unless allowed: pick a public address, or start \
+         sluice with --egress-allow {} (a network, an address or a host name) or \
+         --egress-allow-private.",
+        denied.kind, denied.host
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,14 +94,4 @@ mod tests {
         assert!(http_timeout(0.5).contains("0.5 s"));
         assert!(http_protocol().contains("scheme"));
     }
-}
-
-/// Hint for a sink whose address the egress policy refuses.
-pub fn egress_denied(denied: &sluice_core::egress::Denied) -> String {
-    format!(
-        "sluice does not connect to {} addresses unless allowed: pick a public address, or start \
-         sluice with --egress-allow {} (a network, an address or a host name) or \
-         --egress-allow-private.",
-        denied.kind, denied.host
-    )
 }

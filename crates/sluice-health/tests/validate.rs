@@ -24,6 +24,7 @@ fn short_timeouts() -> Validator {
         dns_timeout: Duration::from_secs(2),
         tcp_timeout: Duration::from_millis(800),
         http_timeout: Duration::from_millis(800),
+        ..ValidatorConfig::default()
     })
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sluice_core::access::Right;
 use sluice_core::clock::now_us;
 use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState};
+use sluice_store::wipes::WipeOutcome;
 use sluice_store::{Cursor, RequestFilter, StatusFilter};
 use uuid::Uuid;
 
@@ -157,9 +158,54 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (req, ev) = readable_request(&state, &caller, &id).await?;
-    let mut body = request_json(&req);
-    body["event"] = ev.as_ref().map(event_json).unwrap_or(Value::Null);
-    Ok(Json(body))
+    Ok(Json(detail_json(&state, &req, ev.as_ref()).await?))
+}
+
+/// A request as its detail shows it: its row, its event, and who wiped it if anyone did.
+async fn detail_json(
+    state: &AdminState,
+    req: &RequestRecord,
+    ev: Option<&EventRecord>,
+) -> ApiResult<Value> {
+    let mut body = request_json(req);
+    body["event"] = ev.map(event_json).unwrap_or(Value::Null);
+    body["wiped"] = match state.store.request_wipe(req.id).await? {
+        Some(w) => json!({ "at": wire::ts(w.at), "by": w.by }),
+        None => Value::Null,
+    };
+    Ok(body)
+}
+
+/// `POST /api/v1/requests/{id}/wipe` (admin of its project): drops what the request carried
+/// (headers, body previews, path, query, client address) and keeps the fact of it (state,
+/// status, sizes, timings, hashes), marked with who wiped it and when, and audited. A request
+/// still in flight is 409; wiping again changes nothing.
+pub async fn wipe(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    wipe_request(&state, &caller, &id).await?;
+    let (req, ev) = readable_request(&state, &caller, &id).await?;
+    Ok(Json(detail_json(&state, &req, ev.as_ref()).await?))
+}
+
+/// Wipes request `id` if the caller administers its project (see [`wipe`]).
+pub(crate) async fn wipe_request(state: &AdminState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let (req, _) = readable_request(state, caller, id).await?;
+    let channel = req.channel_id.to_string();
+    let ch = load(state, caller, Right::ManageProject, &channel).await?;
+    let outcome = state
+        .store
+        .wipe_request(req.id, ch.project_id, caller.actor())
+        .await?;
+    if outcome == WipeOutcome::NotFinished {
+        return Err(ApiError::conflict(
+            "the request is in flight or its outcome not written yet: try again once it has finished",
+            json!({ "state": req.state.as_str() }),
+        ));
+    }
+    Ok(())
 }
 
 /// Request `id` and its event, if the caller may read its channel (404 alike for a request

@@ -167,6 +167,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         ),
         (Method::GET, "/requests/{id}", get(history::get)),
         (Method::GET, "/requests/{id}/export", get(export::one)),
+        (Method::POST, "/requests/{id}/wipe", post(history::wipe)),
         (
             Method::GET,
             "/requests/{id}/body/{which}",

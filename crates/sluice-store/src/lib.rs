@@ -37,6 +37,7 @@ mod test_support;
 pub mod tokens;
 mod upgrade;
 pub mod users;
+pub mod wipes;
 
 pub use audit::{AuditEntry, AuditFilter, AuditScope};
 pub use auth_methods::RemoveOutcome;

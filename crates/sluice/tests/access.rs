@@ -464,6 +464,8 @@ async fn cell(w: &World, method: &Method, route: &str, who: Who) -> (Need, Strin
             fill(route, &w.request).replace("{which}", "response"),
             None,
         ),
+        // Wiping again changes nothing and answers the same: the shared request will do.
+        ("POST", "/requests/{id}/wipe") => (Need::Manage, fill(route, &w.request), None),
         ("GET", "/requests/{id}/export") => (
             Need::Read,
             format!("{}?format=har", fill(route, &w.request)),

@@ -375,6 +375,24 @@ async fn a_request_detail_shows_the_preview_hashes_and_timing() {
         changed.contains("preview_bytes") && changed.contains("65536") && changed.contains("1024"),
         "{changed}"
     );
+
+    // An admin wipes its content: the page says who did and no longer shows the body.
+    b.goto(&format!(
+        "{}/ui/requests/{}",
+        s.base,
+        rec["id"].as_str().unwrap()
+    ))
+    .await;
+    b.js("window.confirm = () => true").await;
+    b.click("#wipe-form button[type=submit]").await;
+    let note = b.text("#wiped").await;
+    assert!(note.contains("Wiped by user:ops"), "{note}");
+    assert!(!b.text("main").await.contains("Ann"), "the body is gone");
+    assert_eq!(b.count("#wipe-form").await, 0, "nothing left to wipe");
+    let shas = b
+        .js("return [...document.querySelectorAll('code.sha')].map(c => c.textContent)")
+        .await;
+    assert_eq!(shas[0], common::sha256(body.as_bytes()), "the hash remains");
     b.close().await;
 }
 

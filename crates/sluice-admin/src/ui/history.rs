@@ -8,7 +8,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use sluice_core::access::Right;
@@ -18,7 +18,7 @@ use sluice_store::RequestFilter;
 use uuid::Uuid;
 
 use super::channels::Window;
-use super::view::{problem_text, render, Layout, UiError, UiResult, Viewer};
+use super::view::{problem_text, render, Layout, Submitted, UiError, UiResult, Viewer};
 use super::{charts, format};
 use crate::channels::load;
 use crate::error::ApiError;
@@ -414,6 +414,10 @@ struct DetailPage {
     segments: Vec<(&'static str, &'static str, String)>,
     reused: String,
     has_event: bool,
+    /// Who wiped the request and when, in words; empty if no one did.
+    wiped: String,
+    /// The viewer may wipe it (an admin of its project, the request finished and not wiped).
+    can_wipe: bool,
 }
 
 /// `GET /ui/requests/{id}`
@@ -437,6 +441,13 @@ pub async fn detail(
     .await
     .map_err(|_| ApiError::not_found("request"))?;
     let snapshot = state.store.get_snapshot(req.snapshot_id).await?;
+    let wiped = state.store.request_wipe(req.id).await?;
+    let can_wipe = wiped.is_none()
+        && req.state != RequestState::Pending
+        && viewer.may(Right::ManageProject, ch.project_id);
+    let wiped = wiped
+        .map(|w| format!("Wiped by {} on {}: its headers, body previews, path, query and client address are gone; its status, sizes, timings and hashes remain.", w.by, format::when(w.at)))
+        .unwrap_or_default();
     let forwarded_url =
         crate::export::forwarded_url(snapshot.as_ref().map(|s| s.config.sink_url.as_str()), &req);
     let curl = crate::export::curl(&req, ev.as_ref(), &forwarded_url);
@@ -519,6 +530,8 @@ pub async fn detail(
             None => String::new(),
         },
         has_event: ev.is_some(),
+        wiped,
+        can_wipe,
     };
     Ok(render(&page)?.into_response())
 }
@@ -546,4 +559,14 @@ fn segments(t: &sluice_core::exchange::Timings) -> charts::Segments {
     }
     out.retain(|s| s.2 > 0);
     out
+}
+
+/// `POST /ui/requests/{id}/wipe`: wipes the request (see `history::wipe`) and shows it again.
+pub async fn wipe(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> UiResult<Response> {
+    crate::history::wipe_request(&state, &form.viewer.caller, &id).await?;
+    Ok(Redirect::to(&format!("/ui/requests/{id}")).into_response())
 }

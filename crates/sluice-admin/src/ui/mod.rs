@@ -59,6 +59,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/ui/channels/{id}", get(history::page))
         .route("/ui/channels/{id}/live", get(history::live))
         .route("/ui/requests/{id}", get(history::detail))
+        .route("/ui/requests/{id}/wipe", post(history::wipe))
         .route("/ui/snapshots/{id}", get(snapshot::page))
         .route("/ui/credentials", get(credentials::index))
         .route(

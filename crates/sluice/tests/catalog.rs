@@ -19,16 +19,6 @@ fn fixtures() -> PathBuf {
         .expect("adaptor fixtures not found beside the repository nor in /work/shared")
 }
 
-async fn create(s: &Sluice, body: Value) -> (u16, Value) {
-    let res = s
-        .api(Method::POST, "/credentials")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_catalogue_adaptors_schema_is_a_credential_type_validated_as_published() {
     let dir = fixtures();
@@ -38,23 +28,21 @@ async fn a_catalogue_adaptors_schema_is_a_credential_type_validated_as_published
     )
     .await;
     // googlesheets is not bundled: only the catalogue knows it.
-    let (status, made) = create(
-        &s,
-        json!({ "name": "sheets", "schema": "googlesheets",
-                "body": { "access_token": "ya29.secret-token", "client_email": "a@b.iam" } }),
-    )
-    .await;
+    let (status, made) = s
+        .create_credential(json!({ "name": "sheets", "schema": "googlesheets",
+                "body": { "access_token": "ya29.secret-token", "client_email": "a@b.iam" } }))
+        .await;
     assert_eq!(status, 201, "{made}");
     assert_eq!(made["schema"], "googlesheets");
     assert!(!made.to_string().contains("ya29.secret-token"), "{made}");
     assert_eq!(made["body"]["client_email"], "a@b.iam");
 
     // Its rules are the published schema's: an empty token is refused, naming the field.
-    let (status, problem) = create(
-        &s,
-        json!({ "name": "sheets-2", "schema": "googlesheets", "body": { "access_token": "" } }),
-    )
-    .await;
+    let (status, problem) = s
+        .create_credential(
+            json!({ "name": "sheets-2", "schema": "googlesheets", "body": { "access_token": "" } }),
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     assert!(
         problem["details"]["fields"]["body.access_token"].is_string(),
@@ -62,20 +50,20 @@ async fn a_catalogue_adaptors_schema_is_a_credential_type_validated_as_published
     );
 
     // The package's own name is the same type.
-    let (status, made) = create(
-        &s,
-        json!({ "name": "sheets-3", "schema": "@openfn/language-googlesheets",
+    let (status, made) = s
+        .create_credential(
+            json!({ "name": "sheets-3", "schema": "@openfn/language-googlesheets",
                 "body": { "access_token": "ya29.other" } }),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 201, "{made}");
     assert_eq!(made["schema"], "googlesheets", "one spelling is stored");
 
-    let (status, problem) = create(
-        &s,
-        json!({ "name": "x", "schema": "no-such-adaptor", "body": { "access_token": "t" } }),
-    )
-    .await;
+    let (status, problem) = s
+        .create_credential(
+            json!({ "name": "x", "schema": "no-such-adaptor", "body": { "access_token": "t" } }),
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     let known = problem["details"]["fields"]["schema"].as_str().unwrap();
     for name in ["googlesheets", "msgraph", "dhis2", "http", "oauth"] {
@@ -87,21 +75,21 @@ async fn a_catalogue_adaptors_schema_is_a_credential_type_validated_as_published
 async fn while_the_catalogue_cannot_load_only_the_seed_types_exist_and_the_422_says_why() {
     // The harness points the npm registry at a closed port.
     let s = Sluice::start().await;
-    let (status, problem) = create(
-        &s,
-        json!({ "name": "sheets", "schema": "googlesheets", "body": { "access_token": "t" } }),
-    )
-    .await;
+    let (status, problem) = s
+        .create_credential(
+            json!({ "name": "sheets", "schema": "googlesheets", "body": { "access_token": "t" } }),
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     let said = problem["details"]["fields"]["schema"].as_str().unwrap();
     assert!(said.contains("known: dhis2, http, oauth"), "{said}");
     assert!(said.contains("could not load"), "{said}");
     // A bundled type needs no catalogue.
-    let (status, made) = create(
-        &s,
-        json!({ "name": "h", "schema": "http", "body": { "access_token": "t" } }),
-    )
-    .await;
+    let (status, made) = s
+        .create_credential(
+            json!({ "name": "h", "schema": "http", "body": { "access_token": "t" } }),
+        )
+        .await;
     assert_eq!(status, 201, "{made}");
 }
 

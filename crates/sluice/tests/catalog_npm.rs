@@ -177,11 +177,9 @@ async fn first_load_fills_the_ledger_and_a_bump_fetches_only_that_package() {
     assert_eq!(got["latest"], "9.0.0");
 
     // The credential form follows the new schema at once.
-    let (status, problem) = create(
-        &s,
-        json!({"name": "h", "schema": "http", "body": {"zeta": 5}}),
-    )
-    .await;
+    let (status, problem) = s
+        .create_credential(json!({"name": "h", "schema": "http", "body": {"zeta": 5}}))
+        .await;
     assert_eq!(status, 422, "{problem}");
     assert!(
         problem["details"]["fields"]["body.zeta"].is_string(),
@@ -198,16 +196,6 @@ async fn first_load_fills_the_ledger_and_a_bump_fetches_only_that_package() {
     ] {
         assert!(metrics.contains(name), "{name} missing");
     }
-}
-
-async fn create(s: &Sluice, body: Value) -> (u16, Value) {
-    let res = s
-        .api(Method::POST, "/credentials")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -307,11 +295,11 @@ async fn a_package_removed_upstream_is_hidden_but_its_schema_still_resolves() {
     let fake = Fake::start().await;
     let s = start(&fake, &[]).await;
     refreshed(&s).await;
-    let (status, made) = create(
-        &s,
-        json!({"name": "sheets", "schema": "googlesheets", "body": {"access_token": "ya29.x"}}),
-    )
-    .await;
+    let (status, made) = s
+        .create_credential(
+            json!({"name": "sheets", "schema": "googlesheets", "body": {"access_token": "ya29.x"}}),
+        )
+        .await;
     assert_eq!(status, 201, "{made}");
 
     fake.remove(SHEETS);
@@ -347,7 +335,9 @@ async fn a_package_removed_upstream_is_hidden_but_its_schema_still_resolves() {
         .unwrap();
     assert_eq!(res.status(), 422, "{}", res.text().await.unwrap());
     // The type picker no longer offers it.
-    let (status, problem) = create(&s, json!({"name": "x", "schema": "nope", "body": {}})).await;
+    let (status, problem) = s
+        .create_credential(json!({"name": "x", "schema": "nope", "body": {}}))
+        .await;
     assert_eq!(status, 422);
     let known = problem["details"]["fields"]["schema"].as_str().unwrap();
     assert!(

@@ -90,13 +90,7 @@ async fn a_sink_that_became_private_is_refused_when_connecting_403_and_recorded(
     // Saved while loopback was allowed (as a name whose address later turns private would be).
     let open = Sluice::start_in(data.clone(), &[]).await;
     let by_ip = open.create_channel(&up.url("/"), json!({})).await;
-    let port = up
-        .url("/")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let port = up.port();
     let by_name = open
         .create_channel(&format!("http://localhost:{port}/"), json!({}))
         .await;
@@ -131,13 +125,7 @@ async fn a_sink_that_became_private_is_refused_when_connecting_403_and_recorded(
 #[tokio::test]
 async fn an_allowed_host_name_or_allow_private_opens_the_way() {
     let up = upstream::start().await;
-    let port = up
-        .url("/")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let port = up.port();
     let s = Sluice::start_in(Arc::new(TempDir::new()), &["--egress-allow", "localhost"]).await;
     let (status, body) = create_channel(&s, &format!("http://localhost:{port}/")).await;
     assert_eq!(status, 201, "{body}");
@@ -160,13 +148,7 @@ async fn an_oauth_token_endpoint_on_a_refused_address_is_not_called() {
         Duration::ZERO,
     )
     .await;
-    let port = up
-        .url("/")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let port = up.port();
     // The sink is allowed by name; the token endpoint, 127.0.0.1 by address, is not.
     let s = Sluice::start_in(Arc::new(TempDir::new()), &["--egress-allow", "localhost"]).await;
     let res = s

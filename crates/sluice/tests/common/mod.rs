@@ -169,6 +169,17 @@ impl Sluice {
         body
     }
 
+    /// POSTs a credential; its status and JSON (a 422 too).
+    pub async fn create_credential(&self, body: Value) -> (u16, Value) {
+        let res = self
+            .api(reqwest::Method::POST, "/credentials")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+
     /// Creates a channel to `sink_url` with extra fields; returns the channel JSON.
     pub async fn create_channel(&self, sink_url: &str, extra: Value) -> Value {
         let mut body = json!({ "name": format!("ch-{}", uuid::Uuid::new_v4().simple()), "sink_url": sink_url });

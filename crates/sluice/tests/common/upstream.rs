@@ -36,6 +36,11 @@ impl Upstream {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)

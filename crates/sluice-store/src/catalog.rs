@@ -411,6 +411,14 @@ impl Store {
         Ok(())
     }
 
+    /// The id of the newest recorded refresh (`None`: none yet): it changes with every refresh.
+    pub async fn last_catalog_refresh_id(&self) -> Result<Option<i64>> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM catalog_refreshes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
     /// The most recent refreshes, newest first.
     pub async fn catalog_refreshes(&self, limit: i64) -> Result<Vec<CatalogRefresh>> {
         sqlx::query(

@@ -281,9 +281,47 @@ async fn catalog_refresh_prints_what_changed_and_its_exit_status_tells_the_outco
     assert!(err.contains("no such adaptor upstream"), "{err}");
 
     // A server on that ledger sees what the command stored.
-    let s = Sluice::start_in(Arc::new(data), &local).await;
+    let data = Arc::new(data);
+    let s = Sluice::start_in(data.clone(), &local).await;
     let list = s.get_json("/catalog/adaptors").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
+
+    // And, running, what the command stores next (a SQLite ledger has no change feed between
+    // processes: the server looks for new refreshes every few seconds).
+    let own = TempDir::new();
+    let pkg = own.path().join("packages/extra");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let manifest = json!({"name": "@openfn/language-extra", "version": "1.0.0"});
+    std::fs::write(pkg.join("package.json"), manifest.to_string()).unwrap();
+    std::fs::write(
+        pkg.join("configuration-schema.json"),
+        r#"{"type": "object"}"#,
+    )
+    .unwrap();
+    let both = format!("{},{}", own.path().display(), dir.display());
+    let args: Vec<String> = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--catalog-dir",
+        &both,
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        catalog_refresh(&args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let began = std::time::Instant::now();
+    while s.get_json("/catalog").await["counts"]["adaptors"] != 5 {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(12),
+            "the running server never saw the command's refresh"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

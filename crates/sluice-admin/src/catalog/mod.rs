@@ -238,6 +238,9 @@ impl Catalog {
                 .max_capacity(ICON_CACHE_BYTES)
                 .build(),
         });
+        if catalog.store.backend() == sluice_store::Backend::Sqlite {
+            follow_other_processes(&catalog).await?;
+        }
         catalog.rebuild().await?;
         follow_changes(&catalog);
         Ok(catalog)
@@ -510,6 +513,39 @@ pub enum SchemaRead {
     Found(Arc<str>),
     /// The version is unknown or has no schema.
     Missing,
+}
+
+/// How often a SQLite node looks for a refresh made by another process (`sluice catalog
+/// refresh` beside a running `serve`; PostgreSQL nodes hear of it through the change feed).
+const OTHER_PROCESSES_EVERY: Duration = Duration::from_secs(5);
+
+/// Rebuilds the snapshot when the newest recorded refresh is not the one last seen, until the
+/// catalogue is dropped: a SQLite ledger has no change feed between processes.
+async fn follow_other_processes(catalog: &Arc<Catalog>) -> Result<(), StoreError> {
+    let mut seen = catalog.store.last_catalog_refresh_id().await?;
+    let weak = Arc::downgrade(catalog);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(OTHER_PROCESSES_EVERY).await;
+            let Some(catalog) = weak.upgrade() else {
+                return;
+            };
+            let newest = match catalog.store.last_catalog_refresh_id().await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the last catalogue refresh");
+                    continue;
+                }
+            };
+            if newest != seen {
+                if let Err(e) = catalog.rebuild().await {
+                    tracing::warn!(error = %e, "could not reread the adaptor catalogue");
+                }
+                seen = newest;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Rebuilds the snapshot on every catalogue change (this node's or another's) until the

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sluice_core::access::Right;
 use sluice_core::clock::now_us;
 use sluice_core::{BodyObservation, EventRecord, RequestRecord, RequestState};
-use sluice_store::wipes::WipeOutcome;
+use sluice_store::wipes::{Wipe, WipeOutcome};
 use sluice_store::{Cursor, RequestFilter, StatusFilter};
 use uuid::Uuid;
 
@@ -161,6 +161,22 @@ pub async fn get(
     Ok(Json(detail_json(&state, &req, ev.as_ref()).await?))
 }
 
+/// Who "wiped" a request recorded by a metadata-only project.
+pub const METADATA_ONLY: &str = "policy:metadata-only";
+
+/// Who wiped a request and when: an operator, or its project's metadata-only recording (it
+/// leaves the caller empty, which nothing else does).
+pub(crate) async fn wiped(state: &AdminState, req: &RequestRecord) -> ApiResult<Option<Wipe>> {
+    if let Some(w) = state.store.request_wipe(req.id).await? {
+        return Ok(Some(w));
+    }
+    let by_policy = req.client_identity.is_empty() && req.state != RequestState::Pending;
+    Ok(by_policy.then(|| Wipe {
+        at: req.completed_at.unwrap_or(req.started_at),
+        by: METADATA_ONLY.to_string(),
+    }))
+}
+
 /// A request as its detail shows it: its row, its event, and who wiped it if anyone did.
 async fn detail_json(
     state: &AdminState,
@@ -169,7 +185,7 @@ async fn detail_json(
 ) -> ApiResult<Value> {
     let mut body = request_json(req);
     body["event"] = ev.map(event_json).unwrap_or(Value::Null);
-    body["wiped"] = match state.store.request_wipe(req.id).await? {
+    body["wiped"] = match wiped(state, req).await? {
         Some(w) => json!({ "at": wire::ts(w.at), "by": w.by }),
         None => Value::Null,
     };

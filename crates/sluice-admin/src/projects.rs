@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_core::access::{Right, Role};
+use sluice_store::projects::Recording;
 use sluice_store::{Member, Project, ProjectRemoval, StoreError};
 use uuid::Uuid;
 
@@ -123,28 +124,65 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(project_json(&load(&state, &caller, &id).await?)))
+    let p = load(&state, &caller, &id).await?;
+    Ok(Json(project_view(&state, &p).await?))
 }
 
-/// `PATCH /api/v1/projects/{id}`: renames it.
+/// A project with how its requests are recorded.
+async fn project_view(state: &AdminState, p: &Project) -> ApiResult<Value> {
+    let mut body = project_json(p);
+    body["recording"] = state.store.project_recording(p.id).await?.as_str().into();
+    Ok(body)
+}
+
+/// Body of `PATCH /projects/{id}`: each field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    /// A new name (superusers).
+    name: Option<String>,
+    /// `full` or `metadata` (the project's admins).
+    recording: Option<String>,
+}
+
+/// `PATCH /api/v1/projects/{id}`: renames it (superusers), or sets how its requests are
+/// recorded (`"recording": "full" | "metadata"`, its admins).
 pub async fn patch(
     State(state): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let p = load(&state, &caller, &id).await?;
-    caller.allow(Right::ManageInstance, Some(p.id), "project")?;
-    let name = checked_name(wire::parse_body(&body)?)?;
-    match state
-        .store
-        .rename_project(p.id, &name, caller.actor())
-        .await
-    {
-        Ok(p) => Ok(Json(project_json(&p))),
-        Err(StoreError::Conflict(_)) => Err(duplicate()),
-        Err(e) => Err(e.into()),
+    let mut p = load(&state, &caller, &id).await?;
+    let input: ProjectPatch = wire::parse_body(&body)?;
+    let recording = match input.recording.as_deref() {
+        None => None,
+        Some(mode) => {
+            caller.allow(Right::ManageProject, Some(p.id), "project")?;
+            let why = "must be full or metadata";
+            Some(Recording::parse(mode).ok_or_else(|| ApiError::field("recording", why))?)
+        }
+    };
+    if let Some(name) = input.name {
+        caller.allow(Right::ManageInstance, Some(p.id), "project")?;
+        let name = checked_name(ProjectInput { name })?;
+        p = match state
+            .store
+            .rename_project(p.id, &name, caller.actor())
+            .await
+        {
+            Ok(p) => p,
+            Err(StoreError::Conflict(_)) => return Err(duplicate()),
+            Err(e) => return Err(e.into()),
+        };
     }
+    if let Some(mode) = recording {
+        state
+            .store
+            .set_project_recording(p.id, mode, caller.actor())
+            .await?;
+    }
+    Ok(Json(project_view(&state, &p).await?))
 }
 
 /// `DELETE /api/v1/projects/{id}`: 409 while it owns channels, credentials or auth methods.

@@ -78,7 +78,9 @@ impl Exchange {
     /// dispatch time.
     pub fn dispatched(&mut self, headers: HeaderList, secrets: Reflected) {
         let i = self.inner();
-        i.event.request_headers = headers;
+        if !i.route.metadata_only {
+            i.event.request_headers = headers;
+        }
         i.secrets = secrets;
         i.dispatched = Some(Instant::now());
     }
@@ -99,7 +101,9 @@ impl Exchange {
         r.response_status = Some(status);
         r.ttfb_us = Some(ttfb);
         i.event.response_status = Some(status);
-        i.event.response_headers = headers;
+        if !i.route.metadata_only {
+            i.event.response_headers = headers;
+        }
         i.event.timings.ttfb_us = Some(ttfb);
         i.event.timings.connect_us = connect_us;
         i.event.timings.reused_connection = Some(connect_us.is_none());

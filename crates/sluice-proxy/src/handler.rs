@@ -204,13 +204,21 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
         state: RequestState::Pending,
         started_at,
         completed_at: None,
-        client_identity: first_forwarded_for(parts.headers.get(&X_FORWARDED_FOR))
-            .unwrap_or_else(|| peer_ip.to_string()),
+        // A metadata-only project keeps none of what the caller sent or who it was.
+        client_identity: match route.metadata_only {
+            true => String::new(),
+            false => first_forwarded_for(parts.headers.get(&X_FORWARDED_FOR))
+                .unwrap_or_else(|| peer_ip.to_string()),
+        },
         source_auth_method_id: admitted.map(|(id, _)| id),
         source_auth_type: admitted.map(|(_, kind)| kind.as_str().to_string()),
         method: parts.method.as_str().to_string(),
-        path: fwd_path,
-        query: fwd_query,
+        path: if route.metadata_only {
+            String::new()
+        } else {
+            fwd_path
+        },
+        query: fwd_query.filter(|_| !route.metadata_only),
         response_status: None,
         error: None,
         latency_us: None,
@@ -222,7 +230,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     // The exchange exists before the pending write is awaited: if the caller goes away during
     // that wait, dropping it records the request as `client_disconnected`.
     let request_tap = Arc::new(Mutex::new(
-        TapState::new(route.preview_bytes).with_limit(route.max_request_bytes),
+        TapState::new(route.kept_preview()).with_limit(route.max_request_bytes),
     ));
     let mut exchange = Exchange::new(
         proxy.ledger.clone(),
@@ -352,7 +360,7 @@ pub async fn proxy(proxy: Arc<Proxy>, peer_ip: Arc<str>, req: Request) -> Respon
     };
 
     let (mut head, incoming) = sent.response.into_parts();
-    let response_tap = Arc::new(Mutex::new(TapState::new(route.preview_bytes)));
+    let response_tap = Arc::new(Mutex::new(TapState::new(route.kept_preview())));
     exchange.answered(
         head.status.as_u16(),
         proxy.cfg.redactor.record(&head.headers),

@@ -50,6 +50,20 @@ pub struct Route {
     pub passive: Option<PassiveHealth>,
     /// Source auth methods admitting callers (empty: public).
     pub auth_methods: Vec<AuthMethod>,
+    /// The channel's project records metadata only: no headers, body previews, path, query or
+    /// client address are stored.
+    pub metadata_only: bool,
+}
+
+impl Route {
+    /// Bytes of each body kept as its preview: none in a metadata-only project.
+    pub fn kept_preview(&self) -> usize {
+        if self.metadata_only {
+            0
+        } else {
+            self.preview_bytes
+        }
+    }
 }
 
 /// Routes by channel id.
@@ -93,7 +107,9 @@ impl Routes {
             .store
             .auth_methods_by_ids(&channel.source_auth_method_ids)
             .await?;
-        let Some(route) = self.build(channel, snapshot.id, methods) else {
+        let recording = self.store.project_recording(channel.project_id).await?;
+        let metadata_only = recording == sluice_store::projects::Recording::Metadata;
+        let Some(route) = self.build(channel, snapshot.id, methods, metadata_only) else {
             return Ok(None);
         };
         let route = Arc::new(route);
@@ -110,6 +126,7 @@ impl Routes {
         channel: Channel,
         snapshot_id: Uuid,
         auth_methods: Vec<AuthMethod>,
+        metadata_only: bool,
     ) -> Option<Route> {
         let url = match parse_sink_url(&channel.sink_url) {
             Ok(u) => u,
@@ -150,6 +167,7 @@ impl Routes {
             counters: ChannelCounters::new(channel.id),
             passive: self.cfg.health.as_ref().map(|b| b.handle(channel.id)),
             auth_methods,
+            metadata_only,
             authority,
             channel,
         })
@@ -181,6 +199,8 @@ fn invalidate_on_change(routes: &Routes, change: Change) {
     match change {
         Change::Channel(id) => routes.invalidate(id),
         Change::AuthMethod(id) => routes.invalidate_auth_method(id),
+        // A project's recording mode changed, which its channels' routes carry.
+        Change::Project(_) => routes.clear(),
         Change::Credential(_) | Change::Settings | Change::Catalog => {}
         Change::Unknown => routes.clear(),
     }

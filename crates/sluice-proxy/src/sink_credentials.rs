@@ -276,6 +276,10 @@ fn forget_on_change(me: &SinkCredentials, change: Change) {
     match change {
         Change::Credential(id) => me.forget(Some(id)),
         Change::Unknown => me.forget(None),
-        Change::Channel(_) | Change::AuthMethod(_) | Change::Settings | Change::Catalog => {}
+        Change::Channel(_)
+        | Change::AuthMethod(_)
+        | Change::Settings
+        | Change::Project(_)
+        | Change::Catalog => {}
     }
 }

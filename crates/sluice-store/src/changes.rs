@@ -22,6 +22,8 @@ pub enum Change {
     Credential(Uuid),
     /// An instance setting was saved (see `settings`).
     Settings,
+    /// A project's recording mode changed (see `projects::Recording`).
+    Project(Uuid),
     /// The adaptor catalogue changed (a refresh fetched something new; see `catalog`).
     Catalog,
     /// Anything may have changed: notifications from other nodes were lost (the listening
@@ -37,6 +39,7 @@ impl Change {
             Change::AuthMethod(id) => ("auth_method", id),
             Change::Credential(id) => ("credential", id),
             Change::Settings => ("settings", Uuid::nil()),
+            Change::Project(id) => ("project", id),
             Change::Catalog => ("catalog", Uuid::nil()),
             Change::Unknown => ("unknown", Uuid::nil()),
         };
@@ -53,6 +56,7 @@ impl Change {
             "auth_method" => Change::AuthMethod(id),
             "credential" => Change::Credential(id),
             "settings" => Change::Settings,
+            "project" => Change::Project(id),
             "catalog" => Change::Catalog,
             "unknown" => Change::Unknown,
             _ => return None,

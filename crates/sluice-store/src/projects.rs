@@ -12,6 +12,7 @@ use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry};
+use crate::changes::Change;
 use crate::db::{Backend, Store};
 use crate::error::{Result, StoreError};
 use crate::rows;
@@ -30,7 +31,76 @@ pub struct Project {
     pub created_at: Micros,
 }
 
+/// How a project's requests are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// Everything the contract records.
+    Full,
+    /// The fact of each request only: headers, body previews, path, query and client address
+    /// are never stored (state, status, method, sizes, timings and hashes are).
+    Metadata,
+}
+
+impl Recording {
+    /// Its name in the API and the `projects` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recording::Full => "full",
+            Recording::Metadata => "metadata",
+        }
+    }
+
+    /// The mode called `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Recording::Full),
+            "metadata" => Some(Recording::Metadata),
+            _ => None,
+        }
+    }
+}
+
 impl Store {
+    /// How project `id`'s requests are recorded (`Full` for an unknown project).
+    pub async fn project_recording(&self, id: Uuid) -> Result<Recording> {
+        let mode: Option<String> =
+            sqlx::query_scalar("SELECT recording FROM projects WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(mode
+            .as_deref()
+            .and_then(Recording::parse)
+            .unwrap_or(Recording::Full))
+    }
+
+    /// Sets how project `id`'s requests are recorded, with an audit entry, and tells every
+    /// node's route table.
+    pub async fn set_project_recording(
+        &self,
+        id: Uuid,
+        mode: Recording,
+        actor: &str,
+    ) -> Result<()> {
+        let before = self.project_recording(id).await?;
+        if before == mode {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE projects SET recording = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(mode.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let state = |m: Recording| Some(json!({ "recording": m.as_str() }));
+        let entry =
+            audit::entry(actor, "update", "project", id, state(before), state(mode)).in_project(id);
+        audit::insert(&mut tx, &entry).await?;
+        tx.commit().await?;
+        self.publish(Change::Project(id));
+        Ok(())
+    }
+
     /// Returns the `default` project, creating it if it does not exist yet (race-safe).
     pub async fn ensure_default_project(&self) -> Result<Project> {
         sqlx::query(

@@ -441,7 +441,7 @@ pub async fn detail(
     .await
     .map_err(|_| ApiError::not_found("request"))?;
     let snapshot = state.store.get_snapshot(req.snapshot_id).await?;
-    let wiped = state.store.request_wipe(req.id).await?;
+    let wiped = crate::history::wiped(&state, &req).await?;
     let can_wipe = wiped.is_none()
         && req.state != RequestState::Pending
         && viewer.may(Right::ManageProject, ch.project_id);

@@ -7,3 +7,7 @@ CREATE TABLE request_wipes (
     wiped_at BIGINT NOT NULL,       -- microseconds since the Unix epoch
     wiped_by TEXT NOT NULL          -- the actor: 'user:ann', 'token:ops', ...
 );
+
+-- How a project's requests are recorded: 'full', or 'metadata' (headers, body previews, path,
+-- query and client address are never stored; the request reads as wiped by the policy).
+ALTER TABLE projects ADD COLUMN recording TEXT NOT NULL DEFAULT 'full';

@@ -48,6 +48,7 @@ async fn special_addresses_are_refused_at_save_and_validation_naming_the_address
         ("http://localhost:9/", "loopback"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
         ("http://10.0.0.5:8080/", "private"),
+        ("http://10.0.0.1/", "private"),
         ("http://100.64.1.1/", "CGNAT"),
         ("http://[::1]:9/", "loopback"),
         ("http://0.0.0.0:9/", "unspecified"),

@@ -157,11 +157,7 @@ pub async fn patch(
     let input: ProjectPatch = wire::parse_body(&body)?;
     let recording = match input.recording.as_deref() {
         None => None,
-        Some(mode) => {
-            caller.allow(Right::ManageProject, Some(p.id), "project")?;
-            let why = "must be full or metadata";
-            Some(Recording::parse(mode).ok_or_else(|| ApiError::field("recording", why))?)
-        }
+        Some(mode) => Some(recording_change(&caller, &p, mode)?),
     };
     if let Some(name) = input.name {
         caller.allow(Right::ManageInstance, Some(p.id), "project")?;
@@ -183,6 +179,30 @@ pub async fn patch(
             .await?;
     }
     Ok(Json(project_view(&state, &p).await?))
+}
+
+/// The recording mode called `mode`, if the caller administers project `p`.
+fn recording_change(caller: &Caller, p: &Project, mode: &str) -> ApiResult<Recording> {
+    caller.allow(Right::ManageProject, Some(p.id), "project")?;
+    let why = "must be full or metadata";
+    Recording::parse(mode).ok_or_else(|| ApiError::field("recording", why))
+}
+
+/// Sets how project `id`'s requests are recorded (`full` or `metadata`), if the caller
+/// administers it.
+pub async fn set_recording(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    mode: &str,
+) -> ApiResult<()> {
+    let p = load(state, caller, id).await?;
+    let mode = recording_change(caller, &p, mode)?;
+    state
+        .store
+        .set_project_recording(p.id, mode, caller.actor())
+        .await?;
+    Ok(())
 }
 
 /// `DELETE /api/v1/projects/{id}`: 409 while it owns channels, credentials or auth methods.

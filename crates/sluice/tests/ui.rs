@@ -1411,3 +1411,45 @@ async fn a_superuser_refreshes_the_catalogue_from_its_page_and_sees_what_changed
     assert!(b.text("#refreshed").await.contains("0 added, 0 updated"));
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_project_admin_switches_recording_to_metadata_only_and_requests_keep_no_content() {
+    let s = sluice_with_ops().await;
+    let up = upstream::start().await;
+    let ch = s.create_channel(&up.url("/"), json!({})).await;
+    let project = ch["project_id"].as_str().unwrap().to_string();
+    let Some(b) = Browser::start(Window::DESKTOP).await else {
+        return;
+    };
+    b.sign_in(&s.base, "ops", PASSWORD).await;
+    b.goto(&format!("{}/ui/projects/{project}/members", s.base))
+        .await;
+    assert!(b.text("#recording-now").await.starts_with("Full"));
+    b.js("document.querySelector('#recording-form select').value = 'metadata'")
+        .await;
+    b.click("#recording-form button[type=submit]").await;
+    assert!(b.text("#recording-now").await.starts_with("Metadata only"));
+    let shown = s.get_json(&format!("/projects/{project}")).await;
+    assert_eq!(shown["recording"], "metadata");
+
+    let res = s
+        .http()
+        .post(s.proxy_url(&ch, "/private/zebra-path?who=zebra"))
+        .header("x-request-id", "ui-metadata-only-0000000001")
+        .body("zebra's data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let rec = s.finished(&ch, "ui-metadata-only-0000000001").await;
+    b.goto(&format!(
+        "{}/ui/requests/{}",
+        s.base,
+        rec["id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(b.text("#wiped").await.contains("policy:metadata-only"));
+    let main = b.text("main").await;
+    assert!(!main.contains("zebra"), "nothing of it is shown: {main}");
+    b.close().await;
+}

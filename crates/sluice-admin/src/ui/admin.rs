@@ -236,6 +236,8 @@ struct MembersPage {
     rows: Vec<MemberRow>,
     can_manage: bool,
     problem: String,
+    /// The project records metadata only.
+    metadata_only: bool,
 }
 
 async fn members_page(
@@ -247,7 +249,9 @@ async fn members_page(
     let p = projects::load(state, &viewer.caller, id).await?;
     let mut members = state.store.list_members(p.id).await?;
     members.sort_by_key(|m| m.username.to_lowercase());
+    let recording = state.store.project_recording(p.id).await?;
     Ok(MembersPage {
+        metadata_only: recording == sluice_store::projects::Recording::Metadata,
         layout: viewer.layout(format!("Members of {}", p.name), "members", Some(p.id)),
         project_id: p.id.to_string(),
         project_name: p.name.clone(),
@@ -274,6 +278,24 @@ pub async fn members(
     Path(id): Path<String>,
 ) -> UiResult<Response> {
     Ok(render(&members_page(&state, &viewer, &id, String::new()).await?)?.into_response())
+}
+
+/// `POST /ui/projects/{id}/recording`: `recording` = `full` or `metadata`.
+pub async fn change_recording(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> UiResult<Response> {
+    let viewer = &form.viewer;
+    let mode = form.get("recording").unwrap_or_default();
+    match projects::set_recording(&state, &viewer.caller, &id, mode).await {
+        Ok(()) => Ok(Redirect::to(&format!("/ui/projects/{id}/members")).into_response()),
+        Err(e) if is_refusal(&e) => {
+            let page = members_page(&state, viewer, &id, problem_text(&e)).await?;
+            Ok((e.status(), render(&page)?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /ui/projects/{id}/members`: `username` and `role` (a new member or a new role), or

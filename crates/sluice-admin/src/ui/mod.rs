@@ -101,6 +101,7 @@ pub fn routes() -> Router<AdminState> {
             "/ui/projects/{id}/members",
             get(admin::members).post(admin::change_members),
         )
+        .route("/ui/projects/{id}/recording", post(admin::change_recording))
         .route("/ui/assets/{version}/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(view::not_found))
         .layer(middleware::from_fn(security_headers))

@@ -57,27 +57,3 @@ pub fn check_literal(policy: &EgressPolicy, url: &reqwest::Url) -> Result<(), De
     };
     policy.check(&ip.to_string(), ip)
 }
-
-/// Every address `url`'s host resolves to must be allowed (a channel's sink at save): `Err`
-/// says why one is not. A host that does not resolve passes: nothing can be dialled there yet,
-/// and a connection later is checked again.
-pub async fn check_url(policy: &EgressPolicy, url: &str) -> Result<(), Denied> {
-    let Ok(url) = reqwest::Url::parse(url) else {
-        return Ok(());
-    };
-    check_literal(policy, &url)?;
-    let (Some(url::Host::Domain(host)), Some(port)) = (url.host(), url.port_or_known_default())
-    else {
-        return Ok(());
-    };
-    if policy.allows_host(host) {
-        return Ok(());
-    }
-    let Ok(found) = tokio::net::lookup_host((host, port)).await else {
-        return Ok(());
-    };
-    for addr in found {
-        policy.check(host, addr.ip())?;
-    }
-    Ok(())
-}

@@ -94,8 +94,17 @@ impl Validator {
 
     /// Whether every address `url` resolves to is allowed by the egress policy (a channel's
     /// sink at save); `Err` says why not.
+    ///
+    /// A URL that does not parse or a host that does not resolve passes: nothing can be dialled
+    /// there yet, and a connection later is checked again.
     pub async fn egress_check(&self, url: &str) -> Result<(), Denied> {
-        crate::egress::check_url(&self.cfg.egress, url).await
+        let Ok(target) = syntax::check(url) else {
+            return Ok(());
+        };
+        let Ok((addrs, _)) = self.resolve(&target).await else {
+            return Ok(());
+        };
+        self.refused(&target, &addrs).map_or(Ok(()), Err)
     }
 
     /// Validates `url` and condenses the report into a health verdict.
@@ -138,16 +147,21 @@ impl Validator {
     /// the egress policy.
     async fn dns(&self, target: &Target) -> StepOutcome<Vec<SocketAddr>> {
         let (addrs, detail) = self.resolve(target).await?;
+        match self.refused(target, &addrs) {
+            Some(denied) => Err((denied.to_string(), hints::egress_denied(&denied))),
+            None => Ok((addrs, detail)),
+        }
+    }
+
+    /// The first of `addrs` the egress policy refuses for `target`'s host.
+    fn refused(&self, target: &Target, addrs: &[SocketAddr]) -> Option<Denied> {
         let host = match &target.host {
             TargetHost::Ip(ip) => ip.to_string(),
             TargetHost::Domain(name) => name.clone(),
         };
-        for addr in &addrs {
-            if let Err(denied) = self.cfg.egress.check(&host, addr.ip()) {
-                return Err((denied.to_string(), hints::egress_denied(&denied)));
-            }
-        }
-        Ok((addrs, detail))
+        addrs
+            .iter()
+            .find_map(|a| self.cfg.egress.check(&host, a.ip()).err())
     }
 
     /// Every address the target's host resolves to, in the resolver's order.

@@ -280,15 +280,9 @@ impl Store {
         // No subscriber is fine: nothing is cached yet.
         let _ = self.changes.send(change);
         if self.backend == Backend::Postgres {
-            let pool = self.pool.clone();
-            let payload = change.payload(self.origin);
+            let store = self.clone();
             tokio::spawn(async move {
-                let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(crate::changes::NOTIFY_CHANNEL)
-                    .bind(&payload)
-                    .execute(&pool)
-                    .await;
-                if let Err(e) = sent {
+                if let Err(e) = store.announce(change).await {
                     tracing::warn!(error = %e, "could not tell other nodes of a change");
                 }
             });

@@ -9,9 +9,8 @@ use sluice_catalog::IconShape;
 use sluice_core::access::Right;
 
 use super::format;
-use super::view::{problem_text, render, Layout, Submitted, UiResult, Viewer};
+use super::view::{render, Layout, Submitted, UiResult, Viewer};
 use crate::catalog::{Cause, RefreshReport};
-use crate::error::ApiError;
 use crate::AdminState;
 
 /// Refreshes listed on the page.
@@ -164,10 +163,7 @@ pub async fn refresh(State(state): State<AdminState>, form: Submitted) -> UiResu
         .allow(Right::ManageInstance, None, "catalog")?;
     let (note, problem) = match state.catalog.refresh(Cause::Api, None).await {
         Ok(report) => (refreshed(&report), String::new()),
-        Err(e) => (
-            String::new(),
-            problem_text(&ApiError::new(http::StatusCode::BAD_GATEWAY, e.to_string())),
-        ),
+        Err(e) => (String::new(), e.to_string()),
     };
     let page = page(&state, viewer, note, problem).await?;
     Ok(render(&page)?.into_response())
